@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run pytest on the scenario suite and return its exit code."""
-    command = [sys.executable, "-m", "pytest", str(SCENARIOS), "-p", "no:cacheprovider", *args.extra]
-    return subprocess.call(command)
+    """Replace this process by pytest on the scenario suite.
+
+    exec (rather than a child process) lets Ctrl-C and SIGTERM reach pytest alone, so its teardown
+    runs to the end instead of being cut short by a parent that dies first.
+    """
+    command = [sys.executable, "-m", "pytest", str(SCENARIOS), *args.extra]
+    os.execv(sys.executable, command)
+    return 0  # pragma: no cover - execv does not return

@@ -1,0 +1,178 @@
+"""The board interface scenarios use, and the protocol-level behaviour every board shares."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.console.monitor import ConsoleMonitor
+from harness.console.protocol import PROMPT
+from harness.errors import BoardError, DutTimeoutError
+
+COMMAND_TIMEOUT_S = 10.0
+BOOT_TIMEOUT_S = 20.0
+IP_TIMEOUT_S = 30.0
+
+
+@dataclass
+class BootInfo:
+    """What one boot looked like on the console."""
+
+    mark: int
+    reset_code: int | None = None
+    reset_reason: str | None = None
+    hello: dict[str, Any] = field(default_factory=dict)
+    t_reset: float = 0.0
+    t_link: float | None = None
+    t_ip: float | None = None
+    ip: dict[str, Any] = field(default_factory=dict)
+
+
+class Board(abc.ABC):
+    """A DUT running the HIL test firmware (firmware/PROTOCOL.md), seen through its console.
+
+    Subclasses provide how the board is started, reset and stopped; everything that is plain protocol
+    (commands, stats, waiting for the address) lives here so both boards behave the same.
+    """
+
+    kind: str = "abstract"
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.console: ConsoleMonitor | None = None
+        self.last_boot: BootInfo | None = None
+        self.hello: dict[str, Any] = {}
+
+    # --- what each board implements ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Power/flash the board as needed, open the console and bring the firmware online."""
+
+    @abc.abstractmethod
+    def hard_reset(self) -> None:
+        """Pulse the board's reset line (EN); returns as soon as the reset was issued."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the board (console, processes, ports)."""
+
+    @property
+    @abc.abstractmethod
+    def port(self) -> str:
+        """The console port (device path or URL)."""
+
+    # --- shared protocol behaviour ----------------------------------------------------------------------
+
+    @property
+    def monitor(self) -> ConsoleMonitor:
+        """The console monitor; raises if the board was not started."""
+        if self.console is None:
+            raise BoardError("the board's console is not open: call start() first")
+        return self.console
+
+    def reset(self, wait_online: bool = True, timeout: float = BOOT_TIMEOUT_S) -> BootInfo:
+        """Reset the board and follow its boot log; with ``wait_online`` also wait for its address."""
+        mark = self.monitor.mark()
+        import time
+
+        t_reset = time.time()
+        self.hard_reset()
+        return self.follow_boot(mark, t_reset, wait_online=wait_online, timeout=timeout)
+
+    def follow_boot(
+        self, mark: int, t_reset: float, *, wait_online: bool = True, timeout: float = BOOT_TIMEOUT_S
+    ) -> BootInfo:
+        """Read a boot that starts at console line ``mark``: reset reason, HIL_HELLO, link, address."""
+        console = self.monitor
+        info = BootInfo(mark=mark, t_reset=t_reset)
+        match = console.wait_for_text(r"rst:0x([0-9a-fA-F]+) \(([A-Z0-9_]+)\)", since=mark, timeout=timeout)
+        info.reset_code, info.reset_reason = int(match.group(1), 16), match.group(2)
+        hello = console.wait_for_machine("HIL_HELLO", since=mark, timeout=timeout, what="HIL_HELLO after reset")
+        info.hello = hello.fields
+        self.hello = hello.fields
+        if wait_online:
+            link = console.wait_for(
+                lambda ln: ln.machine is not None and ln.machine.fields.get("event") == "link_up",
+                since=mark, timeout=timeout, what="HIL_EVENT link_up",
+            )  # fmt: skip
+            info.t_link = link.host_time
+            got_ip = console.wait_for(
+                lambda ln: ln.machine is not None and ln.machine.fields.get("event") == "got_ip",
+                since=mark, timeout=IP_TIMEOUT_S, what="HIL_EVENT got_ip (DHCP lease)",
+            )  # fmt: skip
+            info.t_ip = got_ip.host_time
+            assert got_ip.machine is not None
+            info.ip = got_ip.machine.fields
+        self.last_boot = info
+        return info
+
+    def command(self, line: str, timeout: float = COMMAND_TIMEOUT_S) -> dict[str, Any]:
+        """Send a console command and return its HIL_RESULT fields (``ok`` may be false)."""
+        word = line.split()[0]
+        mark = self.monitor.mark()
+        self.monitor.send(line)
+        result = self.monitor.wait_for_machine(
+            "HIL_RESULT",
+            since=mark,
+            timeout=timeout,
+            where=lambda f: f.get("cmd") == word,
+            what=f"the reply to `{line}`",
+        )
+        return result.fields
+
+    def stats(self, timeout: float = COMMAND_TIMEOUT_S) -> dict[str, Any]:
+        """Read the HIL_STATS counters now."""
+        mark = self.monitor.mark()
+        self.monitor.send("stats")
+        line = self.monitor.wait_for_machine(
+            "HIL_STATS", since=mark, timeout=timeout, where=lambda f: f.get("trigger") == "cmd", what="HIL_STATS reply"
+        )
+        return line.fields
+
+    def ip_info(self) -> dict[str, Any]:
+        """The DUT's current address, netmask, gateway and MAC (`ip` command)."""
+        result = self.command("ip")
+        if not result.get("ok"):
+            raise BoardError(f"`ip` command failed: {result.get('error')}")
+        return result
+
+    def wait_for_ip(self, timeout: float = IP_TIMEOUT_S) -> str:
+        """Wait until the DUT has an IPv4 address and return it."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            mark = self.monitor.mark()
+            info = self.ip_info()
+            if info.get("ip") not in (None, "", "0.0.0.0"):
+                return str(info["ip"])
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DutTimeoutError(f"DUT has no IPv4 address after {timeout:g} s (no DHCP lease)")
+            try:
+                self.monitor.wait_for(
+                    lambda ln: ln.machine is not None and ln.machine.fields.get("event") == "got_ip",
+                    since=mark, timeout=remaining, what="HIL_EVENT got_ip",
+                )  # fmt: skip
+            except DutTimeoutError as exc:
+                raise DutTimeoutError(f"DUT has no IPv4 address after {timeout:g} s (no DHCP lease)") from exc
+
+    def prompt_ready(self, timeout: float = COMMAND_TIMEOUT_S) -> None:
+        """Check that the console answers at all (an empty line brings back the prompt)."""
+        mark = self.monitor.mark()
+        self.monitor.send("")
+        self.monitor.wait_for(lambda ln: ln.text.endswith(PROMPT.rstrip()) or PROMPT in ln.text, since=mark,
+                              timeout=timeout, what="the prompt")  # fmt: skip
+
+    def identity(self) -> dict[str, Any]:
+        """Board kind, id and MAC, and the firmware it runs (from HIL_HELLO), for the results file."""
+        mac = self.hello.get("mac", "")
+        return {"kind": self.kind, "id": mac, "mac": mac, "port": self.port}
+
+    def firmware_info(self) -> dict[str, Any]:
+        """The firmware identity printed in HIL_HELLO."""
+        keys = ("app", "app_version", "idf", "components", "chip", "chip_rev", "elf_sha256", "board")
+        return {key: self.hello[key] for key in keys if key in self.hello}

@@ -1,0 +1,117 @@
+"""`VirtualBoard`: the Board interface over the virtual ESP32-P4 supervisor process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import select
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.boards.board import Board
+from harness.console.monitor import ConsoleMonitor
+from harness.errors import BoardError
+from harness.lab.netns import Lab, ManagedProcess
+
+READY_TIMEOUT_S = 15.0
+CONTROL_TIMEOUT_S = 10.0
+
+
+def virtual_mac(run_id: str) -> str:
+    """A stable, locally administered MAC per run (so concurrent runs differ)."""
+    digest = hashlib.sha256(run_id.encode()).digest()
+    return "02:" + ":".join(f"{b:02x}" for b in digest[:5])
+
+
+class VirtualBoard(Board):
+    """The virtual ESP32-P4 in the lab's DUT namespace.
+
+    Args:
+        lab: the started lab whose DUT namespace the board lives in.
+        log_dir: where the console log and the board's own logs go.
+        faults: names from the fault catalogue the firmware twin starts with.
+    """
+
+    kind = "virtual"
+
+    def __init__(self, lab: Lab, log_dir: Path, faults: tuple[str, ...] = ()) -> None:
+        super().__init__(log_dir)
+        self.lab = lab
+        self.faults = faults
+        self.mac = virtual_mac(lab.run_id)
+        self.state_dir = log_dir / "virtual-board"
+        self.process: ManagedProcess | None = None
+        self._port = ""
+        self._control = ""
+
+    @property
+    def port(self) -> str:
+        """The pty the console is on."""
+        return self._port
+
+    def start(self, wait_online: bool = True) -> None:
+        """Start the board process, open its console, and boot it."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable, "-m", "harness.boards.virtual.supervisor", "--state-dir", str(self.state_dir),
+            "--ifname", self.lab.dut_if, "--mac", self.mac,
+        ]  # fmt: skip
+        for fault in self.faults:
+            command += ["--fault", fault]
+        stderr = open(self.state_dir / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            self.process = self.lab.spawn("virtual-board", self.lab.dut, command, stdout=subprocess.PIPE, stderr=stderr)
+        finally:
+            stderr.close()
+        ready = self._read_ready()
+        self._port, self._control = ready["port"], ready["control"]
+        self.console = ConsoleMonitor(self._port, self.log_dir / "console.log").start()
+        self.reset(wait_online=wait_online)
+
+    def _read_ready(self) -> dict[str, Any]:
+        assert self.process is not None
+        stdout = self.process.popen.stdout
+        assert stdout is not None
+        ready, _, _ = select.select([stdout], [], [], READY_TIMEOUT_S)
+        line = stdout.readline() if ready else b""
+        if not line:
+            code = self.process.popen.poll()
+            raise BoardError(
+                f"virtual board did not start within {READY_TIMEOUT_S:g} s (exit code {code}); "
+                f"see {self.state_dir / 'supervisor.log'}"
+            )
+        return json.loads(line)
+
+    def control(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request to the board's control channel (reset line, status)."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.settimeout(CONTROL_TIMEOUT_S)
+                conn.connect(self._control)
+                conn.sendall((json.dumps({"op": op, **fields}) + "\n").encode())
+                reply = json.loads(conn.makefile().readline() or "{}")
+        except (OSError, ValueError) as exc:
+            raise BoardError(f"virtual board control channel {self._control} failed: {exc}") from exc
+        if not reply.get("ok"):
+            raise BoardError(f"virtual board refused {op}: {reply.get('error')}")
+        return reply
+
+    def hard_reset(self) -> None:
+        """Pulse EN."""
+        self.control("reset")
+
+    def app_pid(self) -> int | None:
+        """PID of the running firmware process (to simulate a hang by killing it)."""
+        return self.control("status").get("app_pid")
+
+    def close(self) -> None:
+        """Stop the console and the board process."""
+        if self.console is not None:
+            self.console.stop()
+        if self.process is not None:
+            self.process.stop()
+            if self.process.popen.stdout is not None:
+                self.process.popen.stdout.close()

@@ -1,0 +1,322 @@
+"""The firmware twin: hil_app's behaviour on the virtual ESP32-P4, run as a process in the DUT namespace.
+
+It owns the console (a pty handed over by the supervisor) and the DUT end of the lab cable. What it
+reports comes from real sources: kernel counters, a real DHCP exchange, real sockets.
+
+The supervisor restarts it after it exits with ``EXIT_RESET_BASE + <reset code>`` (a software reset,
+a panic, a watchdog), which is how `reboot` and crashes become a new boot with the right `rst:` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import hashlib
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.boards.virtual import bootlog
+from harness.boards.virtual.httpd import HilHttpServer
+from harness.boards.virtual.linkwatch import watch_carrier
+from harness.boards.virtual.netstats import NetStats
+from harness.console.protocol import PROMPT, format_machine_line, split_command
+
+EXIT_RESET_BASE = 64
+HTTP_PORT = 80
+IPERF3_PORT = 5201
+IDF_VERSION = "v5.5-virtual"
+COMPONENT_VERSIONS = {"esp_smoltcp": "virtual", "esp_smoltcp_lwip_compat": "virtual"}
+FRAME_POOL = (32, 1600)
+
+
+def firmware_sha256() -> str:
+    """SHA256 over the twin's own source: it identifies exactly the code that answers on the wire."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+class Console:
+    """The firmware's UART: writes never block (a full buffer drops output, as a UART FIFO would)."""
+
+    def __init__(self, fd: int, started: float) -> None:
+        self.fd = fd
+        self.started = started
+        self.dropped_bytes = 0
+        self._lock = threading.Lock()
+        os.set_blocking(fd, False)
+
+    def ms(self) -> int:
+        """Milliseconds since this boot, as ESP-IDF's log timestamps count."""
+        return int((time.monotonic() - self.started) * 1000)
+
+    def write(self, text: str) -> None:
+        """Write raw text."""
+        data = text.encode()
+        with self._lock:
+            while data:
+                try:
+                    written = os.write(self.fd, data)
+                except BlockingIOError:
+                    self.dropped_bytes += len(data)
+                    return
+                except OSError as exc:
+                    if exc.errno == errno.EIO:  # nobody has the port open: bytes go nowhere
+                        return
+                    raise
+                data = data[written:]
+
+    def line(self, text: str) -> None:
+        """Write one line with ESP-IDF's CRLF ending."""
+        self.write(text + "\r\n")
+
+    def log(self, level: str, tag: str, message: str) -> None:
+        """Write one ESP-IDF log line."""
+        self.line(bootlog.log_line(level, self.ms(), tag, message))
+
+    def machine(self, keyword: str, fields: dict[str, Any]) -> None:
+        """Write one HIL_* machine line (uncoloured, like ESP_LOGI with colours off for tag hil)."""
+        self.line(format_machine_line(keyword, self.ms(), fields))
+
+    def prompt(self) -> None:
+        """Print the REPL prompt."""
+        self.write(PROMPT)
+
+
+class Firmware:
+    """hil_app on the virtual board."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.ifname: str = args.ifname
+        self.mac: str = args.mac
+        self.console = Console(args.console_fd, time.monotonic() - args.boot_ms / 1000)
+        self.stop = threading.Event()
+        self.stats = NetStats(self.ifname)
+        self.lease: dict[str, Any] = {}
+        self.stats_period_s = 0.0
+        self._stats_wakeup = threading.Event()
+        self.iperf3: subprocess.Popen | None = None
+        self.app = bootlog.AppDescriptor("hil_app", __version__, IDF_VERSION, firmware_sha256())
+
+    # --- boot ---------------------------------------------------------------------------------------------
+
+    def boot(self) -> None:
+        """Everything from app start to the first prompt."""
+        for line in bootlog.app_start_lines(self.console.ms(), self.app, self.args.chip_rev):
+            self.console.line(line)
+        slots, size = FRAME_POOL
+        self.console.log("I", "net_stack", f"frame pool: {slots} slots × {size} B = {slots * size // 1024} KiB")
+        _ip("link", "set", "dev", self.ifname, "address", self.mac)
+        _ip("link", "set", "dev", self.ifname, "up")
+        self.console.log("I", "net_stack", f"ETH attached, MAC {self.mac}, DHCPv4 client started")
+        self._start_services()
+        self.stats.settle_heap()
+        self.console.machine("HIL_HELLO", self.hello())
+        threading.Thread(target=self._watch_link, name="link", daemon=True).start()
+        threading.Thread(target=self._run_dhcp, name="dhcp", daemon=True).start()
+        threading.Thread(target=self._periodic_stats, name="stats", daemon=True).start()
+
+    def hello(self) -> dict[str, Any]:
+        """The HIL_HELLO fields."""
+        return {
+            "app": self.app.project_name,
+            "app_version": self.app.version,
+            "idf": self.app.idf_version,
+            "components": COMPONENT_VERSIONS,
+            "chip": "esp32p4",
+            "chip_rev": self.args.chip_rev,
+            "mac": self.mac,
+            "board": "virtual",
+            "elf_sha256": self.app.elf_sha256,
+        }
+
+    def _start_services(self) -> None:
+        server = HilHttpServer(HTTP_PORT, self.stats_snapshot)
+        server.start()
+        self.iperf3 = subprocess.Popen(
+            ["iperf3", "-s", "-p", str(IPERF3_PORT)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    # --- network events -------------------------------------------------------------------------------------
+
+    def _watch_link(self) -> None:
+        def on_change(up: bool) -> None:
+            if up:
+                self.stats.link_ups += 1
+                self.console.log("I", "net_stack", "ETH link up")
+            else:
+                self.stats.link_downs += 1
+                self.console.log("I", "net_stack", "ETH link down")
+            self.console.machine("HIL_EVENT", {"event": "link_up" if up else "link_down", "iface": "eth"})
+
+        watch_carrier(self.ifname, on_change, self.stop)
+
+    def _run_dhcp(self) -> None:
+        from harness.boards.virtual.dhcp_client import DhcpClient
+
+        client = DhcpClient(self.ifname, self.mac, on_event=self._on_dhcp_event, faults=frozenset(self.args.fault))
+        client.run(self.stop)
+
+    def _on_dhcp_event(self, name: str, fields: dict[str, Any]) -> None:
+        if name == "got_ip":
+            self.lease = dict(fields)
+            self.console.machine(
+                "HIL_EVENT",
+                {"event": "got_ip", "iface": "eth", "ip": fields["ip"], "netmask": fields["netmask"],
+                 "gw": fields.get("gw") or "0.0.0.0", "lease_s": fields.get("lease_s", 0)},
+            )  # fmt: skip
+        elif name == "lost_ip":
+            self.lease = {}
+            self.console.machine("HIL_EVENT", {"event": "lost_ip", "iface": "eth", "ip": fields.get("ip", "")})
+        elif name == "dhcp":
+            self.console.machine("HIL_EVENT", {"event": "dhcp", "iface": "eth", **fields})
+
+    # --- stats ------------------------------------------------------------------------------------------------
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        """The HIL_STATS object (also served by GET /stats)."""
+        return {"proto": 1, "iface": "eth", **self.stats.snapshot(self.console.ms())}
+
+    def _periodic_stats(self) -> None:
+        while not self.stop.is_set():
+            period = self.stats_period_s
+            self._stats_wakeup.wait(period if period > 0 else None)
+            self._stats_wakeup.clear()
+            if self.stats_period_s > 0 and period > 0:
+                self.console.machine(
+                    "HIL_STATS", {"trigger": "period", "iface": "eth", **self.stats.snapshot(self.console.ms())}
+                )
+
+    # --- console ----------------------------------------------------------------------------------------------
+
+    def repl(self) -> int:
+        """Read commands until a command asks for a reset; return the process exit code."""
+        self.console.prompt()
+        pending = b""
+        while not self.stop.is_set():
+            ready, _, _ = select.select([self.console.fd], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                data = os.read(self.console.fd, 4096)
+            except BlockingIOError:
+                continue
+            pending += data.replace(b"\r", b"\n")
+            while b"\n" in pending:
+                raw, pending = pending.split(b"\n", 1)
+                exit_code = self.execute(raw.decode(errors="replace"))
+                if exit_code is not None:
+                    return exit_code
+                if raw.strip():
+                    self.console.prompt()
+        return 0
+
+    def execute(self, line: str) -> int | None:
+        """Run one command line; return an exit code when the command resets the chip."""
+        argv = split_command(line)
+        if not argv:
+            return None
+        handler = COMMANDS.get(argv[0])
+        if handler is None:
+            self.result(argv[0], ok=False, error=f"unknown command '{argv[0]}', try 'help'")
+            return None
+        return handler(self, argv[1:])
+
+    def result(self, cmd: str, ok: bool = True, **fields: Any) -> None:
+        """Print the closing HIL_RESULT of a command."""
+        self.console.machine("HIL_RESULT", {"cmd": cmd, "ok": ok, **fields})
+
+    def cmd_help(self, args: list[str]) -> None:
+        for name, (_, description) in sorted(HELP.items()):
+            self.console.line(f"  {name} - {description}")
+        self.result("help", commands=sorted(HELP))
+
+    def cmd_version(self, args: list[str]) -> None:
+        self.console.machine("HIL_HELLO", self.hello())
+        self.result("version")
+
+    def cmd_ip(self, args: list[str]) -> None:
+        lease = self.lease
+        self.result(
+            "ip", iface="eth", ip=lease.get("ip", "0.0.0.0"), netmask=lease.get("netmask", "0.0.0.0"),
+            gw=lease.get("gw") or "0.0.0.0", mac=self.mac,
+        )  # fmt: skip
+
+    def cmd_stats(self, args: list[str]) -> None:
+        if not args:
+            self.console.machine(
+                "HIL_STATS", {"trigger": "cmd", "iface": "eth", **self.stats.snapshot(self.console.ms())}
+            )
+            self.result("stats")
+            return
+        if len(args) == 2 and args[0] == "period":
+            try:
+                period = float(args[1])
+            except ValueError:
+                period = -1
+            if period < 0:
+                self.result("stats", ok=False, error="usage: stats period <seconds>, 0 to stop")
+                return
+            self.stats_period_s = period
+            self._stats_wakeup.set()
+            self.result("stats", period_s=period)
+            return
+        self.result("stats", ok=False, error="usage: stats | stats period <seconds>")
+
+    def cmd_reboot(self, args: list[str]) -> int:
+        self.result("reboot")
+        self.console.line("Rebooting...")
+        return EXIT_RESET_BASE + bootlog.SW_CPU_RESET
+
+    def shutdown(self) -> None:
+        """Stop background work before the process exits (the supervisor resets the interface)."""
+        self.stop.set()
+        if self.iperf3 is not None and self.iperf3.poll() is None:
+            self.iperf3.kill()
+            self.iperf3.wait(timeout=5)
+
+
+HELP: dict[str, tuple[Any, str]] = {
+    "help": (Firmware.cmd_help, "list commands"),
+    "version": (Firmware.cmd_version, "print HIL_HELLO again"),
+    "ip": (Firmware.cmd_ip, "address, netmask, gateway and MAC of the Ethernet interface"),
+    "stats": (Firmware.cmd_stats, "print HIL_STATS now; 'stats period <s>' prints them every s seconds"),
+    "reboot": (Firmware.cmd_reboot, "software reset (esp_restart)"),
+}
+COMMANDS = {name: handler for name, (handler, _) in HELP.items()}
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Process entry point (started by the supervisor)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--console-fd", type=int, required=True)
+    parser.add_argument("--ifname", default="eth0")
+    parser.add_argument("--mac", required=True)
+    parser.add_argument("--chip-rev", default="v1.0")
+    parser.add_argument("--boot-ms", type=int, default=0, help="ms already spent in ROM and bootloader")
+    parser.add_argument("--fault", action="append", default=[])
+    args = parser.parse_args(argv)
+    firmware = Firmware(args)
+    try:
+        firmware.boot()
+        return firmware.repl()
+    finally:
+        firmware.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

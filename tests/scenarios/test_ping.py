@@ -1,0 +1,22 @@
+"""Ping: 100 echoes at 10 ms intervals, for three payload sizes."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.boards.board import Board
+from harness.lab.traffic import percentile, ping
+
+
+@pytest.mark.parametrize("size", [56, 512, 1472])
+def test_ping(board: Board, lab, dut_ip: str, hil_config, metrics, size: int) -> None:
+    """No echo is lost; RTT percentiles are recorded."""
+    result = ping(lab.host, dut_ip, count=100, interval=0.01, size=size)
+
+    metrics.record("ping_loss_pct", result.loss_pct, "%", "lower")
+    assert result.rtts_ms, f"no echo reply from {dut_ip} ({result.sent} sent)"
+    metrics.record("ping_rtt_p50_ms", percentile(result.rtts_ms, 50), "ms", "lower")
+    metrics.record("ping_rtt_p99_ms", percentile(result.rtts_ms, 99), "ms", "lower")
+    metrics.record("ping_rtt_max_ms", max(result.rtts_ms), "ms", "lower")
+    allowed = hil_config.data["thresholds"]["ping_loss_max_pct"]
+    assert result.loss_pct <= allowed, f"{result.sent - result.received} of {result.sent} echoes lost ({size} B)"
