@@ -210,10 +210,15 @@ def _budget_violations(item: pytest.Item, session: HilSession, deltas: dict[str,
     return ", ".join(f"{name} +{got} (budget {limit})" for name, (got, limit) in over.items())
 
 
+HIL_FIXTURES = frozenset({"board", "lab", "metrics", "dut_ip", "console", "dhcp_server"})
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """A board that hung in the previous test is reset before the next one uses it."""
+    """Note which tests are HIL tests (recorded in the results); reset a board that hung in the previous test."""
     session = item.config.stash[SESSION_KEY]
+    if HIL_FIXTURES & set(getattr(item, "fixturenames", ())):
+        session.hil_tests.add(item.nodeid)
     if session.board is not None and session.board_unresponsive and "board" in getattr(item, "fixturenames", ()):
         session.recover_board()
 

@@ -11,7 +11,7 @@ SCENARIOS = Path(__file__).resolve().parent.parent / "tests" / "scenarios"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `hil run` to the `hil` command."""
+    """Add `hil run` and `hil test` to the `hil` command."""
     parser = subparsers.add_parser(
         "run",
         help="run the HIL suite (tests/scenarios); extra arguments go to pytest",
@@ -19,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Arguments not listed here are passed to pytest, e.g. `hil run -k ping --board esp32p4`.",
     )
     parser.set_defaults(func=run, accepts_extra=True)
+    register_test(subparsers)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,4 +30,21 @@ def run(args: argparse.Namespace) -> int:
     """
     command = [sys.executable, "-m", "pytest", str(SCENARIOS), *args.extra]
     os.execv(sys.executable, command)
+    return 0  # pragma: no cover - execv does not return
+
+
+def register_test(subparsers: argparse._SubParsersAction) -> None:
+    """Add `hil test` to the `hil` command."""
+    parser = subparsers.add_parser(
+        "test",
+        help="run the project's tests (harness self-tests and the suite on the virtual board)",
+        description="Run everything under tests/ (tests/harness and tests/scenarios). Extra arguments go to pytest.",
+    )
+    parser.set_defaults(func=run_tests, accepts_extra=True)
+
+
+def run_tests(args: argparse.Namespace) -> int:
+    """Replace this process by pytest on tests/."""
+    tests = SCENARIOS.parent
+    os.execv(sys.executable, [sys.executable, "-m", "pytest", str(tests), *args.extra])
     return 0  # pragma: no cover - execv does not return

@@ -46,6 +46,7 @@ class HilSession:
         self.dhcp: Any = None
         self.board: Board | None = None
         self.board_unresponsive = False
+        self.hil_tests: set[str] = set()
         self._lock = threading.Lock()
         self._closed = False
         record.meta["config"] = {"fingerprint": config.fingerprint(), "source": str(config.source or "")}
@@ -114,7 +115,9 @@ class HilSession:
     # --- results -----------------------------------------------------------------------------------------
 
     def record_report(self, report: pytest.TestReport) -> None:
-        """Fold one phase report (setup/call/teardown) into the test's record and save the file."""
+        """Fold one phase report (setup/call/teardown) of a HIL test into its record and save the file."""
+        if report.nodeid not in self.hil_tests:
+            return
         test = self.record.test(report.nodeid)
         test.duration_s += report.duration
         if report.when == "call" or (report.when == "setup" and not report.passed):

@@ -1,0 +1,123 @@
+"""`hil run` end to end on the virtual board: results, JUnit, concurrency, Ctrl-C, a hung DUT."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import textwrap
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from harness.testing import REPO, hil_command, hil_namespaces, needs_root, processes_mentioning
+
+pytestmark = needs_root
+
+
+def _results(results_dir: Path) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted(results_dir.glob("*.json"))]
+
+
+def test_two_concurrent_runs_pass_and_record_everything(tmp_path: Path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        results_dir = tmp_path / name
+        junit = tmp_path / f"{name}.xml"
+        command = hil_command("-k", "boot or ping", f"--junitxml={junit}", results_dir=results_dir)
+        runs.append((results_dir, junit, subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
+                                                          stderr=subprocess.STDOUT, text=True)))  # fmt: skip
+    for results_dir, junit, process in runs:
+        output, _ = process.communicate(timeout=240)
+        assert process.returncode == 0, output[-3000:]
+        assert "esp-smoltcp-hil summary" in output and "ping_rtt_p50_ms" in output
+
+        (record,) = _results(results_dir)
+        assert record["board"]["kind"] == "virtual" and record["board"]["mac"]
+        assert record["firmware"]["chip"] == "esp32p4" and len(record["firmware"]["elf_sha256"]) == 64
+        assert record["link"]["goodput_ceiling_mbps"] == pytest.approx(94.148, abs=0.001)
+        assert record["finished"] and record["config"]["fingerprint"]
+        outcomes = {test["nodeid"].split("::")[-1]: test["outcome"] for test in record["tests"]}
+        assert outcomes == {"test_boot": "passed", "test_ping[56]": "passed", "test_ping[512]": "passed",
+                            "test_ping[1472]": "passed"}  # fmt: skip
+        for test in record["tests"]:
+            assert (results_dir / test["console_slice"]).read_text().strip(), f"empty console slice {test['nodeid']}"
+            assert "rx_frames" in test["counters"]
+            for metric in test["metrics"]:
+                assert set(metric) >= {"name", "value", "unit", "better"} and metric["better"] in ("higher", "lower")
+
+        properties = {p.get("name") for p in ET.parse(junit).getroot().iter("property")}
+        assert {"ping_rtt_p50_ms", "boot_to_ip_s", "console_slice"} <= properties
+        assert not processes_mentioning(str(results_dir)), "a process of the run outlived it"
+    ids = [_results(results_dir)[0]["run_id"] for results_dir, _, _ in runs]
+    assert ids[0] != ids[1]
+
+
+def test_ctrl_c_mid_transfer_cleans_up_and_keeps_results(tmp_path: Path) -> None:
+    before = hil_namespaces()
+    command = hil_command("-k", "http_download", "--dl-bytes", "2000000000", results_dir=tmp_path)
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        new = _wait_for_transfer(before, timeout=60)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode != 0
+    assert not new & hil_namespaces(), f"namespaces left after Ctrl-C: {new & hil_namespaces()}\n{output[-2000:]}"
+    assert not processes_mentioning(str(tmp_path)), "a process of the run outlived Ctrl-C"
+    (record,) = _results(tmp_path)
+    assert record["board"]["kind"] == "virtual"
+
+
+def _wait_for_transfer(before: set[str], timeout: float) -> set[str]:
+    """Wait until the run's cable has carried 20 MB of the download (the transfer is under way)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name in hil_namespaces() - before:
+            if name.endswith("-host"):
+                stats = subprocess.run(["ip", "netns", "exec", name, "cat", "/sys/class/net/lab0/statistics/rx_bytes"],
+                                       capture_output=True, text=True, timeout=10)  # fmt: skip
+                if stats.stdout.strip().isdigit() and int(stats.stdout) > 20_000_000:
+                    return {name, name.removesuffix("-host") + "-dut"}
+        time.sleep(0.2)  # polling an external counter; there is no event to wait on
+    raise AssertionError("the download did not start within the timeout")
+
+
+HUNG_DUT_SCENARIO = """
+import threading
+
+from harness.lab.traffic import http_download, ping
+
+
+def test_dut_hangs_mid_download(board, lab, dut_ip):
+    pid = board.app_pid()
+    timer = threading.Timer(1.0, lambda: __import__("os").kill(pid, 9))
+    timer.start()
+    http_download(lab.host, dut_ip, 500_000_000)
+
+
+def test_next_test_gets_a_working_board(board, lab, dut_ip):
+    assert ping(lab.host, dut_ip, count=5, interval=0.05).loss_pct == 0
+"""
+
+
+def test_hung_dut_fails_one_test_and_the_run_goes_on(tmp_path: Path) -> None:
+    scenario = tmp_path / "test_hung.py"
+    scenario.write_text(textwrap.dedent(HUNG_DUT_SCENARIO))
+    results_dir = tmp_path / "results"
+    command = ["python3", "-m", "pytest", str(scenario), "--results-dir", str(results_dir), "-p", "no:cacheprovider",
+               "--rootdir", str(tmp_path)]  # fmt: skip
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
+    elapsed = time.monotonic() - started
+    (record,) = _results(results_dir)
+    outcomes = {test["nodeid"].split("::")[-1]: test for test in record["tests"]}
+    hung = outcomes["test_dut_hangs_mid_download"]
+    assert hung["outcome"] == "failed", done.stdout[-3000:]
+    assert "stalled" in hung["message"] or "DUT" in hung["message"], hung["message"]
+    assert outcomes["test_next_test_gets_a_working_board"]["outcome"] == "passed", done.stdout[-3000:]
+    assert elapsed < 120, f"a hung DUT held the run for {elapsed:.0f} s"
