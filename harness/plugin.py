@@ -32,6 +32,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="board under test: the virtual ESP32-P4 (default) or a real ESP32-P4 (esp32p4)")  # fmt: skip
     group.addoption("--results-dir", type=Path, default=Path("results"),
                     help="where <run-id>.json, console logs and slices go (default: results/)")  # fmt: skip
+    group.addoption("--results-db", default=None,
+                    help="results store to import the run into (SQLite path or postgresql:// URL; "
+                    "default: <results-dir>/hil.sqlite)")  # fmt: skip
+    group.addoption("--no-import", action="store_true", help="do not import the run into the results store")
     group.addoption("--hil-config", type=Path, default=None,
                     help="lab config file (default: ./hil.toml when present)")  # fmt: skip
     group.addoption("--dl-bytes", type=int, default=50_000_000,

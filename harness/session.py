@@ -47,6 +47,7 @@ class HilSession:
         self.board: Board | None = None
         self.board_unresponsive = False
         self.hil_tests: set[str] = set()
+        self.imported_into: str | None = None
         self._lock = threading.Lock()
         self._closed = False
         record.meta["config"] = {"fingerprint": config.fingerprint(), "source": str(config.source or "")}
@@ -140,6 +141,20 @@ class HilSession:
         self.close()
         if self.record.tests or self.lab is not None:
             self.record.save(finished=True)
+            self.import_into_store()
+
+    def import_into_store(self) -> None:
+        """Add the finished run to the results store (history for `hil gate` and the dashboard)."""
+        if self.options.no_import:
+            return
+        from harness.results.store import import_results_file
+
+        db_url = self.options.results_db or str(self.record.results_dir / "hil.sqlite")
+        try:
+            import_results_file(self.record.path, db_url)
+            self.imported_into = db_url
+        except HilError as exc:
+            print(f"hil: the run was not imported into {db_url}: {exc} (the results file is kept: {self.record.path})")
 
     def close(self) -> None:
         """Stop board, DHCP server and lab; idempotent (also runs at interpreter exit)."""
@@ -182,6 +197,8 @@ class HilSession:
         reporter.write_sep("=", "esp-smoltcp-hil summary")
         reporter.write(buffer.getvalue())
         reporter.write_line(f"results: {self.record.path}")
+        if self.imported_into:
+            reporter.write_line(f"imported into {self.imported_into}: `hil gate --db {self.imported_into}` judges it")
 
 
 def _failure_message(report: pytest.TestReport) -> str:

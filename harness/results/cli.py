@@ -42,11 +42,18 @@ def load_policy(config_path: str | None) -> ThresholdPolicy:
 
 
 def _common(parser: argparse.ArgumentParser, config: bool = False) -> None:
-    parser.add_argument("--db", default=DEFAULT_DB, metavar="URL",
-                        help=f"results store: SQLite path or postgresql:// URL (default {DEFAULT_DB})")
+    parser.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        metavar="URL",
+        help=f"results store: SQLite path or postgresql:// URL (default {DEFAULT_DB})",
+    )
     if config:
-        parser.add_argument("--config", metavar="FILE",
-                            help=f"lab config with [regress] thresholds (default {DEFAULT_CONFIG} if present)")
+        parser.add_argument(
+            "--config",
+            metavar="FILE",
+            help=f"lab config with [regress] thresholds (default {DEFAULT_CONFIG} if present)",
+        )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -71,8 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(exp)
     exp.set_defaults(func=cmd_export)
 
-    for name, accepted, text in (("accept", True, "use a run in later baselines (the default for new runs)"),
-                                 ("reject", False, "leave a run out of later baselines (e.g. a broken lab)")):
+    for name, accepted, text in (
+        ("accept", True, "use a run in later baselines (the default for new runs)"),
+        ("reject", False, "leave a run out of later baselines (e.g. a broken lab)"),
+    ):
         sub = actions.add_parser(name, help=text)
         sub.add_argument("run_id", metavar="RUN_ID")
         _common(sub)

@@ -31,11 +31,16 @@ from harness.results.store import RunSummary, Store
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 MARKER = ".hil-dashboard"
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "base-uri 'none'; form-action 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'"
+)
 VERDICT_CODE = {Verdict.REGRESSED: "R", Verdict.IMPROVED: "I", Verdict.UNCHANGED: "U", Verdict.NOT_ENOUGH_HISTORY: "N"}
-VERDICT_CLASS = {Verdict.REGRESSED: "regressed", Verdict.IMPROVED: "improved", Verdict.UNCHANGED: "unchanged",
-                 Verdict.NOT_ENOUGH_HISTORY: "nohistory"}
+VERDICT_CLASS = {
+    Verdict.REGRESSED: "regressed",
+    Verdict.IMPROVED: "improved",
+    Verdict.UNCHANGED: "unchanged",
+    Verdict.NOT_ENOUGH_HISTORY: "nohistory",
+}
 LATENCY_UNITS = {"ms", "us", "µs", "s", "ns"}
 SPARK_POINTS = 60
 PERCENTILE_NAME = re.compile(r"^(?P<base>.+?)_p(?P<p>\d{1,3}(?:\.\d+)?)(?P<suffix>_[A-Za-z]+)?$")
@@ -96,8 +101,10 @@ class Site:
     def page(self, path: str, heading: str, body: str, charts: dict[str, Any] | None = None) -> None:
         depth = path.count("/")
         root = "../" * depth
-        nav = (f'<nav><a href="{root}index.html">Overview</a><a href="{root}runs.html">Runs</a>'
-               f'<a href="{root}latency.html">Latency</a></nav>')
+        nav = (
+            f'<nav><a href="{root}index.html">Overview</a><a href="{root}runs.html">Runs</a>'
+            f'<a href="{root}latency.html">Latency</a></nav>'
+        )
         document = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -143,20 +150,25 @@ class Site:
                 (len(self.series), "metric series", ""),
                 (latest_verdicts.count(Verdict.REGRESSED), "regressed (latest run of each series)", "bad"),
                 (latest_verdicts.count(Verdict.IMPROVED), "improved (latest run of each series)", "good"),
-            ))
+            )
+        )
         body = [f'<div class="cards">{stats}</div>']
         charts: dict[str, Any] = {}
         for (kind, board_id, fingerprint), keys in sorted(groups.items()):
-            body.append(f"<h2>Board {esc(kind)} <code>{esc(board_id)}</code> · config "
-                        f"<code>{esc(fingerprint[:16] or '(none)')}</code></h2>")
+            body.append(
+                f"<h2>Board {esc(kind)} <code>{esc(board_id)}</code> · config "
+                f"<code>{esc(fingerprint[:16] or '(none)')}</code></h2>"
+            )
             rows = []
             for key in sorted(keys, key=lambda k: (k.nodeid, k.metric)):
                 points = self.series[key]
                 last = points[-1]
                 chart_id = f"s{len(charts)}"
                 tail = points[-SPARK_POINTS:]
-                charts[chart_id] = {"v": [p.value for p in tail],
-                                    "r": [VERDICT_CODE[p.judgement.verdict] for p in tail]}
+                charts[chart_id] = {
+                    "v": [p.value for p in tail],
+                    "r": [VERDICT_CODE[p.judgement.verdict] for p in tail],
+                }
                 change = last.judgement.change_pct
                 rows.append(
                     f'<tr class="{VERDICT_CLASS[last.judgement.verdict]}">'
@@ -167,13 +179,19 @@ class Site:
                     f"<td>{badge(last.judgement.verdict)}</td>"
                     f'<td><svg class="spark" data-chart="sparkline" data-key="{chart_id}" role="img" '
                     f'aria-label="last {len(tail)} runs"></svg></td>'
-                    f'<td><a href="{self.run_href(last.run_id)}">{esc(last.run_id)}</a></td></tr>')
-            body.append("<table><thead><tr><th>test</th><th>metric</th><th>latest</th><th>vs baseline</th>"
-                        "<th>verdict</th><th>history</th><th>latest run</th></tr></thead><tbody>"
-                        + "".join(rows) + "</tbody></table>")
+                    f'<td><a href="{self.run_href(last.run_id)}">{esc(last.run_id)}</a></td></tr>'
+                )
+            body.append(
+                "<table><thead><tr><th>test</th><th>metric</th><th>latest</th><th>vs baseline</th>"
+                "<th>verdict</th><th>history</th><th>latest run</th></tr></thead><tbody>"
+                + "".join(rows)
+                + "</tbody></table>"
+            )
         if not self.series:
-            body.append('<p class="muted">No metrics stored yet: import results with '
-                        "<code>hil results import FILE...</code>.</p>")
+            body.append(
+                '<p class="muted">No metrics stored yet: import results with '
+                "<code>hil results import FILE...</code>.</p>"
+            )
         body.append("<h2>Recent runs</h2>" + self.runs_table(self.runs[:20]))
         self.page("index.html", "Overview", "\n".join(body), charts)
 
@@ -188,10 +206,14 @@ class Site:
                 f'<td class="num">{run.outcomes.get("passed", 0)}</td>'
                 f'<td class="num">{badge("failed") + " " if failed else ""}{failed}</td>'
                 f'<td class="num">{run.outcomes.get("skipped", 0)}</td>'
-                f"<td>{'accepted' if run.accepted else 'rejected'}</td></tr>")
-        return ("<table><thead><tr><th>run</th><th>started</th><th>board</th><th>firmware</th><th>config</th>"
-                "<th>passed</th><th>failed</th><th>skipped</th><th>baseline</th></tr></thead><tbody>"
-                + "".join(rows) + "</tbody></table>")
+                f"<td>{'accepted' if run.accepted else 'rejected'}</td></tr>"
+            )
+        return (
+            "<table><thead><tr><th>run</th><th>started</th><th>board</th><th>firmware</th><th>config</th>"
+            "<th>passed</th><th>failed</th><th>skipped</th><th>baseline</th></tr></thead><tbody>"
+            + "".join(rows)
+            + "</tbody></table>"
+        )
 
     def all_runs(self) -> None:
         self.page("runs.html", f"All runs ({len(self.runs)})", self.runs_table(self.runs))
@@ -200,11 +222,16 @@ class Site:
         for key, points in self.series.items():
             bands = [p.judgement.band for p in points]
             chart = {
-                "t": [p.started_epoch for p in points], "v": [p.value for p in points],
-                "lo": [b[0] if b else None for b in bands], "hi": [b[1] if b else None for b in bands],
-                "m": [p.judgement.median for p in points], "r": [VERDICT_CODE[p.judgement.verdict] for p in points],
-                "id": [p.run_id for p in points], "href": [self.run_href(p.run_id, "../") for p in points],
-                "unit": points[-1].unit, "better": points[-1].better,
+                "t": [p.started_epoch for p in points],
+                "v": [p.value for p in points],
+                "lo": [b[0] if b else None for b in bands],
+                "hi": [b[1] if b else None for b in bands],
+                "m": [p.judgement.median for p in points],
+                "r": [VERDICT_CODE[p.judgement.verdict] for p in points],
+                "id": [p.run_id for p in points],
+                "href": [self.run_href(p.run_id, "../") for p in points],
+                "unit": points[-1].unit,
+                "better": points[-1].better,
             }
             flagged = [p for p in points if p.judgement.verdict in (Verdict.REGRESSED, Verdict.IMPROVED)]
             rows = "".join(
@@ -212,7 +239,8 @@ class Site:
                 f'<td class="id"><a href="{self.run_href(p.run_id, "../")}">{esc(p.run_id)}</a></td>'
                 f'<td class="num">{fmt(p.value)}</td><td class="num">{fmt(p.judgement.median)}</td>'
                 f'<td class="num">{_pct(p.judgement.change_pct)}</td><td>{badge(p.judgement.verdict)}</td></tr>'
-                for p in reversed(flagged))
+                for p in reversed(flagged)
+            )
             body = (
                 f"<p>Test <code>{esc(key.nodeid)}</code> on {esc(key.board_kind)} <code>{esc(key.board_id)}</code>, "
                 f"config <code>{esc(key.config_fingerprint or '(none)')}</code>; {len(points)} runs, "
@@ -224,15 +252,21 @@ class Site:
                 f'<svg class="chart" data-chart="timeseries" data-key="ts" role="img" '
                 f'aria-label="{esc(key.metric)} over time"></svg></div>'
                 f"<h2>Changes ({len(flagged)})</h2>"
-                + ("<table><thead><tr><th>time</th><th>run</th><th>value</th><th>baseline median</th><th>change</th>"
-                   f"<th>verdict</th></tr></thead><tbody>{rows}</tbody></table>" if flagged
-                   else '<p class="muted">No run left the baseline band.</p>'))
+                + (
+                    "<table><thead><tr><th>time</th><th>run</th><th>value</th><th>baseline median</th><th>change</th>"
+                    f"<th>verdict</th></tr></thead><tbody>{rows}</tbody></table>"
+                    if flagged
+                    else '<p class="muted">No run left the baseline band.</p>'
+                )
+            )
             self.page(self.metric_href(key), f"{key.metric} ({points[-1].unit})", body, {"ts": chart})
 
     def latency_page(self) -> None:
         charts: dict[str, Any] = {}
-        body = ['<p class="muted">Distribution of each latency metric over all stored runs (latest run marked), '
-                "and percentile profiles of the latest run against the baseline medians.</p>"]
+        body = [
+            '<p class="muted">Distribution of each latency metric over all stored runs (latest run marked), '
+            "and percentile profiles of the latest run against the baseline medians.</p>"
+        ]
         cards = []
         profiles: dict[tuple[str, str, str, str, str], dict[float, SeriesKey]] = defaultdict(dict)
         for key, points in sorted(self.series.items(), key=lambda item: repr(item[0])):
@@ -240,13 +274,20 @@ class Site:
                 continue
             chart_id = f"h{len(charts)}"
             charts[chart_id] = {"v": [p.value for p in points], "latest": points[-1].value, "unit": points[-1].unit}
-            cards.append(f'<div class="card"><h3><a href="{self.metric_href(key)}">{esc(key.metric)}</a></h3>'
-                         f'<div class="muted id">{esc(key.nodeid)} · {esc(key.board_id)}</div>'
-                         f'<svg class="small" data-chart="histogram" data-key="{chart_id}" role="img"></svg></div>')
+            cards.append(
+                f'<div class="card"><h3><a href="{self.metric_href(key)}">{esc(key.metric)}</a></h3>'
+                f'<div class="muted id">{esc(key.nodeid)} · {esc(key.board_id)}</div>'
+                f'<svg class="small" data-chart="histogram" data-key="{chart_id}" role="img"></svg></div>'
+            )
             match = PERCENTILE_NAME.match(key.metric)
             if match:
-                group = (key.board_kind, key.board_id, key.config_fingerprint, key.nodeid,
-                         match["base"] + (match["suffix"] or ""))
+                group = (
+                    key.board_kind,
+                    key.board_id,
+                    key.config_fingerprint,
+                    key.nodeid,
+                    match["base"] + (match["suffix"] or ""),
+                )
                 profiles[group][float(match["p"])] = key
         for group, by_percentile in sorted(profiles.items()):
             if len(by_percentile) < 2:
@@ -259,12 +300,17 @@ class Site:
                 "baseline": [self.series[k][-1].judgement.median for k in keys],
                 "unit": self.series[keys[0]][-1].unit,
             }
-            cards.append(f'<div class="card"><h3>{esc(group[4])} percentiles</h3>'
-                         f'<div class="muted id">{esc(group[3])} · {esc(group[1])}</div>'
-                         '<p class="legend"><span>solid: latest run</span><span>dashed: baseline median</span></p>'
-                         f'<svg class="small" data-chart="profile" data-key="{chart_id}" role="img"></svg></div>')
-        body.append(f'<div class="grid2">{"".join(cards)}</div>' if cards
-                    else '<p class="muted">No latency metrics stored (lower-is-better metrics in ms, us or s).</p>')
+            cards.append(
+                f'<div class="card"><h3>{esc(group[4])} percentiles</h3>'
+                f'<div class="muted id">{esc(group[3])} · {esc(group[1])}</div>'
+                '<p class="legend"><span>solid: latest run</span><span>dashed: baseline median</span></p>'
+                f'<svg class="small" data-chart="profile" data-key="{chart_id}" role="img"></svg></div>'
+            )
+        body.append(
+            f'<div class="grid2">{"".join(cards)}</div>'
+            if cards
+            else '<p class="muted">No latency metrics stored (lower-is-better metrics in ms, us or s).</p>'
+        )
         self.page("latency.html", "Latency and RTT distributions", "\n".join(body), charts)
 
     def run_pages(self) -> None:
@@ -279,18 +325,23 @@ class Site:
         info = self.store.run_info(run.run_id)
         tests = self.store.tests(run.run_id)
         source = Path(info["source_dir"]) if info["source_dir"] else None
-        meta = [("started", info["started"]), ("finished", info["finished"]),
-                ("board", f"{info['board_kind']} {info['board_id']} (MAC {info['board_mac']})"),
-                ("firmware", f"{info['fw_app']} {info['fw_app_version']}, "
-                             f"chip {info['fw_chip']} {info['fw_chip_rev']}"),
-                ("ELF SHA-256", info["fw_elf_sha256"]), ("firmware git commit", info["fw_git_commit"]),
-                ("ESP-IDF", info["idf_version"]), ("esp_smoltcp", info["esp_smoltcp_version"]),
-                ("harness", info["harness_version"]), ("host", info["host"]),
-                ("config fingerprint", info["config_fingerprint"]),
-                ("link", f"{info['link_kind']} {fmt(info['link_rate_mbps'])} Mbit/s"),
-                ("baseline", "accepted" if info["accepted"] else "rejected (not used as a baseline)")]
+        meta = [
+            ("started", info["started"]),
+            ("finished", info["finished"]),
+            ("board", f"{info['board_kind']} {info['board_id']} (MAC {info['board_mac']})"),
+            ("firmware", f"{info['fw_app']} {info['fw_app_version']}, chip {info['fw_chip']} {info['fw_chip_rev']}"),
+            ("ELF SHA-256", info["fw_elf_sha256"]),
+            ("firmware git commit", info["fw_git_commit"]),
+            ("ESP-IDF", info["idf_version"]),
+            ("esp_smoltcp", info["esp_smoltcp_version"]),
+            ("harness", info["harness_version"]),
+            ("host", info["host"]),
+            ("config fingerprint", info["config_fingerprint"]),
+            ("link", f"{info['link_kind']} {fmt(info['link_rate_mbps'])} Mbit/s"),
+            ("baseline", "accepted" if info["accepted"] else "rejected (not used as a baseline)"),
+        ]
         log_link = self.copy_log(run.run_id, source, info["console_log"])
-        meta_rows = "".join(f"<tr><th>{esc(k)}</th><td class=\"id\">{esc(v)}</td></tr>" for k, v in meta)
+        meta_rows = "".join(f'<tr><th>{esc(k)}</th><td class="id">{esc(v)}</td></tr>' for k, v in meta)
         meta_rows += f"<tr><th>console log</th><td>{log_link}</td></tr>"
         test_rows, metric_rows, event_rows, counter_rows = [], [], [], []
         for test in tests:
@@ -298,12 +349,14 @@ class Site:
             test_rows.append(
                 f'<tr><td class="id">{esc(test["nodeid"])}</td><td>{badge(test["outcome"])}</td>'
                 f'<td class="num">{fmt(test["duration_s"])}</td><td><pre class="detail">{esc(test["message"])}</pre>'
-                f"</td><td>{slice_link}</td></tr>")
+                f"</td><td>{slice_link}</td></tr>"
+            )
             for metric in test["metrics"]:
                 point = verdicts.get((test["nodeid"], metric["name"]))
                 verdict = point.judgement if point else None
-                series_key = SeriesKey(info["board_kind"], info["board_id"], info["config_fingerprint"],
-                                       test["nodeid"], metric["name"])
+                series_key = SeriesKey(
+                    info["board_kind"], info["board_id"], info["config_fingerprint"], test["nodeid"], metric["name"]
+                )
                 metric_rows.append(
                     f'<tr class="{VERDICT_CLASS[verdict.verdict] if verdict else ""}">'
                     f'<td class="id">{esc(test["nodeid"])}</td>'
@@ -311,7 +364,8 @@ class Site:
                     f'<td class="num">{fmt(metric["value"])} {esc(metric["unit"])}</td>'
                     f'<td class="num">{fmt(verdict.median if verdict else None)}</td>'
                     f'<td class="num">{_pct(verdict.change_pct if verdict else None)}</td>'
-                    f"<td>{badge(verdict.verdict) if verdict else ''}</td></tr>")
+                    f"<td>{badge(verdict.verdict) if verdict else ''}</td></tr>"
+                )
             for event in test["events"]:
                 detail = json.dumps(event["detail"], indent=1, sort_keys=True)
                 event_rows.append(
@@ -319,24 +373,39 @@ class Site:
                     f'<td class="id">{esc(test["nodeid"])}</td><td>{badge(event["kind"])}</td>'
                     f'<td class="num">{esc(event["lineno"])}</td><td>{esc(event["summary"])}'
                     f'<details><summary>details</summary><pre class="detail">{esc(detail)}</pre></details></td>'
-                    f"<td>{slice_link}</td></tr>")
+                    f"<td>{slice_link}</td></tr>"
+                )
             if test["counters"]:
                 counters = ", ".join(f"{esc(name)} {delta:+d}" for name, delta in test["counters"].items())
                 counter_rows.append(f'<tr><td class="id">{esc(test["nodeid"])}</td><td>{counters}</td></tr>')
-        body = [f'<table class="card">{meta_rows}</table>',
-                f"<h2>Tests ({len(tests)})</h2><table><thead><tr><th>test</th><th>outcome</th><th>duration s</th>"
-                f"<th>message</th><th>console slice</th></tr></thead><tbody>{''.join(test_rows)}</tbody></table>"]
-        body.append(f"<h2>Console events ({len(event_rows)})</h2>" + (
-            "<table><thead><tr><th>test</th><th>kind</th><th>line</th><th>summary</th><th>console slice</th></tr>"
-            f"</thead><tbody>{''.join(event_rows)}</tbody></table>" if event_rows
-            else '<p class="muted">No panic, abort, watchdog or reset seen on the console.</p>'))
-        body.append("<h2>Metrics</h2>" + (
-            "<table><thead><tr><th>test</th><th>metric</th><th>value</th><th>baseline median</th><th>change</th>"
-            f"<th>verdict</th></tr></thead><tbody>{''.join(metric_rows)}</tbody></table>" if metric_rows
-            else '<p class="muted">This run recorded no metrics.</p>'))
+        body = [
+            f'<table class="card">{meta_rows}</table>',
+            f"<h2>Tests ({len(tests)})</h2><table><thead><tr><th>test</th><th>outcome</th><th>duration s</th>"
+            f"<th>message</th><th>console slice</th></tr></thead><tbody>{''.join(test_rows)}</tbody></table>",
+        ]
+        body.append(
+            f"<h2>Console events ({len(event_rows)})</h2>"
+            + (
+                "<table><thead><tr><th>test</th><th>kind</th><th>line</th><th>summary</th><th>console slice</th></tr>"
+                f"</thead><tbody>{''.join(event_rows)}</tbody></table>"
+                if event_rows
+                else '<p class="muted">No panic, abort, watchdog or reset seen on the console.</p>'
+            )
+        )
+        body.append(
+            "<h2>Metrics</h2>"
+            + (
+                "<table><thead><tr><th>test</th><th>metric</th><th>value</th><th>baseline median</th><th>change</th>"
+                f"<th>verdict</th></tr></thead><tbody>{''.join(metric_rows)}</tbody></table>"
+                if metric_rows
+                else '<p class="muted">This run recorded no metrics.</p>'
+            )
+        )
         if counter_rows:
-            body.append("<h2>Counter deltas</h2><table><thead><tr><th>test</th><th>HIL_STATS deltas</th></tr></thead>"
-                        f"<tbody>{''.join(counter_rows)}</tbody></table>")
+            body.append(
+                "<h2>Counter deltas</h2><table><thead><tr><th>test</th><th>HIL_STATS deltas</th></tr></thead>"
+                f"<tbody>{''.join(counter_rows)}</tbody></table>"
+            )
         self.page(self.run_href(run.run_id), f"Run {run.run_id}", "\n".join(body))
 
     def copy_log(self, run_id: str, source: Path | None, relative: str | None) -> str:
@@ -364,8 +433,10 @@ def _prepare_out_dir(out: Path) -> None:
         raise ConfigError(f"dashboard output {out} exists and is not a directory: choose another --out")
     if out.is_dir() and any(out.iterdir()):
         if not (out / MARKER).exists():
-            raise ConfigError(f"refusing to write the dashboard into {out}: it is not empty and was not written by "
-                              "`hil dashboard`; pass an empty or new directory")
+            raise ConfigError(
+                f"refusing to write the dashboard into {out}: it is not empty and was not written by "
+                "`hil dashboard`; pass an empty or new directory"
+            )
         for name in ("assets", "metrics", "runs", "logs"):
             shutil.rmtree(out / name, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -375,8 +446,9 @@ def _prepare_out_dir(out: Path) -> None:
     shutil.copytree(ASSETS, out / "assets")
 
 
-def build_dashboard(store: Store, out_dir: str | Path, policy: ThresholdPolicy | None = None,
-                    title: str = "esp-smoltcp HIL results") -> Path:
+def build_dashboard(
+    store: Store, out_dir: str | Path, policy: ThresholdPolicy | None = None, title: str = "esp-smoltcp HIL results"
+) -> Path:
     """Write the whole site into ``out_dir`` and return the path of ``index.html``."""
     out = Path(out_dir)
     _prepare_out_dir(out)

@@ -61,11 +61,15 @@ class Thresholds:
         for name in ("window", "min_history"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 3:
-                raise ConfigError(f"regress setting {name} = {value!r}: must be an integer >= 3 "
-                                  "(a robust spread needs at least three runs)")
+                raise ConfigError(
+                    f"regress setting {name} = {value!r}: must be an integer >= 3 "
+                    "(a robust spread needs at least three runs)"
+                )
         if self.min_history > self.window:
-            raise ConfigError(f"regress min_history ({self.min_history}) is larger than window ({self.window}): "
-                              "no run could ever be judged; lower min_history or raise window")
+            raise ConfigError(
+                f"regress min_history ({self.min_history}) is larger than window ({self.window}): "
+                "no run could ever be judged; lower min_history or raise window"
+            )
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any], base: Thresholds | None = None, where: str = "") -> Thresholds:
@@ -73,8 +77,10 @@ class Thresholds:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(table) - known)
         if unknown:
-            raise ConfigError(f"unknown key(s) {', '.join(unknown)} in [regress.thresholds{where}]; "
-                              f"known keys: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"unknown key(s) {', '.join(unknown)} in [regress.thresholds{where}]; "
+                f"known keys: {', '.join(sorted(known))}"
+            )
         values = {f.name: getattr(base or cls(), f.name) for f in fields(cls)}
         values.update(table)
         return cls(**values)
@@ -88,8 +94,9 @@ class ThresholdPolicy:
     per_metric: Mapping[str, Thresholds] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, thresholds: Mapping[str, Mapping[str, Any]] | None = None,
-                    defaults: Mapping[str, Any] | None = None) -> ThresholdPolicy:
+    def from_config(
+        cls, thresholds: Mapping[str, Mapping[str, Any]] | None = None, defaults: Mapping[str, Any] | None = None
+    ) -> ThresholdPolicy:
         """Build from plain dicts: ``{"metric": {"min_effect_pct": 2.0, ...}}`` and optional defaults."""
         default = Thresholds.from_mapping(defaults or {}, where=" defaults")
         per_metric = {}
@@ -139,7 +146,7 @@ def qn_scale(values: Sequence[float]) -> float:
     n = len(values)
     if n < 2:
         return 0.0
-    diffs = sorted(abs(a - b) for i, a in enumerate(values) for b in values[i + 1:])
+    diffs = sorted(abs(a - b) for i, a in enumerate(values) for b in values[i + 1 :])
     h = n // 2 + 1
     kth = diffs[h * (h - 1) // 2 - 1]
     correction = _QN_SMALL_N.get(n) or (n / (n + 1.4) if n % 2 else n / (n + 3.8))
@@ -151,15 +158,17 @@ def judge(value: float, history: Sequence[float], better: str, thresholds: Thres
     thresholds = thresholds or Thresholds()
     if better not in ("higher", "lower"):
         raise ConfigError(f"metric direction {better!r}: must be 'higher' or 'lower'")
-    baseline = list(history)[-thresholds.window:]
+    baseline = list(history)[-thresholds.window :]
     n = len(baseline)
     if n < thresholds.min_history:
         return Judgement(Verdict.NOT_ENOUGH_HISTORY, value, n)
     median = statistics.median(baseline)
     sigma = qn_scale(baseline)
-    threshold = max(thresholds.noise_sigmas * sigma * math.sqrt(1 + math.pi / (2 * n)),
-                    thresholds.min_effect_pct / 100.0 * abs(median),
-                    thresholds.min_abs_effect)
+    threshold = max(
+        thresholds.noise_sigmas * sigma * math.sqrt(1 + math.pi / (2 * n)),
+        thresholds.min_effect_pct / 100.0 * abs(median),
+        thresholds.min_abs_effect,
+    )
     gain = (value - median) if better == "higher" else (median - value)
     if gain < -threshold:
         verdict = Verdict.REGRESSED
@@ -201,8 +210,10 @@ def _per_run_values(rows: Iterable[MetricRow]) -> dict[SeriesKey, list[tuple[str
         key = SeriesKey(row.board_kind, row.board_id, row.config_fingerprint, row.nodeid, row.name)
         runs = grouped.setdefault(key, {})
         runs.setdefault(row.run_id, (row.started_epoch, []))[1].append(row)
-    return {key: sorted(((run_id, epoch, rs) for run_id, (epoch, rs) in runs.items()), key=lambda t: (t[1], t[0]))
-            for key, runs in grouped.items()}  # type: ignore[misc]
+    return {
+        key: sorted(((run_id, epoch, rs) for run_id, (epoch, rs) in runs.items()), key=lambda t: (t[1], t[0]))
+        for key, runs in grouped.items()
+    }  # type: ignore[misc]
 
 
 def build_series(rows: Iterable[MetricRow], policy: ThresholdPolicy | None = None) -> dict[SeriesKey, list[Point]]:
@@ -221,7 +232,7 @@ def build_series(rows: Iterable[MetricRow], policy: ThresholdPolicy | None = Non
             points.append(Point(run_id, epoch, value, last.unit, last.better, in_baseline, judgement))
             if in_baseline:
                 baseline.append(value)
-                del baseline[:-thresholds.window]
+                del baseline[: -thresholds.window]
         series[key] = points
     return series
 
@@ -240,9 +251,13 @@ def evaluate_run(store: Store, run_id: str | None = None, policy: ThresholdPolic
     """Judge every metric of a run (default: the latest) against its history in ``store``."""
     run_id = store.resolve_run_id(run_id)
     info = store.run_info(run_id)
-    rows = [r for r in store.metric_rows(board=(info["board_kind"], info["board_id"]),
-                                         config_fingerprint=info["config_fingerprint"])
-            if r.started_epoch < info["started_epoch"] or r.run_id == run_id]
+    rows = [
+        r
+        for r in store.metric_rows(
+            board=(info["board_kind"], info["board_id"]), config_fingerprint=info["config_fingerprint"]
+        )
+        if r.started_epoch < info["started_epoch"] or r.run_id == run_id
+    ]
     verdicts = []
     for key, points in build_series(rows, policy).items():
         for point in points:

@@ -32,8 +32,11 @@ DIRECTIONS = ("higher", "lower")
 # Versioned migrations, applied in order inside one transaction each. The SQL is written once for both SQLite
 # and PostgreSQL (no auto-increment keys, no dialect-only types) so the two stores cannot drift apart.
 MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
-    (1, "runs, tests, metrics, counters, events", (
-        """CREATE TABLE runs (
+    (
+        1,
+        "runs, tests, metrics, counters, events",
+        (
+            """CREATE TABLE runs (
             run_id TEXT PRIMARY KEY,
             started TEXT NOT NULL,
             started_epoch DOUBLE PRECISION NOT NULL,
@@ -61,7 +64,7 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             doc_sha256 TEXT NOT NULL,
             document TEXT NOT NULL
         )""",
-        """CREATE TABLE tests (
+            """CREATE TABLE tests (
             run_id TEXT NOT NULL REFERENCES runs(run_id),
             idx INTEGER NOT NULL,
             nodeid TEXT NOT NULL,
@@ -71,7 +74,7 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             message TEXT,
             PRIMARY KEY (run_id, idx)
         )""",
-        """CREATE TABLE metrics (
+            """CREATE TABLE metrics (
             run_id TEXT NOT NULL,
             test_idx INTEGER NOT NULL,
             idx INTEGER NOT NULL,
@@ -82,7 +85,7 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             PRIMARY KEY (run_id, test_idx, idx),
             FOREIGN KEY (run_id, test_idx) REFERENCES tests(run_id, idx)
         )""",
-        """CREATE TABLE counters (
+            """CREATE TABLE counters (
             run_id TEXT NOT NULL,
             test_idx INTEGER NOT NULL,
             name TEXT NOT NULL,
@@ -90,7 +93,7 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             PRIMARY KEY (run_id, test_idx, name),
             FOREIGN KEY (run_id, test_idx) REFERENCES tests(run_id, idx)
         )""",
-        """CREATE TABLE events (
+            """CREATE TABLE events (
             run_id TEXT NOT NULL,
             test_idx INTEGER NOT NULL,
             idx INTEGER NOT NULL,
@@ -101,11 +104,16 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             PRIMARY KEY (run_id, test_idx, idx),
             FOREIGN KEY (run_id, test_idx) REFERENCES tests(run_id, idx)
         )""",
-    )),
-    (2, "indexes for history look-ups by board + config and by metric", (
-        "CREATE INDEX runs_by_board ON runs (board_kind, board_id, config_fingerprint, started_epoch)",
-        "CREATE INDEX metrics_by_name ON metrics (name, run_id)",
-    )),
+        ),
+    ),
+    (
+        2,
+        "indexes for history look-ups by board + config and by metric",
+        (
+            "CREATE INDEX runs_by_board ON runs (board_kind, board_id, config_fingerprint, started_epoch)",
+            "CREATE INDEX metrics_by_name ON metrics (name, run_id)",
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 _CHILD_TABLES = ("events", "counters", "metrics", "tests")
@@ -150,7 +158,7 @@ class MetricRow:
 def _sqlite_path(db_url: str) -> Path:
     if db_url.startswith("sqlite:///"):
         # SQLAlchemy's convention: three slashes then a relative path, four for an absolute one.
-        return Path(db_url[len("sqlite:///"):])
+        return Path(db_url[len("sqlite:///") :])
     if "://" in db_url:
         raise ConfigError(
             f"unsupported results store URL {db_url!r}: use a SQLite path (e.g. {DEFAULT_DB}), "
@@ -189,8 +197,10 @@ def validate_document(doc: Any, origin: str = "results file") -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise ResultsError(f"{origin}: expected a JSON object, got {type(doc).__name__}")
     if doc.get("schema") != RESULTS_SCHEMA:
-        raise ResultsError(f"{origin}: unsupported results schema {doc.get('schema')!r} (this harness reads "
-                           f"schema {RESULTS_SCHEMA}); re-run with a matching harness version")
+        raise ResultsError(
+            f"{origin}: unsupported results schema {doc.get('schema')!r} (this harness reads "
+            f"schema {RESULTS_SCHEMA}); re-run with a matching harness version"
+        )
     for key in ("run_id", "started"):
         if not isinstance(doc.get(key), str) or not doc[key]:
             raise ResultsError(f"{origin}: missing or empty {key!r}")
@@ -214,8 +224,9 @@ def validate_document(doc: Any, origin: str = "results file") -> dict[str, Any]:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ResultsError(f"{mwhere} ({metric['name']}): value {value!r} is not a finite number")
             if metric.get("better") not in DIRECTIONS:
-                raise ResultsError(f"{mwhere} ({metric['name']}): 'better' must be 'higher' or 'lower', "
-                                   f"got {metric.get('better')!r}")
+                raise ResultsError(
+                    f"{mwhere} ({metric['name']}): 'better' must be 'higher' or 'lower', got {metric.get('better')!r}"
+                )
         for name, delta in (test.get("counters") or {}).items():
             if isinstance(delta, bool) or not isinstance(delta, int):
                 raise ResultsError(f"{where}.counters[{name!r}]: delta {delta!r} is not an integer")
@@ -235,8 +246,9 @@ def load_results_file(path: str | Path) -> dict[str, Any]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); "
-                           "was the run interrupted while writing it?") from exc
+        raise ResultsError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); was the run interrupted while writing it?"
+        ) from exc
     return validate_document(doc, str(path))
 
 
@@ -313,8 +325,10 @@ class Store:
     # -- migrations ------------------------------------------------------------------------------------------
     def schema_version(self) -> int:
         """The store's schema version (0 for an empty database)."""
-        self._execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
-                      "description TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        self._execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+            "description TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
         row = self._execute("SELECT MAX(version) FROM schema_version").fetchone()
         return int(row[0] or 0)
 
@@ -322,8 +336,10 @@ class Store:
         """Apply the missing migrations up to ``target``; return the resulting version."""
         current = self.schema_version()
         if current > LATEST_VERSION:
-            raise ConfigError(f"results store {self.url} has schema v{current}, newer than this harness "
-                              f"understands (v{LATEST_VERSION}): upgrade esp-smoltcp-hil")
+            raise ConfigError(
+                f"results store {self.url} has schema v{current}, newer than this harness "
+                f"understands (v{LATEST_VERSION}): upgrade esp-smoltcp-hil"
+            )
         for version, description, statements in MIGRATIONS:
             if version > target:
                 break
@@ -336,8 +352,10 @@ class Store:
                     continue
                 for statement in statements:
                     self._execute(statement)
-                self._execute("INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
-                              (version, description, datetime.now(timezone.utc).isoformat()))
+                self._execute(
+                    "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+                    (version, description, datetime.now(timezone.utc).isoformat()),
+                )
         return self.schema_version()
 
     # -- import ----------------------------------------------------------------------------------------------
@@ -365,8 +383,9 @@ class Store:
             self._insert_run(doc, text, sha, accepted, source_dir)
         return run_id, "updated" if existing else "imported"
 
-    def _insert_run(self, doc: dict[str, Any], text: str, sha: str, accepted: int,
-                    source_dir: str | Path | None) -> None:
+    def _insert_run(
+        self, doc: dict[str, Any], text: str, sha: str, accepted: int, source_dir: str | Path | None
+    ) -> None:
         board = doc.get("board") or {}
         firmware = doc.get("firmware") or {}
         components = firmware.get("components") or {}
@@ -380,36 +399,87 @@ class Store:
             "accepted, imported_at, doc_sha256, document) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                run_id, doc["started"], _parse_time(doc["started"], "started"), doc.get("finished"),
-                str(board.get("kind") or "unknown"), str(board.get("id") or board.get("mac") or "unknown"),
-                board.get("mac"), firmware.get("app"), firmware.get("app_version"), firmware.get("elf_sha256"),
-                firmware.get("chip"), firmware.get("chip_rev"),
-                firmware.get("git_commit") or firmware.get("commit"), firmware.get("idf"),
-                components.get("esp_smoltcp"), doc.get("harness_version"), doc.get("host"),
-                str(config.get("fingerprint") or ""), link.get("kind"), _number_or_none(link.get("rate_mbps")),
-                doc.get("console_log"), str(source_dir) if source_dir else None, accepted,
-                datetime.now(timezone.utc).isoformat(), sha, text,
+                run_id,
+                doc["started"],
+                _parse_time(doc["started"], "started"),
+                doc.get("finished"),
+                str(board.get("kind") or "unknown"),
+                str(board.get("id") or board.get("mac") or "unknown"),
+                board.get("mac"),
+                firmware.get("app"),
+                firmware.get("app_version"),
+                firmware.get("elf_sha256"),
+                firmware.get("chip"),
+                firmware.get("chip_rev"),
+                firmware.get("git_commit") or firmware.get("commit"),
+                firmware.get("idf"),
+                components.get("esp_smoltcp"),
+                doc.get("harness_version"),
+                doc.get("host"),
+                str(config.get("fingerprint") or ""),
+                link.get("kind"),
+                _number_or_none(link.get("rate_mbps")),
+                doc.get("console_log"),
+                str(source_dir) if source_dir else None,
+                accepted,
+                datetime.now(timezone.utc).isoformat(),
+                sha,
+                text,
             ),
         )
         tests, metrics, counters, events = [], [], [], []
         for i, test in enumerate(doc["tests"]):
-            tests.append((run_id, i, test["nodeid"], test["outcome"], _number_or_none(test.get("duration_s")),
-                          test.get("console_slice"), str(test.get("message") or "")))
+            tests.append(
+                (
+                    run_id,
+                    i,
+                    test["nodeid"],
+                    test["outcome"],
+                    _number_or_none(test.get("duration_s")),
+                    test.get("console_slice"),
+                    str(test.get("message") or ""),
+                )
+            )
             for j, metric in enumerate(test.get("metrics") or []):
-                metrics.append((run_id, i, j, metric["name"], float(metric["value"]), str(metric.get("unit") or ""),
-                                metric["better"]))
+                metrics.append(
+                    (
+                        run_id,
+                        i,
+                        j,
+                        metric["name"],
+                        float(metric["value"]),
+                        str(metric.get("unit") or ""),
+                        metric["better"],
+                    )
+                )
             counters.extend((run_id, i, name, delta) for name, delta in (test.get("counters") or {}).items())
             for j, event in enumerate(test.get("events") or []):
                 lineno = event.get("lineno")
-                events.append((run_id, i, j, event["kind"], lineno if isinstance(lineno, int) else None,
-                               summarize_event(event), json.dumps(event, sort_keys=True)))
-        self._executemany("INSERT INTO tests (run_id, idx, nodeid, outcome, duration_s, console_slice, message) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?)", tests)
-        self._executemany("INSERT INTO metrics (run_id, test_idx, idx, name, value, unit, better) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?)", metrics)
+                events.append(
+                    (
+                        run_id,
+                        i,
+                        j,
+                        event["kind"],
+                        lineno if isinstance(lineno, int) else None,
+                        summarize_event(event),
+                        json.dumps(event, sort_keys=True),
+                    )
+                )
+        self._executemany(
+            "INSERT INTO tests (run_id, idx, nodeid, outcome, duration_s, console_slice, message) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            tests,
+        )
+        self._executemany(
+            "INSERT INTO metrics (run_id, test_idx, idx, name, value, unit, better) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            metrics,
+        )
         self._executemany("INSERT INTO counters (run_id, test_idx, name, delta) VALUES (?, ?, ?, ?)", counters)
-        self._executemany("INSERT INTO events (run_id, test_idx, idx, kind, lineno, summary, detail) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?)", events)
+        self._executemany(
+            "INSERT INTO events (run_id, test_idx, idx, kind, lineno, summary, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            events,
+        )
 
     def import_file(self, path: str | Path) -> tuple[str, str]:
         """Import one results file; see :meth:`import_document`."""
@@ -429,8 +499,9 @@ class Store:
         """
         row = self._execute("SELECT run_id FROM runs ORDER BY started_epoch DESC, run_id DESC LIMIT 1").fetchone()
         if not row:
-            raise ResultsError(f"the results store {self.url} holds no runs yet: import some with "
-                               "`hil results import FILE...`")
+            raise ResultsError(
+                f"the results store {self.url} holds no runs yet: import some with `hil results import FILE...`"
+            )
         return row[0]
 
     def resolve_run_id(self, run_id: str | None) -> str:
@@ -443,12 +514,15 @@ class Store:
 
     def list_runs(self, limit: int | None = None) -> list[RunSummary]:
         """Runs, newest first, with their test outcome counts."""
-        sql = ("SELECT run_id, started, board_kind, board_id, fw_app_version, config_fingerprint, accepted "
-               "FROM runs ORDER BY started_epoch DESC, run_id DESC")
+        sql = (
+            "SELECT run_id, started, board_kind, board_id, fw_app_version, config_fingerprint, accepted "
+            "FROM runs ORDER BY started_epoch DESC, run_id DESC"
+        )
         rows = self._execute(sql + (" LIMIT ?" if limit else ""), (limit,) if limit else ()).fetchall()
         counts: dict[str, dict[str, int]] = {}
-        for run_id, outcome, count in self._execute("SELECT run_id, outcome, COUNT(*) FROM tests "
-                                                    "GROUP BY run_id, outcome"):
+        for run_id, outcome, count in self._execute(
+            "SELECT run_id, outcome, COUNT(*) FROM tests GROUP BY run_id, outcome"
+        ):
             counts.setdefault(run_id, {})[outcome] = int(count)
         return [RunSummary(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), counts.get(r[0], {})) for r in rows]
 
@@ -477,13 +551,16 @@ class Store:
         with self._transaction():
             self._execute("UPDATE runs SET accepted = ? WHERE run_id = ?", (int(accepted), run_id))
 
-    def metric_rows(self, *, board: tuple[str, str] | None = None, config_fingerprint: str | None = None,
-                    run_id: str | None = None) -> list[MetricRow]:
+    def metric_rows(
+        self, *, board: tuple[str, str] | None = None, config_fingerprint: str | None = None, run_id: str | None = None
+    ) -> list[MetricRow]:
         """Metric values joined with run identity and test outcome, oldest run first."""
-        sql = ("SELECT r.run_id, r.started_epoch, r.board_kind, r.board_id, r.config_fingerprint, r.accepted, "
-               "t.nodeid, t.outcome, m.name, m.value, m.unit, m.better FROM metrics m "
-               "JOIN tests t ON t.run_id = m.run_id AND t.idx = m.test_idx "
-               "JOIN runs r ON r.run_id = m.run_id")
+        sql = (
+            "SELECT r.run_id, r.started_epoch, r.board_kind, r.board_id, r.config_fingerprint, r.accepted, "
+            "t.nodeid, t.outcome, m.name, m.value, m.unit, m.better FROM metrics m "
+            "JOIN tests t ON t.run_id = m.run_id AND t.idx = m.test_idx "
+            "JOIN runs r ON r.run_id = m.run_id"
+        )
         where: list[str] = []
         params: list[Any] = []
         if board is not None:
@@ -498,28 +575,47 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY r.started_epoch, r.run_id, m.test_idx, m.idx"
-        return [MetricRow(r[0], float(r[1]), r[2], r[3], r[4], bool(r[5]), r[6], r[7], r[8], float(r[9]), r[10],
-                          r[11]) for r in self._execute(sql, params)]
+        return [
+            MetricRow(r[0], float(r[1]), r[2], r[3], r[4], bool(r[5]), r[6], r[7], r[8], float(r[9]), r[10], r[11])
+            for r in self._execute(sql, params)
+        ]
 
     def tests(self, run_id: str) -> list[dict[str, Any]]:
         """Tests of one run with their metrics, counters and events."""
         run_id = self.resolve_run_id(run_id)
-        tests = [{"idx": r[0], "nodeid": r[1], "outcome": r[2], "duration_s": r[3], "console_slice": r[4],
-                  "message": r[5], "metrics": [], "counters": {}, "events": []}
-                 for r in self._execute("SELECT idx, nodeid, outcome, duration_s, console_slice, message FROM tests "
-                                        "WHERE run_id = ? ORDER BY idx", (run_id,))]
+        tests = [
+            {
+                "idx": r[0],
+                "nodeid": r[1],
+                "outcome": r[2],
+                "duration_s": r[3],
+                "console_slice": r[4],
+                "message": r[5],
+                "metrics": [],
+                "counters": {},
+                "events": [],
+            }
+            for r in self._execute(
+                "SELECT idx, nodeid, outcome, duration_s, console_slice, message FROM tests "
+                "WHERE run_id = ? ORDER BY idx",
+                (run_id,),
+            )
+        ]
         for test_idx, name, value, unit, better in self._execute(
-                "SELECT test_idx, name, value, unit, better FROM metrics WHERE run_id = ? ORDER BY test_idx, idx",
-                (run_id,)):
+            "SELECT test_idx, name, value, unit, better FROM metrics WHERE run_id = ? ORDER BY test_idx, idx", (run_id,)
+        ):
             tests[test_idx]["metrics"].append({"name": name, "value": value, "unit": unit, "better": better})
         for test_idx, name, delta in self._execute(
-                "SELECT test_idx, name, delta FROM counters WHERE run_id = ? ORDER BY test_idx, name", (run_id,)):
+            "SELECT test_idx, name, delta FROM counters WHERE run_id = ? ORDER BY test_idx, name", (run_id,)
+        ):
             tests[test_idx]["counters"][name] = int(delta)
         for test_idx, kind, lineno, summary, detail in self._execute(
-                "SELECT test_idx, kind, lineno, summary, detail FROM events WHERE run_id = ? ORDER BY test_idx, idx",
-                (run_id,)):
-            tests[test_idx]["events"].append({"kind": kind, "lineno": lineno, "summary": summary,
-                                              "detail": json.loads(detail)})
+            "SELECT test_idx, kind, lineno, summary, detail FROM events WHERE run_id = ? ORDER BY test_idx, idx",
+            (run_id,),
+        ):
+            tests[test_idx]["events"].append(
+                {"kind": kind, "lineno": lineno, "summary": summary, "detail": json.loads(detail)}
+            )
         return tests
 
 

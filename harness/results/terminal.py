@@ -57,10 +57,17 @@ def runs_table(runs: Sequence[RunSummary]) -> Table:
         table.add_column(name, overflow="fold")
     for run in runs:
         failed = run.outcomes.get("failed", 0) + run.outcomes.get("error", 0)
-        table.add_row(cell(run.run_id), cell(run.started), cell(f"{run.board_kind} {run.board_id}"),
-                      cell(run.fw_app_version), cell(run.config_fingerprint[:12]),
-                      cell(run.outcomes.get("passed", 0)), cell(failed, "bold red" if failed else ""),
-                      cell(run.outcomes.get("skipped", 0)), cell("accepted" if run.accepted else "rejected"))
+        table.add_row(
+            cell(run.run_id),
+            cell(run.started),
+            cell(f"{run.board_kind} {run.board_id}"),
+            cell(run.fw_app_version),
+            cell(run.config_fingerprint[:12]),
+            cell(run.outcomes.get("passed", 0)),
+            cell(failed, "bold red" if failed else ""),
+            cell(run.outcomes.get("skipped", 0)),
+            cell("accepted" if run.accepted else "rejected"),
+        )
     return table
 
 
@@ -72,14 +79,22 @@ def verdict_table(verdicts: Iterable[MetricVerdict], title: str) -> Table:
     for v in verdicts:
         j = v.judgement
         allowed = "" if j.threshold is None or not j.median else f"±{100 * j.threshold / abs(j.median):.2f} %"
-        table.add_row(cell(v.key.nodeid), cell(f"{v.key.metric} ({v.better} is better)"),
-                      cell(f"{fmt(j.value)} {v.unit}"), cell(fmt(j.median)), cell(fmt_pct(j.change_pct)),
-                      cell(allowed), cell(j.n_history), cell(j.verdict.value, VERDICT_STYLE[j.verdict]))
+        table.add_row(
+            cell(v.key.nodeid),
+            cell(f"{v.key.metric} ({v.better} is better)"),
+            cell(f"{fmt(j.value)} {v.unit}"),
+            cell(fmt(j.median)),
+            cell(fmt_pct(j.change_pct)),
+            cell(allowed),
+            cell(j.n_history),
+            cell(j.verdict.value, VERDICT_STYLE[j.verdict]),
+        )
     return table
 
 
 def compare_table(run_a: str, run_b: str, tests_a: list[dict[str, Any]], tests_b: list[dict[str, Any]]) -> Table:
     """`hil compare`: metrics of two runs side by side with their deltas."""
+
     def by_key(tests: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
         return {(t["nodeid"], m["name"]): {**m, "outcome": t["outcome"]} for t in tests for m in t["metrics"]}
 
@@ -100,8 +115,15 @@ def compare_table(run_a: str, run_b: str, tests_a: list[dict[str, Any]], tests_b
             judgement, style = ("better", "green") if gain > 0 else ("worse", "red") if gain < 0 else ("same", "")
         else:
             judgement = "only in A" if ma else "only in B"
-        table.add_row(cell(key[0]), cell(f"{key[1]} ({metric['unit']})"), cell(fmt(ma and ma["value"])),
-                      cell(fmt(mb and mb["value"])), cell(fmt(delta)), cell(fmt_pct(pct)), cell(judgement, style))
+        table.add_row(
+            cell(key[0]),
+            cell(f"{key[1]} ({metric['unit']})"),
+            cell(fmt(ma and ma["value"])),
+            cell(fmt(mb and mb["value"])),
+            cell(fmt(delta)),
+            cell(fmt_pct(pct)),
+            cell(judgement, style),
+        )
     return table
 
 
@@ -111,13 +133,18 @@ def run_tables(info: dict[str, Any], tests: list[dict[str, Any]], verdicts: Sequ
     meta.add_column("field")
     meta.add_column("value", overflow="fold")
     started = datetime.fromtimestamp(info["started_epoch"], timezone.utc).isoformat(timespec="seconds")
-    for label, value in (("started", started), ("board", f"{info['board_kind']} {info['board_id']}"),
-                         ("firmware", f"{info['fw_app']} {info['fw_app_version']} (ELF {info['fw_elf_sha256']})"),
-                         ("ESP-IDF / esp_smoltcp", f"{info['idf_version']} / {info['esp_smoltcp_version']}"),
-                         ("firmware git commit", info["fw_git_commit"]), ("harness", info["harness_version"]),
-                         ("host", info["host"]), ("config fingerprint", info["config_fingerprint"]),
-                         ("link", f"{info['link_kind']} {fmt(info['link_rate_mbps'])} Mbit/s"),
-                         ("baseline", "accepted" if info["accepted"] else "rejected")):
+    for label, value in (
+        ("started", started),
+        ("board", f"{info['board_kind']} {info['board_id']}"),
+        ("firmware", f"{info['fw_app']} {info['fw_app_version']} (ELF {info['fw_elf_sha256']})"),
+        ("ESP-IDF / esp_smoltcp", f"{info['idf_version']} / {info['esp_smoltcp_version']}"),
+        ("firmware git commit", info["fw_git_commit"]),
+        ("harness", info["harness_version"]),
+        ("host", info["host"]),
+        ("config fingerprint", info["config_fingerprint"]),
+        ("link", f"{info['link_kind']} {fmt(info['link_rate_mbps'])} Mbit/s"),
+        ("baseline", "accepted" if info["accepted"] else "rejected"),
+    ):
         meta.add_row(cell(label), cell(value))
     test_table = Table(title="tests")
     for name in ("test", "outcome", "duration s", "message", "console slice"):
@@ -126,11 +153,20 @@ def run_tables(info: dict[str, Any], tests: list[dict[str, Any]], verdicts: Sequ
     for name in ("test", "kind", "line", "summary"):
         events.add_column(name, overflow="fold")
     for test in tests:
-        test_table.add_row(cell(test["nodeid"]), cell(test["outcome"], OUTCOME_STYLE.get(test["outcome"], "")),
-                           cell(fmt(test["duration_s"], 3)), cell(test["message"]), cell(test["console_slice"]))
+        test_table.add_row(
+            cell(test["nodeid"]),
+            cell(test["outcome"], OUTCOME_STYLE.get(test["outcome"], "")),
+            cell(fmt(test["duration_s"], 3)),
+            cell(test["message"]),
+            cell(test["console_slice"]),
+        )
         for event in test["events"]:
-            events.add_row(cell(test["nodeid"]), cell(event["kind"], "bold red" if event["kind"] != "reset" else ""),
-                           cell(event["lineno"]), cell(event["summary"]))
+            events.add_row(
+                cell(test["nodeid"]),
+                cell(event["kind"], "bold red" if event["kind"] != "reset" else ""),
+                cell(event["lineno"]),
+                cell(event["summary"]),
+            )
     tables = [meta, test_table, verdict_table(verdicts, "metrics against history")]
     if events.row_count:
         tables.append(events)
