@@ -113,7 +113,9 @@ def parse_protocol(text: str) -> ProtocolSpec:
                 if words:
                     commands.setdefault(words[0], set()).update(words[1:])
     routes = []
-    for method, path in re.findall(r"`(GET|POST|PUT|DELETE) (/[^`\s?]*)", _section(text, "HTTP endpoints (ports 80 and 443)")):
+    for method, path in re.findall(
+        r"`(GET|POST|PUT|DELETE) (/[^`\s?]*)", _section(text, "HTTP endpoints (ports 80 and 443)")
+    ):
         del method
         route = path.split("<", 1)[0]
         if route not in routes:
@@ -143,7 +145,7 @@ def parse_sdkconfig(text: str) -> tuple[dict[str, str], list[str]]:
             options[match[1]] = "n"
         elif line.startswith("#"):
             continue
-        elif (match := _SDKCONFIG_LINE.match(line)) and "#" not in match[2].replace('"#', ""):
+        elif (match := _SDKCONFIG_LINE.match(line)) and "#" not in re.sub(r'"[^"]*"', "", match[2]):
             options[match[1]] = match[2]
         else:
             bad.append(raw)
@@ -301,7 +303,7 @@ class _Checker:
                 self.add(main, f"console command {command!r} of PROTOCOL.md has no esp_console registration")
             for word in sorted(words):
                 if word not in literals:
-                    self.add(main, f"{command} {word!r} of PROTOCOL.md is not handled (no \"{word}\" in the source)")
+                    self.add(main, f'{command} {word!r} of PROTOCOL.md is not handled (no "{word}" in the source)')
         joined = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', sources))
         for usage in spec.usages:
             if usage not in literals and usage not in joined:
@@ -314,7 +316,9 @@ class _Checker:
         if header.is_file():
             defined |= {int(v, 0) for v in re.findall(r"#define\s+\w+\s+(0x[0-9A-Fa-f]+|\d+)\b", header.read_text())}
         for port in sorted(spec.ports - defined):
-            self.add(main, f"port/number {port} of PROTOCOL.md's network services is not #defined in the app or services")
+            self.add(
+                main, f"port/number {port} of PROTOCOL.md's network services is not #defined in the app or services"
+            )
         for call in REQUIRED_CALLS:
             if not re.search(rf"\b{call}\b", sources):
                 self.add(main, f"{call} is never used")
