@@ -207,7 +207,7 @@ class _Checker:
         text = self.read(main_cmake)
         if text is None:
             return
-        for name in re.findall(r'"(hil_[a-z0-9_]+\.c)"', text):
+        for name in re.findall(r'"([a-z0-9_]+\.c)"', text):
             if not (self.app / "main" / name).is_file():
                 self.add(main_cmake, f"SRCS lists {name}, which does not exist in main/")
         for name in sorted(p.name for p in (self.app / "main").glob("*.c")):

@@ -25,18 +25,18 @@ typedef struct {
     size_t cap;
     size_t len;
     bool overflow;
-} hil_json_t;
+} app_json_t;
 
-void hil_json_init(hil_json_t *j, char *buf, size_t cap);
-void hil_json_str(hil_json_t *j, const char *key, const char *value);
-void hil_json_u64(hil_json_t *j, const char *key, uint64_t value);
-void hil_json_i64(hil_json_t *j, const char *key, int64_t value);
-void hil_json_bool(hil_json_t *j, const char *key, bool value);
+void app_json_init(app_json_t *j, char *buf, size_t cap);
+void app_json_str(app_json_t *j, const char *key, const char *value);
+void app_json_u64(app_json_t *j, const char *key, uint64_t value);
+void app_json_i64(app_json_t *j, const char *key, int64_t value);
+void app_json_bool(app_json_t *j, const char *key, bool value);
 /* `raw` is already valid JSON (an object or array). */
-void hil_json_raw(hil_json_t *j, const char *key, const char *raw);
-/* Members written so far; "" after an overflow is reported by hil_json_ok(). */
-const char *hil_json_members(const hil_json_t *j);
-bool hil_json_ok(const hil_json_t *j);
+void app_json_raw(app_json_t *j, const char *key, const char *raw);
+/* Members written so far; "" after an overflow is reported by app_json_ok(). */
+const char *app_json_members(const app_json_t *j);
+bool app_json_ok(const app_json_t *j);
 
 /* ---- console output (one mutex, so lines from different tasks never interleave) -------------- */
 void hil_out_init(void);

@@ -40,15 +40,15 @@ static int cmd_ip(int argc, char **argv)
     if (esp_smoltcp_get_ipv6_link_local(ESP_SMOLTCP_IFACE_ETH, ll) == ESP_OK) {
         hil_format_ipv6(ll, ipv6);
     }
-    hil_json_t j;
-    hil_json_init(&j, buf, sizeof buf);
-    hil_json_str(&j, "iface", "eth");
-    hil_json_str(&j, "ip", ip);
-    hil_json_str(&j, "netmask", mask);
-    hil_json_str(&j, "gw", gw);
-    hil_json_str(&j, "mac", mac_text);
-    hil_json_str(&j, "ipv6_ll", ipv6);
-    hil_result_ok("ip", hil_json_members(&j));
+    app_json_t j;
+    app_json_init(&j, buf, sizeof buf);
+    app_json_str(&j, "iface", "eth");
+    app_json_str(&j, "ip", ip);
+    app_json_str(&j, "netmask", mask);
+    app_json_str(&j, "gw", gw);
+    app_json_str(&j, "mac", mac_text);
+    app_json_str(&j, "ipv6_ll", ipv6);
+    hil_result_ok("ip", app_json_members(&j));
     return 0;
 }
 
@@ -114,14 +114,14 @@ static int cmd_sockets(int argc, char **argv)
     snprintf(echo_object, sizeof echo_object, "{%s}", echo_members);
 
     char buf[600];
-    hil_json_t j;
-    hil_json_init(&j, buf, sizeof buf);
-    hil_json_u64(&j, "active_sockets", st.active_sockets);
-    hil_json_u64(&j, "fds_used", (uint64_t)count_socket_fds());
-    hil_json_u64(&j, "fds_max", CONFIG_LWIP_COMPAT_MAX_FDS);
-    hil_json_u64(&j, "fd_base", LWIP_SOCKET_OFFSET);
-    hil_json_raw(&j, "select_echo", echo_object);
-    hil_result_ok("sockets", hil_json_members(&j));
+    app_json_t j;
+    app_json_init(&j, buf, sizeof buf);
+    app_json_u64(&j, "active_sockets", st.active_sockets);
+    app_json_u64(&j, "fds_used", (uint64_t)count_socket_fds());
+    app_json_u64(&j, "fds_max", CONFIG_LWIP_COMPAT_MAX_FDS);
+    app_json_u64(&j, "fd_base", LWIP_SOCKET_OFFSET);
+    app_json_raw(&j, "select_echo", echo_object);
+    hil_result_ok("sockets", app_json_members(&j));
     return 0;
 }
 
@@ -160,13 +160,13 @@ static int cmd_heap(int argc, char **argv)
     strncat(caps, "}", sizeof caps - strlen(caps) - 1);
 
     char buf[800];
-    hil_json_t j;
-    hil_json_init(&j, buf, sizeof buf);
-    hil_json_u64(&j, "free", heap_caps_get_free_size(MALLOC_CAP_DEFAULT));
-    hil_json_u64(&j, "min_free", heap_caps_get_minimum_free_size(MALLOC_CAP_DEFAULT));
-    hil_json_u64(&j, "largest_block", heap_caps_get_largest_free_block(MALLOC_CAP_DEFAULT));
-    hil_json_raw(&j, "caps", caps);
-    hil_result_ok("heap", hil_json_members(&j));
+    app_json_t j;
+    app_json_init(&j, buf, sizeof buf);
+    app_json_u64(&j, "free", heap_caps_get_free_size(MALLOC_CAP_DEFAULT));
+    app_json_u64(&j, "min_free", heap_caps_get_minimum_free_size(MALLOC_CAP_DEFAULT));
+    app_json_u64(&j, "largest_block", heap_caps_get_largest_free_block(MALLOC_CAP_DEFAULT));
+    app_json_raw(&j, "caps", caps);
+    hil_result_ok("heap", app_json_members(&j));
     return 0;
 }
 

@@ -70,10 +70,10 @@ int hil_cmd_crash(int argc, char **argv)
         return 0;
     }
     char members[48];
-    hil_json_t j;
-    hil_json_init(&j, members, sizeof members);
-    hil_json_str(&j, "kind", kind);
-    hil_result_ok("crash", hil_json_members(&j));
+    app_json_t j;
+    app_json_init(&j, members, sizeof members);
+    app_json_str(&j, "kind", kind);
+    hil_result_ok("crash", app_json_members(&j));
     hil_out_drain();
 
     if (strcmp(kind, "panic") == 0) {

@@ -149,10 +149,10 @@ int hil_cmd_l2tap(int argc, char **argv)
     }
     uint16_t ethertype = (uint16_t)value;
     char buf[200];
-    hil_json_t j;
-    hil_json_init(&j, buf, sizeof buf);
-    hil_json_str(&j, "action", on ? "on" : "off");
-    hil_json_u64(&j, "ethertype", ethertype);
+    app_json_t j;
+    app_json_init(&j, buf, sizeof buf);
+    app_json_str(&j, "action", on ? "on" : "off");
+    app_json_u64(&j, "ethertype", ethertype);
     xSemaphoreTake(taps_lock, portMAX_DELAY);
     if (on) {
         esp_err_t err = tap_on(ethertype);
@@ -160,7 +160,7 @@ int hil_cmd_l2tap(int argc, char **argv)
         if (err != ESP_OK) {
             hil_result_error("l2tap", "no free tap slot", NULL);
         } else {
-            hil_result_ok("l2tap", hil_json_members(&j));
+            hil_result_ok("l2tap", app_json_members(&j));
         }
         return 0;
     }
@@ -168,11 +168,11 @@ int hil_cmd_l2tap(int argc, char **argv)
         if (taps[i].on && taps[i].ethertype == ethertype) {
             esp_smoltcp_l2_tap(ethertype, NULL, NULL);
             taps[i].on = false;
-            hil_json_u64(&j, "rx", taps[i].rx);
-            hil_json_u64(&j, "echoed", taps[i].echoed);
-            hil_json_u64(&j, "dropped", taps[i].dropped);
+            app_json_u64(&j, "rx", taps[i].rx);
+            app_json_u64(&j, "echoed", taps[i].echoed);
+            app_json_u64(&j, "dropped", taps[i].dropped);
             xSemaphoreGive(taps_lock);
-            hil_result_ok("l2tap", hil_json_members(&j));
+            hil_result_ok("l2tap", app_json_members(&j));
             return 0;
         }
     }

@@ -45,45 +45,45 @@ static void event_task(void *arg)
         xQueueReceive(event_queue, &item, portMAX_DELAY);
         const char *iface = item.iface == ESP_SMOLTCP_IFACE_WIFI ? "wifi" : "eth";
         char buf[256], ip[16], mask[16], gw[16];
-        hil_json_t j;
-        hil_json_init(&j, buf, sizeof buf);
+        app_json_t j;
+        app_json_init(&j, buf, sizeof buf);
         switch (item.event) {
         case ESP_SMOLTCP_EVT_IFACE_UP:
-            hil_json_str(&j, "event", "link_up");
-            hil_json_str(&j, "iface", iface);
+            app_json_str(&j, "event", "link_up");
+            app_json_str(&j, "iface", iface);
             break;
         case ESP_SMOLTCP_EVT_IFACE_DOWN:
-            hil_json_str(&j, "event", "link_down");
-            hil_json_str(&j, "iface", iface);
+            app_json_str(&j, "event", "link_down");
+            app_json_str(&j, "iface", iface);
             break;
         case ESP_SMOLTCP_EVT_GOT_IP:
             last_ip[item.iface] = esp_smoltcp_get_ipv4(item.iface);
             hil_format_ipv4(last_ip[item.iface], ip);
             hil_format_ipv4(esp_smoltcp_get_netmask(item.iface), mask);
             hil_format_ipv4(esp_smoltcp_get_gateway(item.iface), gw);
-            hil_json_str(&j, "event", "got_ip");
-            hil_json_str(&j, "iface", iface);
-            hil_json_str(&j, "ip", ip);
-            hil_json_str(&j, "netmask", mask);
-            hil_json_str(&j, "gw", gw);
+            app_json_str(&j, "event", "got_ip");
+            app_json_str(&j, "iface", iface);
+            app_json_str(&j, "ip", ip);
+            app_json_str(&j, "netmask", mask);
+            app_json_str(&j, "gw", gw);
             /* esp_smoltcp exposes no lease details: PROTOCOL.md defines 0 as "unknown". */
-            hil_json_u64(&j, "lease_s", 0);
+            app_json_u64(&j, "lease_s", 0);
             break;
         case ESP_SMOLTCP_EVT_LOST_IP:
             hil_format_ipv4(last_ip[item.iface], ip);
-            hil_json_str(&j, "event", "lost_ip");
-            hil_json_str(&j, "iface", iface);
-            hil_json_str(&j, "ip", ip);
+            app_json_str(&j, "event", "lost_ip");
+            app_json_str(&j, "iface", iface);
+            app_json_str(&j, "ip", ip);
             last_ip[item.iface] = 0;
             break;
         case ESP_SMOLTCP_EVT_NTP_SYNCED:
-            hil_json_str(&j, "event", "ntp_synced");
-            hil_json_str(&j, "iface", iface);
+            app_json_str(&j, "event", "ntp_synced");
+            app_json_str(&j, "iface", iface);
             break;
         default:
             continue;
         }
-        hil_emit("HIL_EVENT", hil_json_members(&j));
+        hil_emit("HIL_EVENT", app_json_members(&j));
     }
 }
 

@@ -67,11 +67,11 @@ int hil_cmd_mcast(int argc, char **argv)
         return 0;
     }
     char buf[160];
-    hil_json_t j;
-    hil_json_init(&j, buf, sizeof buf);
-    hil_json_str(&j, "action", join ? "join" : "leave");
-    hil_json_str(&j, "group", argv[2]);
-    hil_json_u64(&j, "port", HIL_PORT_MCAST_ECHO);
-    hil_result_ok("mcast", hil_json_members(&j));
+    app_json_t j;
+    app_json_init(&j, buf, sizeof buf);
+    app_json_str(&j, "action", join ? "join" : "leave");
+    app_json_str(&j, "group", argv[2]);
+    app_json_u64(&j, "port", HIL_PORT_MCAST_ECHO);
+    hil_result_ok("mcast", app_json_members(&j));
     return 0;
 }

@@ -25,13 +25,13 @@ static volatile bool connected;
 static void emit_state(const char *state)
 {
     char buf[300];
-    hil_json_t j;
-    hil_json_init(&j, buf, sizeof buf);
-    hil_json_str(&j, "event", "mqtt");
-    hil_json_str(&j, "iface", "eth");
-    hil_json_str(&j, "state", state);
-    hil_json_str(&j, "uri", uri_copy);
-    hil_emit("HIL_EVENT", hil_json_members(&j));
+    app_json_t j;
+    app_json_init(&j, buf, sizeof buf);
+    app_json_str(&j, "event", "mqtt");
+    app_json_str(&j, "iface", "eth");
+    app_json_str(&j, "state", state);
+    app_json_str(&j, "uri", uri_copy);
+    hil_emit("HIL_EVENT", app_json_members(&j));
 }
 
 static void on_mqtt_event(void *arg, esp_event_base_t base, int32_t id, void *data)
@@ -122,24 +122,24 @@ static int mqtt_connect_cmd(const char *uri)
     EventBits_t got = xEventGroupWaitBits(bits, BIT_CONNECTED | BIT_FAILED, pdFALSE, pdFALSE,
                                           pdMS_TO_TICKS(CONNECT_TIMEOUT_MS));
     char uri_member[260];
-    hil_json_t uj;
-    hil_json_init(&uj, uri_member, sizeof uri_member);
-    hil_json_str(&uj, "uri", uri_copy);
+    app_json_t uj;
+    app_json_init(&uj, uri_member, sizeof uri_member);
+    app_json_str(&uj, "uri", uri_copy);
     if (!(got & BIT_CONNECTED)) {
         destroy_client();
         hil_result_error("mqtt", (got & BIT_FAILED) ? "connect failed: transport or broker error" : "timeout",
-                         hil_json_members(&uj));
+                         app_json_members(&uj));
         return 0;
     }
     char buf[400];
-    hil_json_t j;
-    hil_json_init(&j, buf, sizeof buf);
-    hil_json_str(&j, "action", "connect");
-    hil_json_str(&j, "uri", uri_copy);
-    hil_json_str(&j, "topic_in", topic_in);
-    hil_json_str(&j, "topic_out", topic_out);
-    hil_json_i64(&j, "connect_ms", (esp_timer_get_time() - start_us) / 1000);
-    hil_result_ok("mqtt", hil_json_members(&j));
+    app_json_t j;
+    app_json_init(&j, buf, sizeof buf);
+    app_json_str(&j, "action", "connect");
+    app_json_str(&j, "uri", uri_copy);
+    app_json_str(&j, "topic_in", topic_in);
+    app_json_str(&j, "topic_out", topic_out);
+    app_json_i64(&j, "connect_ms", (esp_timer_get_time() - start_us) / 1000);
+    hil_result_ok("mqtt", app_json_members(&j));
     return 0;
 }
 

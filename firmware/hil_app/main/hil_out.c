@@ -54,10 +54,10 @@ void hil_emit(const char *keyword, const char *members)
 void hil_result_ok(const char *cmd, const char *members)
 {
     char buf[LINE_MAX_BYTES - 64];
-    hil_json_t j;
-    hil_json_init(&j, buf, sizeof buf);
-    hil_json_str(&j, "cmd", cmd);
-    hil_json_bool(&j, "ok", true);
+    app_json_t j;
+    app_json_init(&j, buf, sizeof buf);
+    app_json_str(&j, "cmd", cmd);
+    app_json_bool(&j, "ok", true);
     if (members && members[0]) {
         if (j.len + 1 + strlen(members) + 1 <= j.cap) {
             strcat(buf, ",");
@@ -66,7 +66,7 @@ void hil_result_ok(const char *cmd, const char *members)
             j.overflow = true;
         }
     }
-    if (!hil_json_ok(&j)) {
+    if (!app_json_ok(&j)) {
         hil_result_error(cmd, "reply too long", NULL);
         return;
     }
@@ -76,16 +76,16 @@ void hil_result_ok(const char *cmd, const char *members)
 void hil_result_error(const char *cmd, const char *error, const char *members)
 {
     char buf[512];
-    hil_json_t j;
-    hil_json_init(&j, buf, sizeof buf);
-    hil_json_str(&j, "cmd", cmd);
-    hil_json_bool(&j, "ok", false);
-    hil_json_str(&j, "error", error);
+    app_json_t j;
+    app_json_init(&j, buf, sizeof buf);
+    app_json_str(&j, "cmd", cmd);
+    app_json_bool(&j, "ok", false);
+    app_json_str(&j, "error", error);
     if (members && members[0] && j.len + 1 + strlen(members) + 1 <= j.cap) {
         strcat(buf, ",");
         strcat(buf, members);
     }
-    hil_emit("HIL_RESULT", hil_json_members(&j));
+    hil_emit("HIL_RESULT", app_json_members(&j));
 }
 
 void hil_print_plain(const char *line)
@@ -135,19 +135,19 @@ void hil_emit_hello(void)
              HIL_L2_ECHO_ETHERTYPE);
 
     char buf[900];
-    hil_json_t j;
-    hil_json_init(&j, buf, sizeof buf);
-    hil_json_str(&j, "app", app->project_name);
-    hil_json_str(&j, "app_version", app->version);
-    hil_json_str(&j, "idf", app->idf_ver);
-    hil_json_raw(&j, "components", components);
-    hil_json_str(&j, "chip", "esp32p4");
-    hil_json_str(&j, "chip_rev", chip_rev);
-    hil_json_str(&j, "mac", mac_text);
-    hil_json_str(&j, "board", HIL_BOARD_NAME);
-    hil_json_str(&j, "elf_sha256", elf_sha);
-    hil_json_raw(&j, "services", services);
-    hil_emit("HIL_HELLO", hil_json_members(&j));
+    app_json_t j;
+    app_json_init(&j, buf, sizeof buf);
+    app_json_str(&j, "app", app->project_name);
+    app_json_str(&j, "app_version", app->version);
+    app_json_str(&j, "idf", app->idf_ver);
+    app_json_raw(&j, "components", components);
+    app_json_str(&j, "chip", "esp32p4");
+    app_json_str(&j, "chip_rev", chip_rev);
+    app_json_str(&j, "mac", mac_text);
+    app_json_str(&j, "board", HIL_BOARD_NAME);
+    app_json_str(&j, "elf_sha256", elf_sha);
+    app_json_raw(&j, "services", services);
+    hil_emit("HIL_HELLO", app_json_members(&j));
 }
 
 static void collect_stats(hil_stats_t *s)

@@ -15,9 +15,9 @@ int hil_cmd_tls(int argc, char **argv)
     }
     const char *url = argv[2];
     char url_member[300];
-    hil_json_t uj;
-    hil_json_init(&uj, url_member, sizeof url_member);
-    hil_json_str(&uj, "url", url);
+    app_json_t uj;
+    app_json_init(&uj, url_member, sizeof url_member);
+    app_json_str(&uj, "url", url);
 
     esp_http_client_config_t config = {
         .url = url,
@@ -28,7 +28,7 @@ int hil_cmd_tls(int argc, char **argv)
     int64_t start_us = esp_timer_get_time();
     esp_http_client_handle_t client = esp_http_client_init(&config);
     if (!client) {
-        hil_result_error("tls", "ESP_ERR_NO_MEM", hil_json_members(&uj));
+        hil_result_error("tls", "ESP_ERR_NO_MEM", app_json_members(&uj));
         return 0;
     }
     esp_err_t err = esp_http_client_open(client, 0);
@@ -51,16 +51,16 @@ int hil_cmd_tls(int argc, char **argv)
     esp_http_client_close(client);
     esp_http_client_cleanup(client);
     if (err != ESP_OK) {
-        hil_result_error("tls", esp_err_to_name(err), hil_json_members(&uj));
+        hil_result_error("tls", esp_err_to_name(err), app_json_members(&uj));
         return 0;
     }
     char buf[400];
-    hil_json_t j;
-    hil_json_init(&j, buf, sizeof buf);
-    hil_json_str(&j, "url", url);
-    hil_json_i64(&j, "status", status);
-    hil_json_u64(&j, "bytes", bytes);
-    hil_json_i64(&j, "duration_ms", (esp_timer_get_time() - start_us) / 1000);
-    hil_result_ok("tls", hil_json_members(&j));
+    app_json_t j;
+    app_json_init(&j, buf, sizeof buf);
+    app_json_str(&j, "url", url);
+    app_json_i64(&j, "status", status);
+    app_json_u64(&j, "bytes", bytes);
+    app_json_i64(&j, "duration_ms", (esp_timer_get_time() - start_us) / 1000);
+    hil_result_ok("tls", app_json_members(&j));
     return 0;
 }

@@ -6,7 +6,7 @@
 #include "hil_app.h"
 #include "hil_proto.h"
 
-void hil_json_init(hil_json_t *j, char *buf, size_t cap)
+void app_json_init(app_json_t *j, char *buf, size_t cap)
 {
     j->buf = buf;
     j->cap = cap;
@@ -17,7 +17,7 @@ void hil_json_init(hil_json_t *j, char *buf, size_t cap)
     }
 }
 
-static void append(hil_json_t *j, const char *text)
+static void append(app_json_t *j, const char *text)
 {
     size_t n = strlen(text);
     if (j->overflow || j->len + n + 1 > j->cap) {
@@ -28,7 +28,7 @@ static void append(hil_json_t *j, const char *text)
     j->len += n;
 }
 
-static void key(hil_json_t *j, const char *name)
+static void key(app_json_t *j, const char *name)
 {
     char quoted[64];
     if (j->len) {
@@ -42,7 +42,7 @@ static void key(hil_json_t *j, const char *name)
     append(j, ":");
 }
 
-void hil_json_str(hil_json_t *j, const char *name, const char *value)
+void app_json_str(app_json_t *j, const char *name, const char *value)
 {
     key(j, name);
     if (j->overflow) {
@@ -56,7 +56,7 @@ void hil_json_str(hil_json_t *j, const char *name, const char *value)
     j->len += (size_t)n;
 }
 
-void hil_json_u64(hil_json_t *j, const char *name, uint64_t value)
+void app_json_u64(app_json_t *j, const char *name, uint64_t value)
 {
     char text[24];
     snprintf(text, sizeof text, "%" PRIu64, value);
@@ -64,7 +64,7 @@ void hil_json_u64(hil_json_t *j, const char *name, uint64_t value)
     append(j, text);
 }
 
-void hil_json_i64(hil_json_t *j, const char *name, int64_t value)
+void app_json_i64(app_json_t *j, const char *name, int64_t value)
 {
     char text[24];
     snprintf(text, sizeof text, "%" PRId64, value);
@@ -72,24 +72,24 @@ void hil_json_i64(hil_json_t *j, const char *name, int64_t value)
     append(j, text);
 }
 
-void hil_json_bool(hil_json_t *j, const char *name, bool value)
+void app_json_bool(app_json_t *j, const char *name, bool value)
 {
     key(j, name);
     append(j, value ? "true" : "false");
 }
 
-void hil_json_raw(hil_json_t *j, const char *name, const char *raw)
+void app_json_raw(app_json_t *j, const char *name, const char *raw)
 {
     key(j, name);
     append(j, raw);
 }
 
-const char *hil_json_members(const hil_json_t *j)
+const char *app_json_members(const app_json_t *j)
 {
     return j->overflow ? "" : j->buf;
 }
 
-bool hil_json_ok(const hil_json_t *j)
+bool app_json_ok(const app_json_t *j)
 {
     return !j->overflow;
 }
