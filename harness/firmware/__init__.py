@@ -1,0 +1,1 @@
+"""The test firmware seen from the harness: building firmware/hil_app and checking it statically."""

@@ -1,0 +1,77 @@
+"""`hil build` without ESP-IDF says what is missing; staleness decides when to rebuild."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.errors import MissingToolError
+from harness.firmware.build import APP_DIR, build_command, is_stale, require_idf, source_files
+
+
+def test_without_idf_names_every_missing_piece(tmp_path: Path) -> None:
+    with pytest.raises(MissingToolError) as info:
+        require_idf({"PATH": str(tmp_path), "HOME": str(tmp_path)})
+    message = str(info.value)
+    assert "IDF_PATH is not set" in message
+    assert "idf.py is not on PATH" in message
+    assert "rustup is not installed" in message
+    assert "export.sh" in message
+
+
+def test_idf_path_without_idf_py_is_named(tmp_path: Path) -> None:
+    with pytest.raises(MissingToolError, match=r"IDF_PATH=.* has no tools/idf.py"):
+        require_idf({"IDF_PATH": str(tmp_path), "PATH": str(tmp_path), "HOME": str(tmp_path)})
+
+
+def test_cli_build_without_idf_exits_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("IDF_PATH", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main(["build"]) == 2
+    assert "cannot build firmware/hil_app: IDF_PATH is not set" in capsys.readouterr().err
+
+
+def test_stale_until_image_is_newer_than_every_source(tmp_path: Path) -> None:
+    app = tmp_path / "hil_app"
+    (app / "main").mkdir(parents=True)
+    source = app / "main" / "hil_main.c"
+    source.write_text("int x;\n")
+    build_dir = app / "build"
+    sources = source_files(app, extra_dirs=[])
+    assert is_stale(build_dir, sources)  # never built
+    build_dir.mkdir()
+    image = build_dir / "hil_app.bin"
+    image.write_bytes(b"\0")
+    now = time.time()
+    os.utime(source, (now - 10, now - 10))
+    os.utime(image, (now, now))
+    assert not is_stale(build_dir, sources)
+    os.utime(source, (now + 10, now + 10))  # edited after the build
+    assert is_stale(build_dir, sources)
+
+
+def test_generated_files_are_not_sources(tmp_path: Path) -> None:
+    app = tmp_path / "hil_app"
+    for name in ("main/hil_main.c", "build/x.o", "managed_components/c/y.c", "sdkconfig", "dependencies.lock"):
+        (app / name).parent.mkdir(parents=True, exist_ok=True)
+        (app / name).write_text("")
+    assert [p.relative_to(app).as_posix() for p in source_files(app, extra_dirs=[])] == ["main/hil_main.c"]
+
+
+def test_repo_sources_include_services_and_certs() -> None:
+    names = {p.relative_to(APP_DIR.parent).parts[0] for p in source_files()}
+    assert {"hil_app", "certs"} <= names
+
+
+def test_build_command_keeps_sdkconfig_in_build_dir(tmp_path: Path) -> None:
+    command = build_command("idf.py", APP_DIR, tmp_path, ["sdkconfig.defaults", "sdkconfig.defaults.rev_lt_v3"])
+    assert command[-1] == "build"
+    assert "IDF_TARGET=esp32p4" in command
+    assert f"SDKCONFIG={tmp_path / 'sdkconfig'}" in command
+    assert "SDKCONFIG_DEFAULTS=sdkconfig.defaults;sdkconfig.defaults.rev_lt_v3" in command
