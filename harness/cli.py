@@ -12,6 +12,7 @@ from harness.errors import HilError
 # Each module provides ``register(subparsers)``; the subparser sets ``func(args) -> int``.
 COMMAND_MODULES: tuple[str, ...] = (
     "harness.run_command",
+    "harness.console.cli",
 )
 
 
