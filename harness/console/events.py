@@ -36,7 +36,7 @@ _MARKER = re.compile(
     r"|(?P<stack>\*\*\*ERROR\*\*\* A stack overflow)"
     r"|(?P<heap>CORRUPT HEAP:)"
     r"|(?P<brownout>Brownout detector)"
-    r"|(?P<rust>panicked at |panic occurred in ')"
+    r"|(?P<rust>panicked at |panic occurr?ed in ')"
     r"|(?P<reboot>Rebooting\.\.\.)"
     r"|(?P<rom>ESP-ROM:|^ets [A-Z][a-z]{2} )"
     r"|(?P<rst>rst:0x)"
@@ -57,7 +57,7 @@ _STACK = re.compile(r"A stack overflow in task (.*?) has been detected")
 _HEAP_ADDRESS = re.compile(rf"CORRUPT HEAP:.*?({HEX})")
 _RUST_NEW = re.compile(r"panicked at (\S+?:\d{1,9}:\d{1,9}):?\s*(.*)$")
 _RUST_OLD = re.compile(r"panicked at '(.*)', (\S+?:\d{1,9}:\d{1,9})")
-_RUST_ESP_BACKTRACE = re.compile(r"panic occurred in '([^']*)', at line (\d{1,9}), column (\d{1,9}):?\s*(.*)$")
+_RUST_ESP_BACKTRACE = re.compile(r"panic occurr?ed in '([^']*)', at line (\d{1,9}), column (\d{1,9}):?\s*(.*)$")
 _ROM = re.compile(r"ESP-ROM:(\S+)")
 _RST = re.compile(r"rst:0x([0-9a-fA-F]{1,8})\s*(?:\(([^)]*)\))?(?:,\s*boot:0x([0-9a-fA-F]{1,8}))?")
 _SAVED_PC = re.compile(rf"Saved PC:\s*({HEX})")
