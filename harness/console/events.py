@@ -341,10 +341,18 @@ class _CoreDumpBlock(_Block):
 
 
 class LogParser:
-    """Incremental ESP-IDF console parser: bytes in, typed events out. Never raises on any input."""
+    """Incremental ESP-IDF console parser: bytes in, typed events out. Never raises on any input.
 
-    def __init__(self) -> None:
-        self._reader = RecordReader()
+    Args:
+        log_events: also return a ``log`` event for every ESP-IDF log line (default). Without them
+            (crash detection over long soaks) lines that cannot start or continue an event are
+            skipped after a few substring tests, which is several times faster; every other event
+            is the same.
+    """
+
+    def __init__(self, log_events: bool = True) -> None:
+        self.log_events = log_events
+        self._reader = RecordReader(None if log_events else _may_matter)
         self._block: _Block | None = None
         self._held: list[Event] = []
         self._last_boot_lineno = -10
@@ -375,7 +383,7 @@ class LogParser:
         if block is not None:
             if block.consume(record):
                 block.event.end_lineno = record.lineno
-                if record.level is not None:
+                if record.level is not None and self.log_events:
                     self._held.append(_log_event(record))
                 return
             self._close_block(out)
@@ -388,17 +396,19 @@ class LogParser:
         out.extend(self._held)
         self._held = []
         self._block = None
+        self._reader.keep_all = False
 
     def _open(self, block: _Block, record: Record, out: list[Event]) -> None:
         self._block = block
-        if record.level is not None:
+        self._reader.keep_all = True
+        if record.level is not None and self.log_events:
             self._held.append(_log_event(record))
 
     def _emit(self, out: list[Event], kind: str, record: Record, fields: dict[str, Any] | None = None) -> None:
         out.append(Event(kind, record.lineno, fields or {}, record.lineno))
 
     def _process(self, record: Record, out: list[Event]) -> None:
-        marker = _MARKER.search(record.text)
+        marker = _MARKER.search(record.text) if _may_have_marker(record.text) else None
         if marker is not None and self._marker(marker.lastgroup or "", record, out):
             return
         if record.level is not None:
@@ -516,7 +526,8 @@ class LogParser:
             match = _BOOTLOADER_CHIP_REV.match(msg)
             if match:
                 self._bootloader_chip_revision = match[1]
-        out.append(_log_event(record))
+        if self.log_events:
+            out.append(_log_event(record))
 
     def _machine_line(self, record: Record, out: list[Event]) -> None:
         line = parse_machine_line(record.text)
@@ -566,7 +577,7 @@ class LogParser:
         if tag == "wifi":
             if msg.startswith("connected with"):
                 self._link(record, out, "link_up", "sta")
-            elif msg.startswith("state: run -> init") or msg.startswith("disconnected"):
+            elif msg.startswith(("state: run -> init", "disconnected")):
                 self._link(record, out, "link_down", "sta")
             return
         match = _LINK.search(msg)
@@ -581,6 +592,48 @@ class LogParser:
         if kind == "link_down":
             self._last_got_ip = None
         self._emit(out, kind, record, {"iface": iface} if iface else {})
+
+
+def _may_have_marker(text: str) -> bool:
+    """Cheap prefilter for `_MARKER` (plain substring tests are ~20x faster than the alternation)."""
+    return (
+        "Guru" in text
+        or "abort()" in text
+        or "ESP_ERROR_CHECK" in text
+        or "assert" in text
+        or "***ERROR" in text
+        or "CORRUPT HEAP" in text
+        or "Brownout" in text
+        or "panic" in text
+        or "Rebooting" in text
+        or "ESP-ROM:" in text
+        or "rst:0x" in text
+        or "ore dump" in text
+        or "CORE DUMP" in text
+        or "reset by WDT" in text
+        or text.startswith("ets ")
+    )
+
+
+def _may_matter(text: str) -> bool:
+    """Whether a line can start an event other than ``log`` (false positives are fine, misses are not)."""
+    return (
+        _may_have_marker(text)
+        or "HIL_" in text
+        or "task_wdt" in text
+        or " ip: " in text
+        or "ink " in text
+        or "wifi:" in text
+        or "chip rev" in text
+        or "Project name" in text
+        or "App version" in text
+        or "Compile time" in text
+        or "ELF file" in text
+        or "ESP-IDF:" in text
+        or "Chip rev" in text
+        or "Secure version" in text
+        or "Application information" in text
+    )
 
 
 def _log_event(record: Record) -> Event:
@@ -638,7 +691,7 @@ def _rust_panic(text: str) -> tuple[dict[str, Any], bool]:
     return {}, False
 
 
-def parse_bytes(data: bytes) -> list[Event]:
-    """Parse a whole log at once."""
-    parser = LogParser()
+def parse_bytes(data: bytes, log_events: bool = True) -> list[Event]:
+    """Parse a whole log at once (see `LogParser` for ``log_events``)."""
+    parser = LogParser(log_events)
     return parser.feed(data) + parser.finish()

@@ -10,7 +10,7 @@ bytes become U+FFFD and simply match nothing.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 
 from harness.console.protocol import PROMPT
 
@@ -26,9 +26,8 @@ _LOG_ANYWHERE = re.compile(r"(?<![A-Za-z0-9])([EWIDV]) \((\d+|[\d:.]+)\) ([^:\s]
 MAX_LINE_CHARS = 16384
 
 
-@dataclass(frozen=True, slots=True)
 class Record:
-    """One console line after cleaning.
+    """One console line after cleaning (a plain slotted class: one is built per line, so it must be cheap).
 
     Attributes:
         lineno: 1-based line number in the log.
@@ -39,12 +38,26 @@ class Record:
         msg: log message for log lines, else None.
     """
 
-    lineno: int
-    text: str
-    level: str | None = None
-    ms: int | None = None
-    tag: str | None = None
-    msg: str | None = None
+    __slots__ = ("level", "lineno", "ms", "msg", "tag", "text")
+
+    def __init__(
+        self,
+        lineno: int,
+        text: str,
+        level: str | None = None,
+        ms: int | None = None,
+        tag: str | None = None,
+        msg: str | None = None,
+    ) -> None:
+        self.lineno = lineno
+        self.text = text
+        self.level = level
+        self.ms = ms
+        self.tag = tag
+        self.msg = msg
+
+    def __repr__(self) -> str:
+        return f"Record({self.lineno}, {self.text!r})"
 
 
 def _timestamp_ms(raw: str) -> int | None:
@@ -61,18 +74,26 @@ def _timestamp_ms(raw: str) -> int | None:
     return round(seconds * 1000)
 
 
-def clean_line(raw: bytes) -> str:
-    """Decode one raw line (without its ``\\n``) and strip colour codes, ``\\r`` and glued prompts."""
-    text = raw.decode("utf-8", "replace")
+def clean_text(text: str) -> str:
+    """Drop every ``\\r`` and colour code of decoded text (one line or many)."""
     if "\r" in text:
         text = text.replace("\r", "")
-    if any(marker in text for marker in _ESCAPE_MARKERS):
+    if "\x1b" in text or "\u241b" in text or "^[" in text:
         text = _ANSI.sub("", text)
+    return text
+
+
+def _strip_line(text: str) -> str:
     while text.startswith(PROMPT):
         text = text[len(PROMPT) :]
     if len(text) > MAX_LINE_CHARS:
         text = text[:MAX_LINE_CHARS]
     return text
+
+
+def clean_line(raw: bytes) -> str:
+    """Decode one raw line (without its ``\\n``) and strip colour codes, ``\\r`` and glued prompts."""
+    return _strip_line(clean_text(raw.decode("utf-8", "replace")))
 
 
 def make_record(lineno: int, text: str) -> Record:
@@ -87,39 +108,55 @@ def make_record(lineno: int, text: str) -> Record:
     if match is None:
         return Record(lineno, text)
     level, stamp, tag, msg = match.groups()
-    return Record(lineno, text, level, _timestamp_ms(stamp), tag, msg.rstrip())
+    ms = int(stamp) if stamp.isdigit() else _timestamp_ms(stamp)
+    return Record(lineno, text, level, ms, tag, msg.rstrip())
 
 
 class RecordReader:
-    """Incremental splitter: feed bytes in any chunks, get complete records in order."""
+    """Incremental splitter: feed bytes in any chunks, get complete records in order.
 
-    def __init__(self) -> None:
+    Args:
+        keep: optional prefilter on the cleaned text; lines it rejects produce no record (their
+            numbers still count) unless ``keep_all`` is set, which the event layer does while it
+            gathers a multi-line event.
+    """
+
+    def __init__(self, keep: Callable[[str], bool] | None = None) -> None:
         self._pending = bytearray()
         self._lineno = 0
+        self._keep = keep
+        self.keep_all = False
 
-    def feed(self, data: bytes) -> list[Record]:
-        """Return the records of every line completed by ``data``."""
+    def feed(self, data: bytes) -> Iterator[Record]:
+        """Yield the records of every line completed by ``data``, one at a time.
+
+        Lazily, so that ``keep_all`` set by the consumer after one record applies to the next.
+        """
         if not data:
-            return []
+            return
         self._pending += data
         end = self._pending.rfind(b"\n")
         if end < 0:
-            return []
-        complete = bytes(self._pending[:end])
+            return
+        # Decoding and cleaning the whole run of complete lines at once is much cheaper than per line,
+        # and gives the same text: no UTF-8 sequence or colour code can contain a newline.
+        text = clean_text(self._pending[:end].decode("utf-8", "replace"))
         del self._pending[: end + 1]
-        records = []
-        lineno = self._lineno
-        for raw in complete.split(b"\n"):
-            lineno += 1
-            records.append(make_record(lineno, clean_line(raw)))
-        self._lineno = lineno
-        return records
+        keep = self._keep
+        for line in text.split("\n"):
+            self._lineno += 1
+            if line.startswith(PROMPT) or len(line) > MAX_LINE_CHARS:
+                line = _strip_line(line)
+            if keep is None or self.keep_all or keep(line):
+                yield make_record(self._lineno, line)
 
     def finish(self) -> list[Record]:
         """Return the record of a last line that has no line ending (a log cut short)."""
         if not self._pending:
             return []
-        raw = bytes(self._pending)
+        line = clean_line(bytes(self._pending))
         self._pending.clear()
         self._lineno += 1
-        return [make_record(self._lineno, clean_line(raw))]
+        if self._keep is None or self.keep_all or self._keep(line):
+            return [make_record(self._lineno, line)]
+        return []

@@ -69,3 +69,27 @@ def test_random_truncation_keeps_every_event_that_was_whole(cut: int) -> None:
     for event in WHOLE:
         if event.end_lineno <= complete_lines:
             assert (event.kind, event.lineno) in present, f"lost {event.to_dict()} when cut at byte {cut}"
+
+
+def typed(events: list[Event]) -> list[dict]:
+    return [event.to_dict() for event in events if event.kind != "log"]
+
+
+def test_fast_mode_without_log_events_gives_the_same_typed_events() -> None:
+    fast = parse_bytes(ALL_SAMPLES, log_events=False)
+    assert all(event.kind != "log" for event in fast)
+    assert as_dicts(fast) == typed(WHOLE)
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=60), st.lists(st.integers(min_value=0, max_value=4000)))
+def test_fast_mode_matches_on_noise_and_any_split(parts: list[bytes], cuts: list[int]) -> None:
+    data = b"".join(parts)
+    parser = LogParser(log_events=False)
+    events: list[Event] = []
+    start = 0
+    for cut in sorted({min(cut, len(data)) for cut in cuts}):
+        events += parser.feed(data[start:cut])
+        start = cut
+    events += parser.feed(data[start:]) + parser.finish()
+    assert as_dicts(events) == typed(parse_bytes(data))
