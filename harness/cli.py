@@ -12,11 +12,9 @@ from harness.errors import HilError
 # Each module provides ``register(subparsers)``; the subparser sets ``func(args) -> int``.
 COMMAND_MODULES: tuple[str, ...] = (
     "harness.run_command",
-COMMAND_MODULES: tuple[str, ...] = (
     "harness.results.cli",
     "harness.firmware.cli",
     "harness.console.cli",
-)
 )
 
 
