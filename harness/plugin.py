@@ -217,11 +217,23 @@ def _budget_violations(item: pytest.Item, session: HilSession, deltas: dict[str,
 HIL_FIXTURES = frozenset({"board", "lab", "metrics", "dut_ip", "console", "dhcp_server"})
 
 
+def _uses_hil_fixtures(item: pytest.Item) -> bool:
+    """Whether the test uses this plugin's board/lab fixtures (not a local fixture of the same name)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    for name in HIL_FIXTURES & set(info.names_closure):
+        definitions = info.name2fixturedefs.get(name, ())
+        if definitions and definitions[-1].func.__module__ == __name__:
+            return True
+    return False
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Note which tests are HIL tests (recorded in the results); reset a board that hung in the previous test."""
     session = item.config.stash[SESSION_KEY]
-    if HIL_FIXTURES & set(getattr(item, "fixturenames", ())):
+    if _uses_hil_fixtures(item):
         session.hil_tests.add(item.nodeid)
     if session.board is not None and session.board_unresponsive and "board" in getattr(item, "fixturenames", ()):
         session.recover_board()
