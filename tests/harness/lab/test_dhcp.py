@@ -36,6 +36,7 @@ from harness.lab.dhcp_packet import (
     MessageType,
     Opt,
     build_options,
+    ip_bytes,
     udp_frame,
 )
 from harness.lab.netns import Lab, ManagedProcess, Namespace, run_command
@@ -395,6 +396,24 @@ def test_malformed_messages_do_not_stop_the_server(lab: Lab, make_server, start_
     assert server.counters.malformed == len(payloads), server.counters
     assert server.counters.errors == 0
     assert kinds(server)[:4] == ["DISCOVER", "OFFER", "REQUEST/selecting", "ACK"]
+
+
+def test_decline_retires_the_address_and_inform_gets_configuration_only(lab: Lab, make_server, start_client) -> None:
+    server = make_server()
+    other = "02:00:00:00:00:99"
+    decline = DhcpMessage(
+        op=BOOTREQUEST, xid=7, chaddr=other,
+        options=build_options(MessageType.DECLINE, [(Opt.REQUESTED_IP, ip_bytes(lab.addressing.pool_start))]),
+    )  # fmt: skip
+    inform = DhcpMessage(
+        op=BOOTREQUEST, xid=8, chaddr=other, ciaddr="10.77.0.150", options=build_options(MessageType.INFORM)
+    )
+    lab.dut.call(_send_raw_from_dut, lab.dut_if, [decline.encode(), inform.encode()], timeout=10)
+    reply = server.wait_for("ACK", predicate=lambda e: e.xid == 8, timeout=5)
+    assert reply.yiaddr == ZERO_IP and reply.lease_s is None and reply.dst_ip == "10.77.0.150"
+    assert server.wait_for("DECLINE", timeout=1).requested_ip == lab.addressing.pool_start
+    _, got = start_client().wait_event("got_ip", timeout=10)
+    assert got["ip"] != lab.addressing.pool_start  # a declined address is never offered again
 
 
 # --- safety ---------------------------------------------------------------------------------------------------
