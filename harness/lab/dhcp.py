@@ -149,7 +149,7 @@ class DhcpServer:
         ns: the namespace holding ``ifname`` (the lab's host side).
         ifname: the interface to serve (it must carry ``addressing.host_ip``).
         addressing: subnet, server address and pool.
-        lease_s, t1_s, t2_s, dns, router: the initial `DhcpBehaviour`.
+        lease_s, t1_s, t2_s, dns, router: the initial `DhcpBehaviour` (``dns`` defaults to the server's address).
         force: serve even outside a `hil-` namespace or next to foreign routes (`--dhcp-force`).
     """
 
@@ -162,7 +162,7 @@ class DhcpServer:
         lease_s: int = 3600,
         t1_s: int | None = None,
         t2_s: int | None = None,
-        dns: Sequence[str] = ("10.77.0.1",),
+        dns: Sequence[str] | None = None,
         router: bool = True,
         force: bool = False,
     ) -> None:
@@ -170,7 +170,8 @@ class DhcpServer:
         self.ifname = ifname
         self.addressing = addressing
         self.force = force
-        self.behaviour = DhcpBehaviour(lease_s=lease_s, t1_s=t1_s, t2_s=t2_s, dns=tuple(dns), router=router)
+        dns = (addressing.host_ip,) if dns is None else tuple(dns)
+        self.behaviour = DhcpBehaviour(lease_s=lease_s, t1_s=t1_s, t2_s=t2_s, dns=dns, router=router)
         self.leases: dict[str, Lease] = {}
         self.counters = _Counters()
         self._exchanges: list[Exchange] = []

@@ -464,11 +464,17 @@ class DhcpClient:
 
 
 def _ip(*args: str, check: bool = True) -> None:
-    # Own session: a SIGTERM to the board's process group must not kill `ip` halfway through applying a lease.
-    done = subprocess.run(
-        ["ip", *args], capture_output=True, text=True, timeout=IP_COMMAND_TIMEOUT_S, stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
+    # A SIGTERM to the board's process group must not kill `ip` halfway through applying a lease: the
+    # child inherits the blocked mask (its own session alone still leaves the window before setsid()),
+    # and this process takes the signal once the command is done.
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    try:
+        done = subprocess.run(
+            ["ip", *args], capture_output=True, text=True, timeout=IP_COMMAND_TIMEOUT_S, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     if check and done.returncode != 0:
         raise RuntimeError(f"`ip {' '.join(args)}` failed ({done.returncode}): {done.stderr.strip()}")
 
