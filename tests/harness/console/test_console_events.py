@@ -232,8 +232,7 @@ def test_colour_codes_inside_a_panic_dump() -> None:
 
 def test_garbage_bytes_before_a_boot_banner() -> None:
     data = (
-        b"\xff\xfe\x00\x80garbage\x1b[\x1b\r\n"
-        b"\xc3ESP-ROM:esp32c3-api1-20210207\r\nrst:0x1 (POWERON),boot:0xc (SPI)\r\n"
+        b"\xff\xfe\x00\x80garbage\x1b[\x1b\r\n\xc3ESP-ROM:esp32c3-api1-20210207\r\nrst:0x1 (POWERON),boot:0xc (SPI)\r\n"
     )
     events = typed(data)
     assert [e.kind for e in events] == ["boot", "reset"]

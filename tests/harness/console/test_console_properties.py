@@ -30,11 +30,17 @@ def parse_in_chunks(data: bytes, cuts: list[int]) -> list[Event]:
 
 
 # Bytes that look like console output: fragments of real lines mixed with noise.
-FRAGMENTS = [
-    line + ending
-    for line in ALL_SAMPLES.splitlines()[::3]
-    for ending in (b"\r\n", b"\n")
-] + [b"\x1b[0;31m", b"\x1b[0m", "\u241b[0;32m".encode(), b"hil> ", b"\r", b"\xff\xfe", b"\x00", b"(", b": 0x"]
+FRAGMENTS = [line + ending for line in ALL_SAMPLES.splitlines()[::3] for ending in (b"\r\n", b"\n")] + [
+    b"\x1b[0;31m",
+    b"\x1b[0m",
+    "\u241b[0;32m".encode(),
+    b"hil> ",
+    b"\r",
+    b"\xff\xfe",
+    b"\x00",
+    b"(",
+    b": 0x",
+]
 
 
 @SETTINGS

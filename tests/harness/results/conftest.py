@@ -48,12 +48,33 @@ def postgres_server() -> Iterator[str]:
             os.chown(path, account.pw_uid, account.pw_gid)
     server = None
     try:
-        subprocess.run([bin_dir / "initdb", "-D", data, "-A", "trust", "-U", "hil", "--no-sync", "-E", "UTF8"],
-                       user=run_as, check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [bin_dir / "initdb", "-D", data, "-A", "trust", "-U", "hil", "--no-sync", "-E", "UTF8"],
+            user=run_as,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         server = subprocess.Popen(
-            [bin_dir / "postgres", "-D", data, "-k", sockets, "-c", "listen_addresses=", "-c", "fsync=off",
-             "-c", "max_connections=20", "-c", "shared_buffers=16MB"],
-            user=run_as, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [
+                bin_dir / "postgres",
+                "-D",
+                data,
+                "-k",
+                sockets,
+                "-c",
+                "listen_addresses=",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=20",
+                "-c",
+                "shared_buffers=16MB",
+            ],
+            user=run_as,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         url = f"postgresql://hil@/postgres?host={quote(str(sockets), safe='')}"
         deadline = time.monotonic() + 60
         while True:

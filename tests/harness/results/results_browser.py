@@ -21,10 +21,22 @@ from pathlib import Path
 from typing import Any
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-default-apps", "--disable-extensions", "--mute-audio", "--hide-scrollbars",
-         "--window-size=1280,900", "--remote-debugging-pipe")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--mute-audio",
+    "--hide-scrollbars",
+    "--window-size=1280,900",
+    "--remote-debugging-pipe",
+)
 
 
 class BrowserError(RuntimeError):
@@ -46,7 +58,10 @@ class Browser:
         script = f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w} {to_browser_r}<&- {from_browser_w}>&-'
         self.process = subprocess.Popen(
             ["/bin/bash", "-c", script, CHROMIUM, *FLAGS, f"--user-data-dir={self._profile}", "about:blank"],
-            pass_fds=(to_browser_r, from_browser_w), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            pass_fds=(to_browser_r, from_browser_w),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(to_browser_r)
         os.close(from_browser_w)
         self._buffer = b""
@@ -163,8 +178,10 @@ class Browser:
         for event in self.events:
             params = event.get("params", {})
             if event["method"] == "Runtime.exceptionThrown":
-                found.append(f"exception: {params['exceptionDetails'].get('text')} "
-                             f"{params['exceptionDetails'].get('exception', {}).get('description', '')}")
+                found.append(
+                    f"exception: {params['exceptionDetails'].get('text')} "
+                    f"{params['exceptionDetails'].get('exception', {}).get('description', '')}"
+                )
             elif event["method"] == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
                 found.append(f"console.{params['type']}: {params.get('args')}")
             elif event["method"] == "Log.entryAdded" and params["entry"].get("level") == "error":
@@ -173,5 +190,6 @@ class Browser:
 
     def requested_urls(self) -> list[str]:
         """Every URL the page asked for since the last :meth:`open`."""
-        return [event["params"]["request"]["url"] for event in self.events
-                if event["method"] == "Network.requestWillBeSent"]
+        return [
+            event["params"]["request"]["url"] for event in self.events if event["method"] == "Network.requestWillBeSent"
+        ]

@@ -24,8 +24,9 @@ def _opt_in(request: pytest.FixtureRequest) -> None:
 
 
 def _run(script: str, *args: str) -> str:
-    done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
-                          timeout=900, check=False)
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=900, check=False
+    )
     print(done.stdout)
     assert done.returncode == 0, done.stderr
     return done.stdout

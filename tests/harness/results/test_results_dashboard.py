@@ -18,8 +18,10 @@ from harness.results.dashboard import build_dashboard
 from harness.results.store import open_store
 from harness.results.synthetic import RTT, THROUGHPUT, MetricSpec, synthetic_history
 
-HOSTILE = ('</script><script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
-           '<a href="https://evil.example/">x</a> & "quotes"')
+HOSTILE = (
+    '</script><script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+    '<a href="https://evil.example/">x</a> & "quotes"'
+)
 P99 = MetricSpec(RTT.nodeid, "ping_rtt_p99_ms", "ms", "lower", 0.17, 20.0)
 P90 = MetricSpec(RTT.nodeid, "ping_rtt_p90_ms", "ms", "lower", 0.08, 8.0)
 
@@ -73,7 +75,8 @@ def test_every_page_renders_without_errors_or_network(site: Path, browser: Brows
         assert browser.evaluate("Number(document.documentElement.dataset.chartsDrawn || -1)") == expected
         drawn_paths = browser.evaluate(
             "Array.from(document.querySelectorAll('svg[data-chart] path'))"
-            ".filter(p => /[ML]\\s*[0-9.]+/.test(p.getAttribute('d') || '')).length")
+            ".filter(p => /[ML]\\s*[0-9.]+/.test(p.getAttribute('d') || '')).length"
+        )
         assert drawn_paths >= expected, page  # every chart drew at least one non-empty path
     browser.open(site / "index.html")
     shot = browser.screenshot(tmp_path / "overview.png")
@@ -101,12 +104,17 @@ def test_hostile_console_text_stays_text(site: Path, browser: Browser) -> None:
     assert browser.evaluate("document.querySelectorAll('img').length") == 0
     assert browser.evaluate("document.querySelectorAll('script').length") == 2  # charts.js + the JSON data block
     assert HOSTILE in browser.evaluate("document.body.innerText")
-    link = browser.evaluate("Array.from(document.links).map(a => a.getAttribute('href'))"
-                            ".find(h => h.includes('logs/'))")
+    link = browser.evaluate(
+        "Array.from(document.links).map(a => a.getAttribute('href')).find(h => h.includes('logs/'))"
+    )
     assert link and link.endswith(".txt")
     assert HOSTILE in (run_page.parent / link).resolve().read_text(encoding="utf-8")
-    assert browser.evaluate("Array.from(document.links).filter(a => /^(https?:)?\\/\\//.test(a.getAttribute("
-                            "'href'))).length") == 0
+    assert (
+        browser.evaluate(
+            "Array.from(document.links).filter(a => /^(https?:)?\\/\\//.test(a.getAttribute('href'))).length"
+        )
+        == 0
+    )
 
 
 def test_no_absolute_or_remote_urls_anywhere(site: Path) -> None:

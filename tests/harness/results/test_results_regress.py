@@ -59,27 +59,32 @@ def test_zero_median_uses_the_absolute_floor() -> None:
 
 
 def test_policy_from_config_dicts() -> None:
-    policy = ThresholdPolicy.from_config({"ping_rtt_p99_ms": {"min_effect_pct": 25.0, "noise_sigmas": 4}},
-                                         defaults={"window": 12})
+    policy = ThresholdPolicy.from_config(
+        {"ping_rtt_p99_ms": {"min_effect_pct": 25.0, "noise_sigmas": 4}}, defaults={"window": 12}
+    )
     assert policy.for_metric("ping_rtt_p99_ms") == Thresholds(min_effect_pct=25.0, noise_sigmas=4, window=12)
     assert policy.for_metric("iperf3_tcp_mbps") == Thresholds(window=12)
 
 
-@pytest.mark.parametrize(("table", "message"), [
-    ({"m": {"min_efect_pct": 1}}, "unknown key.*min_efect_pct"),
-    ({"m": {"noise_sigmas": -1}}, "must be a number >= 0"),
-    ({"m": {"window": 2}}, "integer >= 3"),
-    ({"m": {"window": 5, "min_history": 8}}, "larger than window"),
-    ({"m": 3}, "must be a table"),
-])
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"m": {"min_efect_pct": 1}}, "unknown key.*min_efect_pct"),
+        ({"m": {"noise_sigmas": -1}}, "must be a number >= 0"),
+        ({"m": {"window": 2}}, "integer >= 3"),
+        ({"m": {"window": 5, "min_history": 8}}, "larger than window"),
+        ({"m": 3}, "must be a table"),
+    ],
+)
 def test_bad_thresholds_are_config_errors(table: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         ThresholdPolicy.from_config(table)
 
 
 def _row(run: int, value: float, *, accepted: bool = True, outcome: str = "passed") -> MetricRow:
-    return MetricRow(f"r{run:02d}", float(run), "virtual", "b1", "cfg", accepted, "t::x", outcome, "tput", value,
-                     "Mbit/s", "higher")
+    return MetricRow(
+        f"r{run:02d}", float(run), "virtual", "b1", "cfg", accepted, "t::x", outcome, "tput", value, "Mbit/s", "higher"
+    )
 
 
 def test_baseline_skips_rejected_runs_and_failed_tests() -> None:

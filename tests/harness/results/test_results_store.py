@@ -80,15 +80,18 @@ def test_store_newer_than_harness_is_refused(tmp_path: Path) -> None:
         open_store(db)
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda d: d.update(schema=7), "unsupported results schema 7"),
-    (lambda d: d.pop("run_id"), "missing or empty 'run_id'"),
-    (lambda d: d.update(started="yesterday"), "not an ISO-8601 time"),
-    (lambda d: d["tests"][0].update(outcome="exploded"), "outcome 'exploded'"),
-    (lambda d: d["tests"][0]["metrics"][0].update(better="up"), "'better' must be 'higher' or 'lower'"),
-    (lambda d: d["tests"][0]["metrics"][0].update(value="fast"), "is not a finite number"),
-    (lambda d: d["tests"][0]["counters"].update(rx_frames=1.5), "is not an integer"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.update(schema=7), "unsupported results schema 7"),
+        (lambda d: d.pop("run_id"), "missing or empty 'run_id'"),
+        (lambda d: d.update(started="yesterday"), "not an ISO-8601 time"),
+        (lambda d: d["tests"][0].update(outcome="exploded"), "outcome 'exploded'"),
+        (lambda d: d["tests"][0]["metrics"][0].update(better="up"), "'better' must be 'higher' or 'lower'"),
+        (lambda d: d["tests"][0]["metrics"][0].update(value="fast"), "is not a finite number"),
+        (lambda d: d["tests"][0]["counters"].update(rx_frames=1.5), "is not an integer"),
+    ],
+)
 def test_invalid_results_files_are_rejected_with_the_reason(tmp_path: Path, mutate, message: str) -> None:
     doc = synthetic_history([THROUGHPUT], 1)[0]
     mutate(doc)
