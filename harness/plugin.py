@@ -17,6 +17,7 @@ import pytest
 from harness.boards.board import Board
 from harness.config import LabConfig
 from harness.console.protocol import counter_deltas
+from harness.console.verdict import decode_crashes, judge
 from harness.errors import BoardError, ConfigError, DutTimeoutError, HilError
 from harness.lab.netns import Lab, new_run_id
 from harness.results.record import Metric, RunRecord
@@ -45,6 +46,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="let the DHCP server serve on an interface that fails the safety check")  # fmt: skip
     group.addoption("--fault", action="append", default=[],
                     help="start the virtual board with this fault from the catalogue (repeatable)")  # fmt: skip
+    group.addoption("--app-elf", type=Path, default=None,
+                    help="firmware ELF for decoding crash backtraces (checked against the printed SHA256)")  # fmt: skip
     group.addoption("--benchmarks", action="store_true", help="also run tests marked `benchmark`")
     group.addoption("--soak", action="store_true", help="also run tests marked `soak`")
 
@@ -52,6 +55,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Create the run's session object; the lab and board start lazily when a test needs them."""
     config.addinivalue_line("markers", "budget(**counters): per-test budget for HIL_STATS counter deltas")
+    config.addinivalue_line("markers", "expect_crash(*kinds): these crash kinds do not fail the test")
     config.addinivalue_line("markers", "benchmark: slow measurement, runs only with --benchmarks")
     config.addinivalue_line("markers", "soak: long run, runs only with --soak")
     config.addinivalue_line("markers", "needs_lab: needs root and network namespaces")
@@ -170,25 +174,38 @@ def metrics(request: pytest.FixtureRequest, hil_session: HilSession) -> MetricsR
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """Around each test that uses the board: stats before/after, budgets, console slice."""
+    """Around each test that uses the board: counters and budgets, crash/reset detection, console slice."""
     session = item.config.stash[SESSION_KEY]
     board = session.board if "board" in getattr(item, "fixturenames", ()) else None
     if board is None:
         return (yield)
     test = session.record.test(item.nodeid)
     mark = board.monitor.mark()
+    planned_before = board.planned_restarts
     before = _stats_or_none(board)
+    failure: BaseException | None = None
     try:
         result = yield
-    except BaseException:
-        if _stats_or_none(board) is None:
-            session.board_unresponsive = True
+    except (KeyboardInterrupt, SystemExit):
         raise
-    finally:
-        test.console_slice = session.write_slice(item, mark)
-    after = _stats_or_none(board)
+    except BaseException as exc:  # re-raised below, after the console has been judged
+        failure = exc
+    after = _stats_or_none(board)  # also flushes the parser: a dump ends when the next line arrives
+    verdict = judge(
+        board.monitor.events_between(mark),
+        board.planned_restarts - planned_before,
+        (kind for marker in item.iter_markers("expect_crash") for kind in marker.args),
+    )
+    notes = decode_crashes(verdict.crashes, session.decoder)
+    test.events = [event.to_dict() for event in verdict.recorded]
+    test.console_slice = session.write_slice(item, mark)
+    if after is None or verdict.failed:
+        session.board_needs_reset = True
+    if verdict.failed:
+        raise AssertionError("\n".join([verdict.message(), *notes])) from failure
+    if failure is not None:
+        raise failure
     if after is None:
-        session.board_unresponsive = True
         raise DutTimeoutError("DUT stopped answering on its console (no HIL_STATS reply within 10 s)")
     if before is not None:
         test.counters = counter_deltas(before, after)
@@ -235,7 +252,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     session = item.config.stash[SESSION_KEY]
     if _uses_hil_fixtures(item):
         session.hil_tests.add(item.nodeid)
-    if session.board is not None and session.board_unresponsive and "board" in getattr(item, "fixturenames", ()):
+    if session.board is not None and session.board_needs_reset and "board" in getattr(item, "fixturenames", ()):
         session.recover_board()
 
 

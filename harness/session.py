@@ -14,6 +14,7 @@ from rich.table import Table
 
 from harness.boards.board import Board
 from harness.config import LabConfig
+from harness.console.decode import BacktraceDecoder
 from harness.errors import BoardError, ConfigError, HilError
 from harness.lab.netns import Lab, LinkProfile
 from harness.results.record import RunRecord
@@ -45,9 +46,10 @@ class HilSession:
         self.lab: Lab | None = None
         self.dhcp: Any = None
         self.board: Board | None = None
-        self.board_unresponsive = False
+        self.board_needs_reset = False
         self.hil_tests: set[str] = set()
         self.imported_into: str | None = None
+        self.decoder = BacktraceDecoder(options.app_elf)
         self._lock = threading.Lock()
         self._closed = False
         record.meta["config"] = {"fingerprint": config.fingerprint(), "source": str(config.source or "")}
@@ -95,13 +97,13 @@ class HilSession:
             return board
 
     def recover_board(self) -> None:
-        """Bring a hung board back: pulse reset and wait until it is online again."""
+        """Bring a hung or crashed board back: pulse reset and wait until it is online again."""
         assert self.board is not None
         try:
             self.board.reset(wait_online=True)
         except HilError as exc:
-            raise BoardError(f"the board hung and did not come back after a reset: {exc}") from exc
-        self.board_unresponsive = False
+            raise BoardError(f"the board did not come back after a reset: {exc}") from exc
+        self.board_needs_reset = False
 
     def write_slice(self, item: pytest.Item, mark: int) -> str | None:
         """Write the test's console lines to its slice file; return the path stored in the results."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ class Board(abc.ABC):
         self.console: ConsoleMonitor | None = None
         self.last_boot: BootInfo | None = None
         self.hello: dict[str, Any] = {}
+        # Restarts the harness asked for (EN pulses, `reboot`); any other reset is unexpected.
+        self.planned_restarts = 0
 
     # --- what each board implements ---------------------------------------------------------------------
 
@@ -76,10 +79,17 @@ class Board(abc.ABC):
     def reset(self, wait_online: bool = True, timeout: float = BOOT_TIMEOUT_S) -> BootInfo:
         """Reset the board and follow its boot log; with ``wait_online`` also wait for its address."""
         mark = self.monitor.mark()
-        import time
-
         t_reset = time.time()
+        self.planned_restarts += 1
         self.hard_reset()
+        return self.follow_boot(mark, t_reset, wait_online=wait_online, timeout=timeout)
+
+    def reboot(self, wait_online: bool = True, timeout: float = BOOT_TIMEOUT_S) -> BootInfo:
+        """Software reset through the console (`reboot`, esp_restart) and follow the new boot."""
+        mark = self.monitor.mark()
+        t_reset = time.time()
+        self.planned_restarts += 1
+        self.monitor.send("reboot")
         return self.follow_boot(mark, t_reset, wait_online=wait_online, timeout=timeout)
 
     def follow_boot(
@@ -141,8 +151,6 @@ class Board(abc.ABC):
 
     def wait_for_ip(self, timeout: float = IP_TIMEOUT_S) -> str:
         """Wait until the DUT has an IPv4 address and return it."""
-        import time
-
         deadline = time.monotonic() + timeout
         while True:
             mark = self.monitor.mark()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,9 @@ from harness.console.events import Event, LogParser
 from harness.errors import ConfigError
 
 CHUNK_BYTES = 1 << 20
+
+
+HOST_TIME_PREFIX = re.compile(rb"^\d{9,11}\.\d{6} ")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,11 +36,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def iter_events(stream: IO[bytes]) -> Iterator[Event]:
-    """Events of a byte stream, read in chunks so logs of any size stream through in constant memory."""
-    parser = LogParser()
-    while chunk := stream.read(CHUNK_BYTES):
-        yield from parser.feed(chunk)
+    """Events of a byte stream, read in chunks so logs of any size stream through in constant memory.
+
+    A harness run log or console slice (each line prefixed with its host time, `1795258970.832396 `)
+    is recognised by its first line and parsed without the prefixes, so line numbers still match.
+    """
+    parser = LogParser(log_events=True)
+    first = stream.read(CHUNK_BYTES)
+    if HOST_TIME_PREFIX.match(first):
+        yield from _iter_prefixed(first, stream, parser)
+    else:
+        chunk = first
+        while chunk:
+            yield from parser.feed(chunk)
+            chunk = stream.read(CHUNK_BYTES)
     yield from parser.finish()
+
+
+def _iter_prefixed(first: bytes, stream: IO[bytes], parser: LogParser) -> Iterator[Event]:
+    pending = first
+    while True:
+        more = stream.read(CHUNK_BYTES)
+        lines = (pending + more).split(b"\n")
+        pending = lines.pop()
+        if lines:
+            yield from parser.feed(b"\n".join(HOST_TIME_PREFIX.sub(b"", line, count=1) for line in lines) + b"\n")
+        if not more:
+            break
+    if pending:
+        yield from parser.feed(HOST_TIME_PREFIX.sub(b"", pending, count=1))
 
 
 def _open(name: str) -> IO[bytes]:

@@ -105,11 +105,15 @@ _APP_KEYS = {
     "Max chip rev": "max_chip_revision",
     "Secure version": "secure_version",
 }
-_APP_LINE = re.compile(r"(Application information|Project name|App version|Compile time|ELF file SHA256|ESP-IDF|"
-                       r"Min chip rev|Max chip rev|Chip rev|Secure version):\s*(.*)$")
+_APP_LINE = re.compile(
+    r"(Application information|Project name|App version|Compile time|ELF file SHA256|ESP-IDF|"
+    r"Min chip rev|Max chip rev|Chip rev|Secure version):\s*(.*)$"
+)
 _BOOTLOADER_CHIP_REV = re.compile(r"^chip revision: (\S+)")
-_GOT_IP = re.compile(r"\b(\w+) ip: (\d{1,3}(?:\.\d{1,3}){3})(?:, mask: (\d{1,3}(?:\.\d{1,3}){3}))?"
-                     r"(?:, gw: (\d{1,3}(?:\.\d{1,3}){3}))?")
+_GOT_IP = re.compile(
+    r"\b(\w+) ip: (\d{1,3}(?:\.\d{1,3}){3})(?:, mask: (\d{1,3}(?:\.\d{1,3}){3}))?"
+    r"(?:, gw: (\d{1,3}(?:\.\d{1,3}){3}))?"
+)
 _LINK = re.compile(r"\b[Ll]ink (?:is )?([Uu]p|[Dd]own|UP|DOWN)\b")
 _BASE64_LINE = re.compile(r"[A-Za-z0-9+/=]{8,}")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import serial
 
+from harness.console.events import Event, LogParser
 from harness.console.protocol import MachineLine, parse_machine_line
 from harness.errors import BoardError, DutTimeoutError
 
@@ -62,6 +63,9 @@ class ConsoleMonitor:
         self.log_path = log_path
         self.on_bytes = on_bytes
         self.lines: list[ConsoleLine] = []
+        # Typed events (crashes, resets, links...); `lineno - 1` is the index into `lines`.
+        self.events: list[Event] = []
+        self._parser = LogParser(log_events=False)
         self._partial = b""
         self._cond = threading.Condition()
         self._serial: serial.SerialBase | None = None
@@ -109,6 +113,8 @@ class ConsoleMonitor:
         if self._partial:
             self._add_line(self._partial)
             self._partial = b""
+        with self._cond:
+            self.events.extend(self._parser.finish())
         if self._serial is not None:
             self._serial.close()
         if self._log is not None:
@@ -156,9 +162,11 @@ class ConsoleMonitor:
     def _add_line(self, raw: bytes) -> None:
         text = clean_line(raw)
         now = time.time()
+        events = self._parser.feed(raw + b"\n")
         with self._cond:
             line = ConsoleLine(len(self.lines), now, text, parse_machine_line(text))
             self.lines.append(line)
+            self.events.extend(events)
             self._cond.notify_all()
         if self._log is not None:
             self._log.write(f"{now:.6f} {text}\n")
@@ -239,6 +247,12 @@ class ConsoleMonitor:
         line = self.wait_for(matches, since=since, timeout=timeout, what=what or keyword)
         assert line.machine is not None
         return line.machine
+
+    def events_between(self, start: int, end: int | None = None) -> list[Event]:
+        """Typed events that start at line index ``start`` or later (and before ``end``)."""
+        with self._cond:
+            stop = len(self.lines) if end is None else end
+            return [event for event in self.events if start <= event.lineno - 1 < stop]
 
     def machine_lines(self, keyword: str, since: int = 0) -> list[MachineLine]:
         """Every HIL_* line with ``keyword`` from ``since`` on."""

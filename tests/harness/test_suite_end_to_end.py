@@ -121,3 +121,57 @@ def test_hung_dut_fails_one_test_and_the_run_goes_on(tmp_path: Path) -> None:
     assert "stalled" in hung["message"] or "DUT" in hung["message"], hung["message"]
     assert outcomes["test_next_test_gets_a_working_board"]["outcome"] == "passed", done.stdout[-3000:]
     assert elapsed < 120, f"a hung DUT held the run for {elapsed:.0f} s"
+
+
+CRASH_AND_BUDGET_SCENARIO = """
+import pytest
+
+from harness.lab.traffic import ping
+
+
+def test_crash_mid_scenario(board, lab, dut_ip):
+    assert ping(lab.host, dut_ip, count=5, interval=0.05).loss_pct == 0
+    mark = board.monitor.mark()
+    board.monitor.send("crash panic")
+    board.follow_boot(mark, 0.0)
+
+
+def test_after_the_crash(board, lab, dut_ip):
+    assert ping(lab.host, dut_ip, count=5, interval=0.05).loss_pct == 0
+
+
+@pytest.mark.expect_crash("wdt", "abort")
+def test_declared_crash_passes(board):
+    mark = board.monitor.mark()
+    board.monitor.send("crash wdt")
+    board.follow_boot(mark, 0.0)
+
+
+def test_reboot_is_planned(board):
+    board.reboot()
+
+
+@pytest.mark.budget(rx_frames=0)
+def test_budget(board, lab, dut_ip):
+    ping(lab.host, dut_ip, count=5, interval=0.05)
+"""
+
+
+def test_crash_fails_exactly_its_scenario_and_budgets_apply(tmp_path: Path) -> None:
+    scenario = tmp_path / "test_crash.py"
+    scenario.write_text(textwrap.dedent(CRASH_AND_BUDGET_SCENARIO))
+    results_dir = tmp_path / "results"
+    command = ["python3", "-m", "pytest", str(scenario), "--results-dir", str(results_dir), "-p", "no:cacheprovider",
+               "--rootdir", str(tmp_path)]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
+    (record,) = _results(results_dir)
+    tests = {test["nodeid"].split("::")[-1]: test for test in record["tests"]}
+    crashed = tests["test_crash_mid_scenario"]
+    assert crashed["outcome"] == "failed", done.stdout[-3000:]
+    assert "DUT crashed" in crashed["message"] and "Load access fault" in crashed["message"], crashed["message"]
+    assert [e["kind"] for e in crashed["events"]][:1] == ["panic"]
+    assert tests["test_after_the_crash"]["outcome"] == "passed", done.stdout[-3000:]
+    assert tests["test_declared_crash_passes"]["outcome"] == "passed", tests["test_declared_crash_passes"]["message"]
+    assert tests["test_reboot_is_planned"]["outcome"] == "passed", tests["test_reboot_is_planned"]["message"]
+    budget = tests["test_budget"]
+    assert budget["outcome"] == "failed" and "counter budget exceeded: rx_frames" in budget["message"]

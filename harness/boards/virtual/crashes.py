@@ -93,9 +93,7 @@ def _stack_memory(sp: int, addresses: _Addresses) -> list[str]:
     return lines
 
 
-def _dump_tail(
-    addresses: _Addresses, *, pc: int, mcause: int, mtval: int, core: int, elf_sha256: str
-) -> list[str]:
+def _dump_tail(addresses: _Addresses, *, pc: int, mcause: int, mtval: int, core: int, elf_sha256: str) -> list[str]:
     sp = addresses.stack()
     regs = {
         "MEPC": pc,

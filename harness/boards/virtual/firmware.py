@@ -12,6 +12,9 @@ from __future__ import annotations
 import argparse
 import errno
 import hashlib
+import importlib
+import ipaddress
+import json
 import os
 import select
 import subprocess
@@ -23,12 +26,16 @@ from typing import Any
 
 from harness import __version__
 from harness.boards.virtual import bootlog
+from harness.boards.virtual.dhcp_client import DhcpClient
 from harness.boards.virtual.httpd import HilHttpServer
 from harness.boards.virtual.linkwatch import watch_carrier
 from harness.boards.virtual.netstats import NetStats
+from harness.boards.virtual.registry import COMMANDS, SERVICES
 from harness.console.protocol import PROMPT, format_machine_line, split_command
 
 EXIT_RESET_BASE = 64
+# Modules that register console commands and boot-time services (see registry.py).
+FEATURE_MODULES = ("harness.boards.virtual.core_commands",)
 HTTP_PORT = 80
 IPERF3_PORT = 5201
 IDF_VERSION = "v5.5-virtual"
@@ -42,6 +49,17 @@ def firmware_sha256() -> str:
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def app_descriptor() -> bootlog.AppDescriptor:
+    """The running app's descriptor: the flashed image's when the supervisor says so, else the twin's own."""
+    flashed = os.environ.get("HIL_VIRTUAL_APP")
+    if flashed:
+        fields = json.loads(flashed)
+        return bootlog.AppDescriptor(
+            fields["project_name"], fields["version"], fields["idf_version"], fields["elf_sha256"]
+        )
+    return bootlog.AppDescriptor("hil_app", __version__, IDF_VERSION, firmware_sha256())
 
 
 class Console:
@@ -105,7 +123,7 @@ class Firmware:
         self.stats_period_s = 0.0
         self._stats_wakeup = threading.Event()
         self.iperf3: subprocess.Popen | None = None
-        self.app = bootlog.AppDescriptor("hil_app", __version__, IDF_VERSION, firmware_sha256())
+        self.app = app_descriptor()
 
     # --- boot ---------------------------------------------------------------------------------------------
 
@@ -119,11 +137,11 @@ class Firmware:
         _ip("link", "set", "dev", self.ifname, "up")
         self.console.log("I", "net_stack", f"ETH attached, MAC {self.mac}, DHCPv4 client started")
         self._start_services()
-        self.stats.settle_heap()
         self.console.machine("HIL_HELLO", self.hello())
         threading.Thread(target=self._watch_link, name="link", daemon=True).start()
         threading.Thread(target=self._run_dhcp, name="dhcp", daemon=True).start()
         threading.Thread(target=self._periodic_stats, name="stats", daemon=True).start()
+        self.stats.settle_heap()
 
     def hello(self) -> dict[str, Any]:
         """The HIL_HELLO fields."""
@@ -146,6 +164,8 @@ class Firmware:
             ["iperf3", "-s", "-p", str(IPERF3_PORT)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
+        for start in SERVICES:
+            start(self)
 
     # --- network events -------------------------------------------------------------------------------------
 
@@ -162,8 +182,6 @@ class Firmware:
         watch_carrier(self.ifname, on_change, self.stop)
 
     def _run_dhcp(self) -> None:
-        from harness.boards.virtual.dhcp_client import DhcpClient
-
         client = DhcpClient(self.ifname, self.mac, on_event=self._on_dhcp_event, faults=frozenset(self.args.fault))
         client.run(self.stop)
 
@@ -226,57 +244,43 @@ class Firmware:
         argv = split_command(line)
         if not argv:
             return None
-        handler = COMMANDS.get(argv[0])
-        if handler is None:
+        known = COMMANDS.get(argv[0])
+        if known is None:
             self.result(argv[0], ok=False, error=f"unknown command '{argv[0]}', try 'help'")
             return None
-        return handler(self, argv[1:])
+        return known.handler(self, argv[1:])
 
     def result(self, cmd: str, ok: bool = True, **fields: Any) -> None:
         """Print the closing HIL_RESULT of a command."""
         self.console.machine("HIL_RESULT", {"cmd": cmd, "ok": ok, **fields})
 
-    def cmd_help(self, args: list[str]) -> None:
-        for name, (_, description) in sorted(HELP.items()):
-            self.console.line(f"  {name} - {description}")
-        self.result("help", commands=sorted(HELP))
+    def print_stats(self, trigger: str) -> None:
+        """Print one HIL_STATS line."""
+        self.console.machine(
+            "HIL_STATS", {"trigger": trigger, "iface": "eth", **self.stats.snapshot(self.console.ms())}
+        )
 
-    def cmd_version(self, args: list[str]) -> None:
-        self.console.machine("HIL_HELLO", self.hello())
-        self.result("version")
+    def set_stats_period(self, period_s: float) -> None:
+        """Change the periodic HIL_STATS interval (0 stops it)."""
+        self.stats_period_s = period_s
+        self._stats_wakeup.set()
 
-    def cmd_ip(self, args: list[str]) -> None:
-        lease = self.lease
-        self.result(
-            "ip", iface="eth", ip=lease.get("ip", "0.0.0.0"), netmask=lease.get("netmask", "0.0.0.0"),
-            gw=lease.get("gw") or "0.0.0.0", mac=self.mac,
-        )  # fmt: skip
+    def ipv6_link_local(self) -> str:
+        """The interface's fe80:: address, or an empty string."""
+        try:
+            with open("/proc/net/if_inet6") as table:
+                for row in table:
+                    hexaddr, _, _, scope, _, name = row.split()
+                    if name == self.ifname and scope == "20":
+                        return str(ipaddress.IPv6Address(bytes.fromhex(hexaddr)))
+        except OSError:
+            pass
+        return ""
 
-    def cmd_stats(self, args: list[str]) -> None:
-        if not args:
-            self.console.machine(
-                "HIL_STATS", {"trigger": "cmd", "iface": "eth", **self.stats.snapshot(self.console.ms())}
-            )
-            self.result("stats")
-            return
-        if len(args) == 2 and args[0] == "period":
-            try:
-                period = float(args[1])
-            except ValueError:
-                period = -1
-            if period < 0:
-                self.result("stats", ok=False, error="usage: stats period <seconds>, 0 to stop")
-                return
-            self.stats_period_s = period
-            self._stats_wakeup.set()
-            self.result("stats", period_s=period)
-            return
-        self.result("stats", ok=False, error="usage: stats | stats period <seconds>")
-
-    def cmd_reboot(self, args: list[str]) -> int:
-        self.result("reboot")
-        self.console.line("Rebooting...")
-        return EXIT_RESET_BASE + bootlog.SW_CPU_RESET
+    @staticmethod
+    def reset_exit_code(reset_code: int) -> int:
+        """The exit code that makes the supervisor boot again with this `rst:` reset reason."""
+        return EXIT_RESET_BASE + reset_code
 
     def shutdown(self) -> None:
         """Stop background work before the process exits (the supervisor resets the interface)."""
@@ -284,16 +288,6 @@ class Firmware:
         if self.iperf3 is not None and self.iperf3.poll() is None:
             self.iperf3.kill()
             self.iperf3.wait(timeout=5)
-
-
-HELP: dict[str, tuple[Any, str]] = {
-    "help": (Firmware.cmd_help, "list commands"),
-    "version": (Firmware.cmd_version, "print HIL_HELLO again"),
-    "ip": (Firmware.cmd_ip, "address, netmask, gateway and MAC of the Ethernet interface"),
-    "stats": (Firmware.cmd_stats, "print HIL_STATS now; 'stats period <s>' prints them every s seconds"),
-    "reboot": (Firmware.cmd_reboot, "software reset (esp_restart)"),
-}
-COMMANDS = {name: handler for name, (handler, _) in HELP.items()}
 
 
 def _ip(*args: str) -> None:
@@ -310,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--boot-ms", type=int, default=0, help="ms already spent in ROM and bootloader")
     parser.add_argument("--fault", action="append", default=[])
     args = parser.parse_args(argv)
+    for module in FEATURE_MODULES:
+        importlib.import_module(module)
     firmware = Firmware(args)
     try:
         firmware.boot()
