@@ -227,10 +227,10 @@ def run_esptool(args: Sequence[str], *, timeout: float, port: str, env: dict[str
 
 def explain_esptool_failure(output: str, port: str) -> str:
     """Turn esptool's failure output into one message that says what is wrong and how to fix it."""
-    tail = " ".join(output.strip().splitlines()[-3:])[-400:]
+    tail = esptool_said(output)
     if "requires chip revision" in output:
-        refusal = re.search(r"[^\n]*requires chip revision[^\n]*", output)
-        said = refusal.group(0).strip() if refusal else "image built for another chip revision"
+        refusal = re.search(r"(\S+ requires chip revision [^)\n]*\))", output)
+        said = refusal.group(1) if refusal else "an image built for another chip revision"
         return f"the build does not fit this chip: {said}. {REV_FIX}"
     busy = ("Could not exclusively lock port", "Resource temporarily unavailable", "Device or resource busy",
             "[Errno 16]", "[Errno 11]")  # fmt: skip
@@ -242,7 +242,7 @@ def explain_esptool_failure(output: str, port: str) -> str:
             "log in again) or install the udev rule from ci/setup-runner.sh"
         )
     if re.search(r"This chip is (ESP32-\S+),? not", output):
-        chip = re.search(r"This chip is (ESP32-\S+)", output)
+        chip = re.search(r"This chip is (ESP32-[A-Z0-9]+)", output)
         return f"the chip on {port} is {chip.group(1) if chip else 'another chip'}, not an ESP32-P4: wrong --port?"
     if "Failed to connect" in output or "No serial data received" in output:
         return (
@@ -252,6 +252,18 @@ def explain_esptool_failure(output: str, port: str) -> str:
     if "could not open port" in output or "No such file or directory" in output:
         return f"serial port {port} does not exist (unplugged?): give the right --port or let the harness auto-detect"
     return f"esptool failed on {port}: {tail}"
+
+
+def esptool_said(output: str) -> str:
+    """The gist of esptool's failure: its `A fatal error occurred` line, or its (boxed) usage error, unboxed."""
+    fatal = re.search(r"A fatal error occurred: ([^\n]+)", output)
+    if fatal:
+        return fatal.group(1).strip()
+    lines = [re.sub(r"[\u2500-\u257f]+", " ", line).strip() for line in output.strip().splitlines()]
+    lines = [line for line in lines if line and line != "Error"]
+    error_at = next((i for i, line in enumerate(lines) if line.startswith(("Invalid value", "Error:"))), None)
+    kept = lines[error_at:] if error_at is not None else lines[-3:]
+    return re.sub(r"\s+", " ", " ".join(kept))[-400:]
 
 
 def port_holders(device: str) -> list[tuple[int, str]]:
