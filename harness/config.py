@@ -177,7 +177,8 @@ def _validate_board(name: str, board: Any) -> None:
 def _validate_nic(nic: dict[str, Any]) -> None:
     unknown = sorted(set(nic) - set(DEFAULTS["nic"]))
     if unknown:
-        raise ConfigError(f"hil.toml: nic: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(DEFAULTS['nic'])}")
+        known = ", ".join(DEFAULTS["nic"])
+        raise ConfigError(f"hil.toml: nic: unknown key(s) {', '.join(unknown)}; known keys: {known}")
     iface = nic["iface"]
     if iface is not None and (not isinstance(iface, str) or not _IFNAME.fullmatch(iface)):
         raise ConfigError(f"hil.toml: nic.iface {iface!r} is not an interface name (at most 15 characters)")
@@ -185,13 +186,15 @@ def _validate_nic(nic: dict[str, Any]) -> None:
         subnet = ipaddress.IPv4Network(nic["subnet"])
         addresses = {key: ipaddress.IPv4Address(nic[key]) for key in ("host_ip", "pool_start", "pool_end")}
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"hil.toml: nic: {exc} (write e.g. subnet = \"10.77.0.0/24\", host_ip = \"10.77.0.1\")") from exc
+        example = 'subnet = "10.77.0.0/24", host_ip = "10.77.0.1"'
+        raise ConfigError(f"hil.toml: nic: {exc} (write e.g. {example})") from exc
     outside = [key for key, address in addresses.items() if address not in subnet]
     if outside:
         raise ConfigError(f"hil.toml: nic.{', nic.'.join(outside)} must lie inside nic.subnet {subnet}")
     if addresses["pool_end"] < addresses["pool_start"]:
         raise ConfigError("hil.toml: nic.pool_start must not be above nic.pool_end")
     if nic["expect_speed_mbit"] not in (10, 100, 1000, 2500, 10000):
-        raise ConfigError(f"hil.toml: nic.expect_speed_mbit must be 10, 100, 1000, 2500 or 10000, got {nic['expect_speed_mbit']!r}")
+        speed = nic["expect_speed_mbit"]
+        raise ConfigError(f"hil.toml: nic.expect_speed_mbit must be 10, 100, 1000, 2500 or 10000, got {speed!r}")
     if nic["expect_duplex"] not in ("full", "half"):
         raise ConfigError(f"hil.toml: nic.expect_duplex must be full or half, got {nic['expect_duplex']!r}")

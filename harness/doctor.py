@@ -65,8 +65,9 @@ class DoctorInputs:
 
 def _version(argv: list[str]) -> str | None:
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, stdin=subprocess.DEVNULL,
-                              check=False)  # fmt: skip
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     text = (done.stdout or done.stderr).strip().splitlines()
@@ -81,10 +82,15 @@ def check_tools(inputs: DoctorInputs) -> list[Check]:
         if path:
             checks.append(Check(OK, f"tool {tool}", path))
         else:
-            checks.append(Check(FAIL, f"tool {tool}", "not found", f"`apt-get install {package}` (or `sudo ci/install.sh`)"))
+            checks.append(
+                Check(FAIL, f"tool {tool}", "not found", f"`apt-get install {package}` (or `sudo ci/install.sh`)")
+            )
     ethtool = inputs.which("ethtool")
-    checks.append(Check(OK, "tool ethtool", ethtool) if ethtool else
-                  Check(WARN, "tool ethtool", "not found (needed for a real NIC)", "`apt-get install ethtool`"))  # fmt: skip
+    checks.append(
+        Check(OK, "tool ethtool", ethtool)
+        if ethtool
+        else Check(WARN, "tool ethtool", "not found (needed for a real NIC)", "`apt-get install ethtool`")
+    )
     return checks
 
 
@@ -112,11 +118,21 @@ def check_privileges() -> list[Check]:
         checks.append(Check(FAIL, "privileges", f"{who}, missing {', '.join(report.missing)}", FIX))
     else:
         checks.append(Check(OK, "privileges", f"{who}, has {', '.join(sorted(report.effective))}"))
-    checks.append(Check(OK, "/run/netns", "writable") if report.netns_dir_writable else
-                  Check(FAIL, "/run/netns", "not writable", FIX))  # fmt: skip
-    checks.append(Check(OK, "/dev/net/tun", "usable") if report.tun_available else
-                  Check(WARN, "/dev/net/tun", "not usable (only the optional TAP wire needs it)",
-                        "`modprobe tun`; in a container pass --device /dev/net/tun"))  # fmt: skip
+    checks.append(
+        Check(OK, "/run/netns", "writable")
+        if report.netns_dir_writable
+        else Check(FAIL, "/run/netns", "not writable", FIX)
+    )
+    checks.append(
+        Check(OK, "/dev/net/tun", "usable")
+        if report.tun_available
+        else Check(
+            WARN,
+            "/dev/net/tun",
+            "not usable (only the optional TAP wire needs it)",
+            "`modprobe tun`; in a container pass --device /dev/net/tun",
+        )
+    )
     return checks
 
 
@@ -141,18 +157,36 @@ def check_serial(inputs: DoctorInputs, config: LabConfig | None) -> list[Check]:
     if port:
         if port.startswith(("rfc2217://", "socket://")) or Path(port).exists():
             return [Check(OK, "serial port", f"{port} (configured)")]
-        return [Check(WARN, "serial port", f"{port} (configured) does not exist",
-                      "plug the board in, or fix `port` in hil.toml / --port")]  # fmt: skip
+        return [
+            Check(
+                WARN,
+                "serial port",
+                f"{port} (configured) does not exist",
+                "plug the board in, or fix `port` in hil.toml / --port",
+            )
+        ]
     every = list_serial_ports(inputs.serial_ports)
     found = board_ports(every)
     if len(found) == 1:
         return [Check(OK, "serial port", f"{found[0].label()} (auto-detected)")]
     if found:
-        return [Check(WARN, "serial port", "several boards: " + "; ".join(p.label() for p in found),
-                      "choose with --port/--port-mac or `port`/`port_mac` in hil.toml")]  # fmt: skip
+        return [
+            Check(
+                WARN,
+                "serial port",
+                "several boards: " + "; ".join(p.label() for p in found),
+                "choose with --port/--port-mac or `port`/`port_mac` in hil.toml",
+            )
+        ]
     seen = "; ".join(p.device for p in every) or "no serial ports"
-    return [Check(WARN, "serial port", f"no ESP32-P4 board (no CH343/CH340 USB bridge; seen: {seen})",
-                  "plug the P4-Nano's USB-C UART port in, or set `port` (rfc2217://host:port for a remote board)")]  # fmt: skip
+    return [
+        Check(
+            WARN,
+            "serial port",
+            f"no ESP32-P4 board (no CH343/CH340 USB bridge; seen: {seen})",
+            "plug the P4-Nano's USB-C UART port in, or set `port` (rfc2217://host:port for a remote board)",
+        )
+    ]
 
 
 def check_nic(inputs: DoctorInputs, config: LabConfig | None) -> list[Check]:
@@ -166,19 +200,32 @@ def check_nic(inputs: DoctorInputs, config: LabConfig | None) -> list[Check]:
         except ConfigError:
             iface = None
     if not iface:
-        return [Check(WARN, "board NIC", "none configured (needed only for a real board)",
-                      "cable a spare NIC to the board and set nic.iface in hil.toml or pass --eth-iface")]  # fmt: skip
+        return [
+            Check(
+                WARN,
+                "board NIC",
+                "none configured (needed only for a real board)",
+                "cable a spare NIC to the board and set nic.iface in hil.toml or pass --eth-iface",
+            )
+        ]
     if not Path(f"/sys/class/net/{iface}").exists():
-        return [Check(WARN, "board NIC", f"{iface} does not exist on this machine", "fix nic.iface / --eth-iface (`ip link`)")]
+        return [
+            Check(
+                WARN, "board NIC", f"{iface} does not exist on this machine", "fix nic.iface / --eth-iface (`ip link`)"
+            )
+        ]
     if not inputs.which("ethtool"):
         return [Check(WARN, "board NIC", f"{iface} (speed unknown: no ethtool)", "`apt-get install ethtool`")]
     try:
-        text = subprocess.run(["ethtool", iface], capture_output=True, text=True, timeout=TOOL_TIMEOUT_S,
-                              check=False).stdout  # fmt: skip
+        text = subprocess.run(
+            ["ethtool", iface], capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, check=False
+        ).stdout
     except subprocess.TimeoutExpired:
         text = ""
     info = EthtoolInfo.parse(text)
-    found = f"{iface}: {info.speed_mbit or '?'} Mbit/s {info.duplex or '?'}-duplex, link {'up' if info.link else 'down'}"
+    found = (
+        f"{iface}: {info.speed_mbit or '?'} Mbit/s {info.duplex or '?'}-duplex, link {'up' if info.link else 'down'}"
+    )
     if (info.speed_mbit, info.duplex, info.link) == (100, "full", True):
         return [Check(OK, "board NIC", found)]
     return [Check(WARN, "board NIC", found, "check the cable and the board's power; the board's EMAC runs 100/full")]
@@ -198,12 +245,22 @@ def check_esp_idf(inputs: DoctorInputs, config: LabConfig | None) -> list[Check]
         checks.append(Check(OK, "ESP-IDF", f"IDF_PATH={idf_path}"))
     idf = inputs.which("idf.py")
     version = _version([idf, "--version"]) if idf else None
-    checks.append(Check(OK, "idf.py", version) if version else
-                  Check(WARN, "idf.py", "not on PATH", "`. $IDF_PATH/export.sh` before running the harness"))  # fmt: skip
+    checks.append(
+        Check(OK, "idf.py", version)
+        if version
+        else Check(WARN, "idf.py", "not on PATH", "`. $IDF_PATH/export.sh` before running the harness")
+    )
     gdb = inputs.which(PANIC_GDB)
-    checks.append(Check(OK, "panic decoder toolchain", gdb) if gdb else
-                  Check(WARN, "panic decoder toolchain", f"{PANIC_GDB} not found (backtraces stay undecoded)",
-                        "`$IDF_PATH/install.sh esp32p4` then `. $IDF_PATH/export.sh`"))  # fmt: skip
+    checks.append(
+        Check(OK, "panic decoder toolchain", gdb)
+        if gdb
+        else Check(
+            WARN,
+            "panic decoder toolchain",
+            f"{PANIC_GDB} not found (backtraces stay undecoded)",
+            "`$IDF_PATH/install.sh esp32p4` then `. $IDF_PATH/export.sh`",
+        )
+    )
     return checks
 
 

@@ -25,8 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def doctor(args: argparse.Namespace) -> int:
     """Run every check and print the report."""
-    checks = run_checks(DoctorInputs(config_path=args.hil_config, board_name=args.board_name, port=args.port,
-                                     eth_iface=args.eth_iface))  # fmt: skip
+    checks = run_checks(
+        DoctorInputs(config_path=args.hil_config, board_name=args.board_name, port=args.port, eth_iface=args.eth_iface)
+    )
     for check in checks:
         print(check.line())
     failures = sum(check.status == FAIL for check in checks)

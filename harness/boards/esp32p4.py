@@ -58,13 +58,22 @@ REUSED_EMBEDDED_OPTIONS = ("--port", "--port-mac", "--app-path", "--build-dir", 
 
 def add_real_board_options(group: Any) -> None:
     """Add the real-board options pytest-embedded does not already have to the harness's option group."""
-    group.addoption("--eth-iface", default=None,
-                    help="host NIC cabled to the board's Ethernet port (--board esp32p4); it is moved into the run's "
-                         "namespace and restored afterwards")  # fmt: skip
-    group.addoption("--chip-rev", default=None,
-                    help="the board's chip revision, e.g. v1.0 or v3.1; checked against the build before flashing")  # fmt: skip
-    group.addoption("--board-name", default=None,
-                    help="which [boards.<name>] table of hil.toml describes the board (default: the only one)")  # fmt: skip
+    group.addoption(
+        "--eth-iface",
+        default=None,
+        help="host NIC cabled to the board's Ethernet port (--board esp32p4); it is moved into the run's "
+        "namespace and restored afterwards",
+    )
+    group.addoption(
+        "--chip-rev",
+        default=None,
+        help="the board's chip revision, e.g. v1.0 or v3.1; checked against the build before flashing",
+    )
+    group.addoption(
+        "--board-name",
+        default=None,
+        help="which [boards.<name>] table of hil.toml describes the board (default: the only one)",
+    )
 
 
 def parse_chip_rev(text: str) -> int:
@@ -171,7 +180,8 @@ def resolve_port(
                 return candidate.device
             probed.append(f"{candidate.device}: MAC {mac}")
         raise BoardError(
-            f"no serial port has a chip with MAC {port_mac} (probed: {'; '.join(probed) or 'none'}). Check the USB cable "
+            f"no serial port has a chip with MAC {port_mac} (probed: {'; '.join(probed) or 'none'}). "
+            "Check the USB cable "
             "and the MAC (`esptool read-mac`), or give --port"
         )
     if len(candidates) == 1:
@@ -198,8 +208,9 @@ def normalise_mac(mac: str) -> str:
 
 def esptool_read_mac(port: str, before: str = "default-reset") -> str:
     """The chip's base MAC via `esptool read-mac` (resets the board into the ROM loader and back)."""
-    output = run_esptool(["--port", port, "--before", before, "--after", "hard-reset", "read-mac"],
-                         timeout=READ_MAC_TIMEOUT_S, port=port)  # fmt: skip
+    output = run_esptool(
+        ["--port", port, "--before", before, "--after", "hard-reset", "read-mac"], timeout=READ_MAC_TIMEOUT_S, port=port
+    )
     match = re.search(r"MAC:\s*([0-9a-fA-F:]{17})", output)
     if not match:
         raise BoardError(f"esptool read-mac on {port} printed no MAC; its output ended with: {output[-300:]!r}")
@@ -213,8 +224,9 @@ def run_esptool(args: Sequence[str], *, timeout: float, port: str, env: dict[str
     """Run `python -m esptool <args>`; return its output, or raise BoardError explaining the failure."""
     command = [sys.executable, "-m", "esptool", *args]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                              env=env, check=False)  # fmt: skip
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env, check=False
+        )
     except subprocess.TimeoutExpired as exc:
         raise BoardError(
             f"esptool did not finish within {timeout:g} s on {port}: is the board powered and the cable a data cable?"
@@ -232,8 +244,13 @@ def explain_esptool_failure(output: str, port: str) -> str:
         refusal = re.search(r"(\S+ requires chip revision [^)\n]*\))", output)
         said = refusal.group(1) if refusal else "an image built for another chip revision"
         return f"the build does not fit this chip: {said}. {REV_FIX}"
-    busy = ("Could not exclusively lock port", "Resource temporarily unavailable", "Device or resource busy",
-            "[Errno 16]", "[Errno 11]")  # fmt: skip
+    busy = (
+        "Could not exclusively lock port",
+        "Resource temporarily unavailable",
+        "Device or resource busy",
+        "[Errno 16]",
+        "[Errno 11]",
+    )
     if any(text in output for text in busy):
         return busy_port_message(port)
     if "Permission denied" in output:
@@ -297,8 +314,10 @@ def busy_port_message(port: str) -> str:
     """The error for a port another program holds, naming the program when /proc tells."""
     holders = [(pid, cmd) for pid, cmd in port_holders(port) if pid != os.getpid()]
     who = ", ".join(f"pid {pid} `{cmd[:80]}`" for pid, cmd in holders) or "another process (not visible in /proc)"
-    return f"serial port {port} is busy: held by {who}. Close that program (idf.py monitor, screen, minicom, a " \
-           "second harness run) and retry"
+    return (
+        f"serial port {port} is busy: held by {who}. Close that program (idf.py monitor, screen, minicom, a "
+        "second harness run) and retry"
+    )
 
 
 # --- what the console says after a reset -----------------------------------------------------------------
@@ -371,13 +390,17 @@ class FirmwareBuild:
     def check_chip(self, chip_rev: str | None) -> None:
         """Refuse, before flashing, a build for another chip or (when the revision is known) another revision range."""
         if self.chip.replace("-", "").lower() != "esp32p4":
-            raise BoardError(f"the build in {self.build_dir} is for {self.chip}, not esp32p4: `idf.py set-target esp32p4`")
+            raise BoardError(
+                f"the build in {self.build_dir} is for {self.chip}, not esp32p4: `idf.py set-target esp32p4`"
+            )
         if chip_rev is None or not self.sdkconfig:
             return
         rev = parse_chip_rev(chip_rev)
         less_v3 = bool(self.sdkconfig.get("ESP32P4_SELECTS_REV_LESS_V3"))
         if less_v3 and rev >= 300:
-            raise BoardError(f"the build has {REV_CONFIG}=y (for v0.x/v1.x chips) but the board is {chip_rev}. {REV_FIX}")
+            raise BoardError(
+                f"the build has {REV_CONFIG}=y (for v0.x/v1.x chips) but the board is {chip_rev}. {REV_FIX}"
+            )
         if not less_v3 and rev < 300:
             raise BoardError(f"the build is for chip revision v3.x but the board is {chip_rev}. {REV_FIX}")
 
@@ -538,7 +561,9 @@ def _is_busy(exc: BaseException) -> bool:
     return any(s in text for s in ("Errno 16", "Errno 11", "busy", "exclusively lock"))
 
 
-def board_from_options(options: Any, config: Any, log_dir: Path, reset_line: Callable[[], None] | None = None) -> Esp32P4Board:
+def board_from_options(
+    options: Any, config: Any, log_dir: Path, reset_line: Callable[[], None] | None = None
+) -> Esp32P4Board:
     """Build the board from pytest options, falling back to the `[boards.<name>]` table of hil.toml.
 
     Command-line options win over the file; the file wins over defaults.

@@ -72,8 +72,13 @@ class NicLinkProfile(LinkProfile):
 
     def as_dict(self, timestamps: bool = True) -> dict[str, Any]:
         """The link parameters recorded with every run."""
-        return {**super().as_dict(timestamps), "kind": "nic", "nic": self.nic, "duplex": self.duplex,
-                "negotiated": self.negotiated}  # fmt: skip
+        return {
+            **super().as_dict(timestamps),
+            "kind": "nic",
+            "nic": self.nic,
+            "duplex": self.duplex,
+            "negotiated": self.negotiated,
+        }
 
 
 @dataclass(frozen=True)
@@ -175,8 +180,13 @@ def probe_foreign_dhcp(ns: Namespace, ifname: str, timeout: float = DHCP_PROBE_S
 
 def _probe(ifname: str, mac: str, timeout: float) -> list[str]:
     xid = secrets.randbits(32)
-    discover = DhcpMessage(op=BOOTREQUEST, xid=xid, chaddr=mac, flags=FLAG_BROADCAST,
-                           options=build_options(MessageType.DISCOVER, [(Opt.PARAM_LIST, bytes((1, 3, 6)))]))  # fmt: skip
+    discover = DhcpMessage(
+        op=BOOTREQUEST,
+        xid=xid,
+        chaddr=mac,
+        flags=FLAG_BROADCAST,
+        options=build_options(MessageType.DISCOVER, [(Opt.PARAM_LIST, bytes((1, 3, 6)))]),
+    )
     servers: list[str] = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -231,8 +241,10 @@ class NicLab:
         dhcp_probe_s: float = DHCP_PROBE_S,
     ) -> None:
         if not nic:
-            raise LabError("--board esp32p4 needs the host NIC cabled to the board: give --eth-iface (or nic.iface "
-                           "in hil.toml); `ip link` lists the interfaces")  # fmt: skip
+            raise LabError(
+                "--board esp32p4 needs the host NIC cabled to the board: give --eth-iface (or nic.iface "
+                "in hil.toml); `ip link` lists the interfaces"
+            )
         self.run_id = run_id
         self.nic = nic
         self.host_if = nic
@@ -273,7 +285,8 @@ class NicLab:
             self.foreign_dhcp = probe_foreign_dhcp(self.host, self.nic, self.dhcp_probe_s)
             if self.foreign_dhcp:
                 message = (
-                    f"a DHCP server other than the lab's answers on {self.nic} ({', '.join(self.foreign_dhcp)}): the NIC "
+                    f"a DHCP server other than the lab's answers on {self.nic} ({', '.join(self.foreign_dhcp)}): "
+                    "the NIC "
                     "is on a real network. Cable the board directly to the NIC (or to a switch with nothing else on "
                     "it), or pass --dhcp-force if you really mean to run a second DHCP server there"
                 )
@@ -297,14 +310,18 @@ class NicLab:
         default += [r for r in self._routes_via_default() if r not in default]
         problems = []
         if default:
-            problems.append(f"it carries the default route ({default[0].get('gateway', 'direct')}), so this machine's "
-                            "own traffic would be cut off")  # fmt: skip
+            problems.append(
+                f"it carries the default route ({default[0].get('gateway', 'direct')}), so this machine's "
+                "own traffic would be cut off"
+            )
         if foreign:
             problems.append(f"it has address(es) outside the lab subnet {lab_net}: {', '.join(foreign)}")
         if problems:
-            message = (f"refusing to take {self.nic} for the lab: " + "; ".join(problems) + ". Use a NIC reserved for "
-                       "the board (see ci/RUNNER.md), or pass --dhcp-force to take it anyway (its settings are "
-                       "restored afterwards)")  # fmt: skip
+            message = (
+                f"refusing to take {self.nic} for the lab: " + "; ".join(problems) + ". Use a NIC reserved for "
+                "the board (see ci/RUNNER.md), or pass --dhcp-force to take it anyway (its settings are "
+                "restored afterwards)"
+            )
             if not self.force:
                 raise LabError(message)
             self._warn(message + " (continuing: --dhcp-force)")
@@ -312,8 +329,11 @@ class NicLab:
 
     def _routes_via_default(self) -> list[dict[str, Any]]:
         routes = json.loads(_ip(self.home, "-j", "-4", "route", "show", "default") or "[]")
-        return [{"dst": "default", **({"gateway": r["gateway"]} if "gateway" in r else {})}
-                for r in routes if r.get("dev") == self.nic]  # fmt: skip
+        return [
+            {"dst": "default", **({"gateway": r["gateway"]} if "gateway" in r else {})}
+            for r in routes
+            if r.get("dev") == self.nic
+        ]
 
     def _read_ethtool(self) -> None:
         # Autonegotiation takes a few seconds after the NIC comes up; wait for carrier, bounded.
@@ -327,8 +347,13 @@ class NicLab:
             self._warn(f"{self.nic} has no link: is the board powered and the cable plugged in?")
         if info.speed_mbit is None:
             self._warn(f"ethtool reports no speed for {self.nic}; assuming {self.expect_speed_mbit} Mbit/s")
-            self.link = NicLinkProfile(rate_mbit=self.expect_speed_mbit, mtu=self.mtu, nic=self.nic,
-                                       duplex=info.duplex or self.expect_duplex, negotiated=False)  # fmt: skip
+            self.link = NicLinkProfile(
+                rate_mbit=self.expect_speed_mbit,
+                mtu=self.mtu,
+                nic=self.nic,
+                duplex=info.duplex or self.expect_duplex,
+                negotiated=False,
+            )
             return
         if (info.speed_mbit, info.duplex) != (self.expect_speed_mbit, self.expect_duplex):
             self._warn(
@@ -336,8 +361,9 @@ class NicLab:
                 f"{self.expect_speed_mbit}/{self.expect_duplex}: results are measured on the real rate (check the "
                 "cable, or `ethtool -s <nic> speed 100 duplex full autoneg on`)"
             )
-        self.link = NicLinkProfile(rate_mbit=info.speed_mbit, mtu=self.mtu, nic=self.nic,
-                                   duplex=info.duplex or "unknown")  # fmt: skip
+        self.link = NicLinkProfile(
+            rate_mbit=info.speed_mbit, mtu=self.mtu, nic=self.nic, duplex=info.duplex or "unknown"
+        )
 
     def _take_nic(self) -> None:
         run_command(["ip", "netns", "add", self.host.name])
@@ -446,8 +472,13 @@ class NicLab:
 
     def describe(self) -> dict[str, Any]:
         """What gets recorded about the lab with each run."""
-        return {**self.link.as_dict(), "host_ns": self.host.name, **vars(self.addressing),
-                "warnings": list(self.warnings), "foreign_dhcp": list(self.foreign_dhcp)}  # fmt: skip
+        return {
+            **self.link.as_dict(),
+            "host_ns": self.host.name,
+            **vars(self.addressing),
+            "warnings": list(self.warnings),
+            "foreign_dhcp": list(self.foreign_dhcp),
+        }
 
 
 def nic_lab_from_options(options: Any, config: Any, run_id: str, log_dir: Path | None) -> NicLab:
@@ -455,15 +486,25 @@ def nic_lab_from_options(options: Any, config: Any, run_id: str, log_dir: Path |
     nic_cfg = config.data["nic"]
     iface = getattr(options, "eth_iface", None) or config.nic_iface(getattr(options, "board_name", None))
     if not iface:
-        raise LabError("--board esp32p4 needs the host NIC cabled to the board: give --eth-iface <nic> (or "
-                       "nic.iface / boards.<name>.eth_iface in hil.toml); `ip link` lists the interfaces")  # fmt: skip
+        raise LabError(
+            "--board esp32p4 needs the host NIC cabled to the board: give --eth-iface <nic> (or "
+            "nic.iface / boards.<name>.eth_iface in hil.toml); `ip link` lists the interfaces"
+        )
     if shutil.which("ethtool") is None:
         raise MissingToolError("ethtool is missing: `apt-get install ethtool` (the lab reads the NIC's speed with it)")
-    addressing = LabAddressing(subnet=nic_cfg["subnet"], host_ip=nic_cfg["host_ip"],
-                               pool_start=nic_cfg["pool_start"], pool_end=nic_cfg["pool_end"])  # fmt: skip
+    addressing = LabAddressing(
+        subnet=nic_cfg["subnet"],
+        host_ip=nic_cfg["host_ip"],
+        pool_start=nic_cfg["pool_start"],
+        pool_end=nic_cfg["pool_end"],
+    )
     return NicLab(
-        iface, run_id=run_id, addressing=addressing, mtu=config.data["link"]["mtu"], log_dir=log_dir,
-        force=bool(getattr(options, "dhcp_force", False)), expect_speed_mbit=nic_cfg["expect_speed_mbit"],
+        iface,
+        run_id=run_id,
+        addressing=addressing,
+        mtu=config.data["link"]["mtu"],
+        log_dir=log_dir,
+        force=bool(getattr(options, "dhcp_force", False)),
+        expect_speed_mbit=nic_cfg["expect_speed_mbit"],
         expect_duplex=nic_cfg["expect_duplex"],
-    )  # fmt: skip
-
+    )

@@ -20,11 +20,21 @@ def test_defaults_keep_their_keys() -> None:
 
 
 def test_board_and_nic_tables() -> None:
-    config = LabConfig({
-        "boards": {"desk": {"port": "/dev/hil-p4-desk", "port_mac": "60:55:f9:f0:00:01", "chip_rev": "v1.0",
-                            "eth_iface": "enx001", "build_dir": "/builds/p4", "idf_path": "/opt/esp-idf"}},
-        "nic": {"iface": "enp3s0"},
-    })  # fmt: skip
+    config = LabConfig(
+        {
+            "boards": {
+                "desk": {
+                    "port": "/dev/hil-p4-desk",
+                    "port_mac": "60:55:f9:f0:00:01",
+                    "chip_rev": "v1.0",
+                    "eth_iface": "enx001",
+                    "build_dir": "/builds/p4",
+                    "idf_path": "/opt/esp-idf",
+                }
+            },
+            "nic": {"iface": "enp3s0"},
+        }
+    )
     assert config.board_table()["port"] == "/dev/hil-p4-desk"
     assert config.board_table("desk")["chip_rev"] == "v1.0"
     assert config.nic_iface() == "enx001"  # the board's own NIC wins over [nic]

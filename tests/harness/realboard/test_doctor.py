@@ -19,9 +19,14 @@ def _by_what(checks: list) -> dict:
 
 
 def test_hil_doctor_on_this_machine_explains_each_missing_piece(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "doctor"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-                                                      "PYTHONPATH": str(REPO)})  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "doctor"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(REPO)},
+    )
     lines = done.stdout.splitlines()
     assert done.returncode == 0, done.stdout + done.stderr  # the virtual board has what it needs here
     warned = [line for line in lines if line.startswith("warn")]
@@ -34,8 +39,9 @@ def test_hil_doctor_on_this_machine_explains_each_missing_piece(tmp_path: Path) 
 
 
 def test_missing_lab_tool_fails_with_the_package_to_install() -> None:
-    checks = run_checks(DoctorInputs(which=lambda name: None if name == "iperf3" else f"/usr/bin/{name}",
-                                     serial_ports=[]))  # fmt: skip
+    checks = run_checks(
+        DoctorInputs(which=lambda name: None if name == "iperf3" else f"/usr/bin/{name}", serial_ports=[])
+    )
     iperf = _by_what(checks)["tool iperf3"]
     assert iperf.status == FAIL and "apt-get install iperf3" in iperf.fix
     assert exit_code(checks) == 1

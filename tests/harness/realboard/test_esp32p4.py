@@ -34,7 +34,9 @@ from appimage import build_app_image, build_bootloader_image, build_partition_ta
 from romboard import RomBoard  # noqa: E402
 
 
-def port_info(device: str, vid: int | None = None, pid: int | None = None, serial_number: str | None = None) -> ListPortInfo:
+def port_info(
+    device: str, vid: int | None = None, pid: int | None = None, serial_number: str | None = None
+) -> ListPortInfo:
     """A ListPortInfo as pyserial builds it for a USB device (data, not a mock)."""
     info = ListPortInfo(device, skip_link_detection=True)
     info.vid, info.pid, info.serial_number = vid, pid, serial_number
@@ -92,7 +94,9 @@ def test_port_mac_probes_each_candidate() -> None:
 
     assert resolve_port(None, "60-55-F9-F0-00-01", ports=[CH343, CH340], read_mac=read_mac) == "/dev/ttyUSB1"
     assert probed == ["/dev/ttyACM0", "/dev/ttyUSB1"]
-    with pytest.raises(BoardError, match=r"no serial port has a chip with MAC 60:55:f9:f0:00:09.*MAC 60:55:f9:f0:00:02"):
+    with pytest.raises(
+        BoardError, match=r"no serial port has a chip with MAC 60:55:f9:f0:00:09.*MAC 60:55:f9:f0:00:02"
+    ):
         resolve_port(None, "60:55:f9:f0:00:09", ports=[CH343, CH340], read_mac=read_mac)
 
 
@@ -112,7 +116,7 @@ def test_chip_rev_spellings(text: str, value: int) -> None:
 
 
 def test_bad_chip_rev() -> None:
-    with pytest.raises(ConfigError, match="v<major>.<minor>"):
+    with pytest.raises(ConfigError, match=r"v<major>\.<minor>"):
         Esp32P4Board(Path("/tmp"), chip_rev="rev3")
 
 
@@ -132,13 +136,16 @@ def test_revision_refusal_is_explained() -> None:
     )
     text = explain_esptool_failure(output, "/dev/ttyACM0")
     assert text.startswith(
-        "the build does not fit this chip: bootloader.bin requires chip revision v3.1 or higher (this chip is revision v1.0)"
+        "the build does not fit this chip: bootloader.bin requires chip revision v3.1 or higher "
+        "(this chip is revision v1.0)"
     )
     assert f"{REV_CONFIG}=y" in text and "idf.py build" in text
 
 
 def test_connect_failure_is_explained() -> None:
-    text = explain_esptool_failure("A fatal error occurred: Failed to connect to ESP32-P4: No serial data received.", "/dev/x")
+    text = explain_esptool_failure(
+        "A fatal error occurred: Failed to connect to ESP32-P4: No serial data received.", "/dev/x"
+    )
     assert "could not reach the ROM loader on /dev/x" in text and "hold BOOT" in text
 
 
@@ -162,7 +169,9 @@ def test_usage_error_is_unboxed() -> None:
 
 
 def test_wrong_chip_is_explained() -> None:
-    text = explain_esptool_failure("A fatal error occurred: This chip is ESP32-C3, not ESP32-P4. Wrong chip argument?", "p")
+    text = explain_esptool_failure(
+        "A fatal error occurred: This chip is ESP32-C3, not ESP32-P4. Wrong chip argument?", "p"
+    )
     assert "is ESP32-C3, not an ESP32-P4" in text
 
 
@@ -238,7 +247,7 @@ def test_missing_build_dir_says_how_to_build(tmp_path: Path) -> None:
 
 def test_build_without_flasher_args(tmp_path: Path) -> None:
     (tmp_path / "build").mkdir()
-    with pytest.raises(BoardError, match="has no flasher_args.json.*hil build"):
+    with pytest.raises(BoardError, match=r"has no flasher_args\.json.*hil build"):
         FirmwareBuild.load(tmp_path, "build")
 
 
@@ -249,12 +258,16 @@ def _fake_build(build: Path, files: dict[str, Path], *, less_v3: bool | None = N
         target = build / source.name
         target.write_bytes(source.read_bytes())
         flash_files[offset] = source.name
-    (build / "flasher_args.json").write_text(json.dumps({
-        "write_flash_args": ["--flash-mode", "dio", "--flash-size", "16MB", "--flash-freq", "80m"],
-        "flash_settings": {"flash_mode": "dio", "flash_size": "16MB", "flash_freq": "80m"},
-        "flash_files": flash_files,
-        "extra_esptool_args": {"after": "hard_reset", "before": "default_reset", "stub": True, "chip": chip},
-    }))  # fmt: skip
+    (build / "flasher_args.json").write_text(
+        json.dumps(
+            {
+                "write_flash_args": ["--flash-mode", "dio", "--flash-size", "16MB", "--flash-freq", "80m"],
+                "flash_settings": {"flash_mode": "dio", "flash_size": "16MB", "flash_freq": "80m"},
+                "flash_files": flash_files,
+                "extra_esptool_args": {"after": "hard_reset", "before": "default_reset", "stub": True, "chip": chip},
+            }
+        )
+    )
     if less_v3 is not None:
         (build / "config").mkdir(exist_ok=True)
         config = {"IDF_TARGET": chip, "ESP32P4_SELECTS_REV_LESS_V3": less_v3}
@@ -270,7 +283,7 @@ def test_build_revision_is_checked_before_flashing(tmp_path: Path) -> None:
     with pytest.raises(BoardError, match=f"{REV_CONFIG}=y .* but the board is v3.1"):
         build.check_chip("v3.1")
     build3 = FirmwareBuild.load(tmp_path, _fake_build(tmp_path / "b3", {"0x10000": blob}, less_v3=False))
-    with pytest.raises(BoardError, match="for chip revision v3.x but the board is v1.0"):
+    with pytest.raises(BoardError, match=r"for chip revision v3\.x but the board is v1\.0"):
         build3.check_chip("v1.0")
 
 
@@ -287,8 +300,18 @@ def test_esptool_command_line(tmp_path: Path) -> None:
     blob.write_bytes(bytes(64))
     build = FirmwareBuild.load(tmp_path, _fake_build(tmp_path / "b", {"0x10000": blob, "0x2000": blob}))
     args = build.esptool_args("/dev/ttyACM0", 460800)
-    assert args[:10] == ["--chip", "esp32p4", "--port", "/dev/ttyACM0", "--baud", "460800", "--before",
-                         "default-reset", "--after", "no-reset"]  # fmt: skip
+    assert args[:10] == [
+        "--chip",
+        "esp32p4",
+        "--port",
+        "/dev/ttyACM0",
+        "--baud",
+        "460800",
+        "--before",
+        "default-reset",
+        "--after",
+        "no-reset",
+    ]
     assert args[10] == "write-flash"
     assert args[-4:] == ["0x2000", str(tmp_path / "b" / "app.bin"), "0x10000", str(tmp_path / "b" / "app.bin")]
 
@@ -313,8 +336,9 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @needs_cross
 def test_board_flashes_a_build_through_esptool(images: dict[str, Path], tmp_path: Path) -> None:
-    build = _fake_build(tmp_path / "build", {"0x2000": images["bootloader"], "0x8000": images["table"],
-                                             "0x10000": images["app"]})  # fmt: skip
+    build = _fake_build(
+        tmp_path / "build", {"0x2000": images["bootloader"], "0x8000": images["table"], "0x10000": images["app"]}
+    )
     with RomBoard(tmp_path / "flash") as rom:
         board = Esp32P4Board(tmp_path / "logs", port=rom.port, build_dir=build, before="no-reset", esptool_baud=460800)
         output = board.flash()

@@ -47,8 +47,9 @@ def test_dhcp_server_leases_to_the_far_end(stand_in: StandIn) -> None:
     with _lab(stand_in) as lab:
         server = DhcpServer(lab.host, lab.host_if, lab.addressing).start()
         try:
-            stand_in.far.run("busybox", "udhcpc", "-i", stand_in.peer, "-n", "-q", "-f", "-t", "5",
-                             "-s", "/bin/true", timeout=30)  # fmt: skip
+            stand_in.far.run(
+                "busybox", "udhcpc", "-i", stand_in.peer, "-n", "-q", "-f", "-t", "5", "-s", "/bin/true", timeout=30
+            )
             ack = server.wait_for("ACK", timeout=5)
         finally:
             server.stop()
@@ -59,8 +60,9 @@ def test_dhcp_server_leases_to_the_far_end(stand_in: StandIn) -> None:
 def test_foreign_dhcp_server_is_refused_and_nic_given_back(stand_in: StandIn) -> None:
     far = stand_in.far
     far.ip("addr", "add", "10.99.0.1/24", "dev", stand_in.peer)
-    foreign = DhcpServer(far, stand_in.peer, LabAddressing("10.99.0.0/24", "10.99.0.1", "10.99.0.10", "10.99.0.20"),
-                         dns=()).start()  # fmt: skip
+    foreign = DhcpServer(
+        far, stand_in.peer, LabAddressing("10.99.0.0/24", "10.99.0.1", "10.99.0.10", "10.99.0.20"), dns=()
+    ).start()
     try:
         before = read_nic_state("rnic0", stand_in.home)
         with pytest.raises(LabError, match=r"DHCP server other than the lab's answers on rnic0 \(10\.99\.0\.1\)"):
