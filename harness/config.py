@@ -1,13 +1,16 @@
-"""The lab configuration file (`hil.toml`): floors, counter budgets, link and regression settings.
+"""The lab configuration file (`hil.toml`): floors, counter budgets, link, regression, boards and the NIC.
 
-Every key is optional; `DEFAULTS` documents what applies when it is absent.
+Every key is optional; `DEFAULTS` documents what applies when it is absent. docs/configuration.md has a
+complete example.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import ipaddress
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,8 +36,34 @@ DEFAULTS: dict[str, Any] = {
     # Per-test budgets for HIL_STATS counter deltas; a scenario module's table overrides `default`.
     "budgets": {"default": {"frame_pool_drops": 0, "tx_fails": 0, "rx_drops": 0}},
     "regress": {"window": 10, "thresholds": {}},
+    # [boards.<name>]: one table per real board (see BOARD_KEYS).
     "boards": {},
+    # [nic]: the host NIC cabled to a real board, and the lab subnet served on it.
+    "nic": {
+        "iface": None,
+        "subnet": "10.77.0.0/24",
+        "host_ip": "10.77.0.1",
+        "pool_start": "10.77.0.100",
+        "pool_end": "10.77.0.199",
+        "expect_speed_mbit": 100,
+        "expect_duplex": "full",
+    },
 }
+
+# What a [boards.<name>] table may hold, and what each value means.
+BOARD_KEYS: dict[str, str] = {
+    "kind": "board kind: esp32p4 (the default)",
+    "port": "serial port path, or rfc2217://host:port",
+    "port_mac": "the board's base MAC, to find its port among several",
+    "chip_rev": "chip revision, e.g. v1.0 or v3.1",
+    "idf_path": "ESP-IDF checkout used to build this board's firmware",
+    "app_path": "ESP-IDF project directory (default firmware/hil_app)",
+    "build_dir": "build directory, absolute or under app_path",
+    "eth_iface": "host NIC cabled to this board (overrides [nic].iface)",
+}
+_MAC = re.compile(r"[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}")
+_CHIP_REV = re.compile(r"v?\d+\.\d{1,2}")
+_IFNAME = re.compile(r"[^\s/:]{1,15}")
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any], path: str = "") -> dict[str, Any]:
@@ -84,6 +113,28 @@ class LabConfig:
         for scope, budget in self.data["budgets"].items():
             if not isinstance(budget, dict) or not all(isinstance(v, int) and v >= 0 for v in budget.values()):
                 raise ConfigError(f"hil.toml: budgets.{scope} must map counter names to whole numbers >= 0")
+        for name, board in self.data["boards"].items():
+            _validate_board(name, board)
+        _validate_nic(self.data["nic"])
+
+    def board_table(self, name: str | None = None) -> dict[str, Any]:
+        """The `[boards.<name>]` table; with no name, the only one (or an empty table when there is none)."""
+        boards = self.data["boards"]
+        if name is not None:
+            if name not in boards:
+                known = ", ".join(sorted(boards)) or "none"
+                raise ConfigError(f"no [boards.{name}] table in {self.source or 'hil.toml'} (boards defined: {known})")
+            return dict(boards[name])
+        if len(boards) > 1:
+            raise ConfigError(
+                f"{self.source or 'hil.toml'} defines several boards ({', '.join(sorted(boards))}): choose one with "
+                "--board-name"
+            )
+        return dict(next(iter(boards.values()), {}))
+
+    def nic_iface(self, board_name: str | None = None) -> str | None:
+        """The NIC cabled to the board: the board's `eth_iface`, else `[nic].iface`."""
+        return self.board_table(board_name).get("eth_iface") or self.data["nic"]["iface"]
 
     def throughput_floor_mbps(self, ceiling_mbps: float) -> float:
         """The lowest acceptable throughput for a link with this goodput ceiling."""
@@ -101,3 +152,49 @@ class LabConfig:
         """Stable hash of the settings that change what a measurement means."""
         relevant = {key: self.data[key] for key in ("link", "thresholds", "budgets")}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _validate_board(name: str, board: Any) -> None:
+    where = f"hil.toml: boards.{name}"
+    if not isinstance(board, dict):
+        raise ConfigError(f"{where} must be a table ([boards.{name}])")
+    unknown = sorted(set(board) - set(BOARD_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(BOARD_KEYS)}")
+    for key, value in board.items():
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}.{key} must be a non-empty string ({BOARD_KEYS[key]}), got {value!r}")
+    if board.get("kind", "esp32p4") != "esp32p4":
+        raise ConfigError(f"{where}.kind must be esp32p4 (the only real board supported), got {board['kind']!r}")
+    if "port_mac" in board and not _MAC.fullmatch(board["port_mac"]):
+        raise ConfigError(f"{where}.port_mac {board['port_mac']!r} is not a MAC like 60:55:f9:f0:00:01")
+    if "chip_rev" in board and not _CHIP_REV.fullmatch(board["chip_rev"]):
+        raise ConfigError(f"{where}.chip_rev {board['chip_rev']!r} is not a revision like v1.0 or v3.1")
+    if "eth_iface" in board and not _IFNAME.fullmatch(board["eth_iface"]):
+        raise ConfigError(f"{where}.eth_iface {board['eth_iface']!r} is not an interface name (at most 15 characters)")
+
+
+def _validate_nic(nic: dict[str, Any]) -> None:
+    unknown = sorted(set(nic) - set(DEFAULTS["nic"]))
+    if unknown:
+        known = ", ".join(DEFAULTS["nic"])
+        raise ConfigError(f"hil.toml: nic: unknown key(s) {', '.join(unknown)}; known keys: {known}")
+    iface = nic["iface"]
+    if iface is not None and (not isinstance(iface, str) or not _IFNAME.fullmatch(iface)):
+        raise ConfigError(f"hil.toml: nic.iface {iface!r} is not an interface name (at most 15 characters)")
+    try:
+        subnet = ipaddress.IPv4Network(nic["subnet"])
+        addresses = {key: ipaddress.IPv4Address(nic[key]) for key in ("host_ip", "pool_start", "pool_end")}
+    except (ValueError, TypeError) as exc:
+        example = 'subnet = "10.77.0.0/24", host_ip = "10.77.0.1"'
+        raise ConfigError(f"hil.toml: nic: {exc} (write e.g. {example})") from exc
+    outside = [key for key, address in addresses.items() if address not in subnet]
+    if outside:
+        raise ConfigError(f"hil.toml: nic.{', nic.'.join(outside)} must lie inside nic.subnet {subnet}")
+    if addresses["pool_end"] < addresses["pool_start"]:
+        raise ConfigError("hil.toml: nic.pool_start must not be above nic.pool_end")
+    if nic["expect_speed_mbit"] not in (10, 100, 1000, 2500, 10000):
+        speed = nic["expect_speed_mbit"]
+        raise ConfigError(f"hil.toml: nic.expect_speed_mbit must be 10, 100, 1000, 2500 or 10000, got {speed!r}")
+    if nic["expect_duplex"] not in ("full", "half"):
+        raise ConfigError(f"hil.toml: nic.expect_duplex must be full or half, got {nic['expect_duplex']!r}")
