@@ -10,11 +10,13 @@ from harness import __version__
 from harness.errors import HilError
 
 # Each module provides ``register(subparsers)``; the subparser sets ``func(args) -> int``.
+COMMAND_MODULES: tuple[str, ...] = (
     "harness.run_command",
     "harness.results.cli",
     "harness.firmware.cli",
     "harness.console.cli",
     "harness.doctor_cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
