@@ -93,6 +93,7 @@ typedef struct {
     double prev_transit_s;
     int have_transit;
     uint64_t next_seq;
+    uint64_t sent_total; /* TCP sender: bytes sent including the omit period, for pacing */
 } stream_t;
 
 typedef struct {
@@ -400,13 +401,28 @@ static void tcp_receive(test_t *t, stream_t *s)
     }
 }
 
+/* The client's -b applies to whoever sends, TCP included: stay within the stream's byte budget. */
+static int over_budget(const test_t *t, const stream_t *s, uint64_t sent_bytes, uint64_t now)
+{
+    if (t->params.bandwidth_bps <= 0) {
+        return 0;
+    }
+    double elapsed_s = (double)(now - t->start_us) / 1e6;
+    (void)s;
+    return (double)sent_bytes * 8.0 >= (double)t->params.bandwidth_bps * elapsed_s;
+}
+
 static void tcp_send(test_t *t, stream_t *s)
 {
     size_t chunk = (size_t)t->params.len < t->buf_len ? (size_t)t->params.len : t->buf_len;
     /* A few sends per wake-up: fewer select() calls for the same data. */
     for (int i = 0; i < 4; i++) {
+        if (over_budget(t, s, s->sent_total, hil_time_us())) {
+            return;
+        }
         ssize_t n = send(s->fd, t->buf, chunk, 0);
         if (n > 0) {
+            s->sent_total += (uint64_t)n;
             account(t, s, (size_t)n);
             continue;
         }
@@ -474,11 +490,9 @@ static void udp_receive(test_t *t)
 static void udp_send(test_t *t, stream_t *s, uint64_t now)
 {
     size_t len = (size_t)t->params.len < t->buf_len ? (size_t)t->params.len : t->buf_len;
-    double elapsed_s = (double)(now - t->start_us) / 1e6;
     /* Pace each stream at the requested rate (0 = as fast as the socket takes them). */
     for (int i = 0; i < 8; i++) {
-        if (t->params.bandwidth_bps > 0 &&
-            (double)(s->next_seq * len) * 8.0 >= (double)t->params.bandwidth_bps * elapsed_s) {
+        if (over_budget(t, s, s->next_seq * len, now)) {
             return;
         }
         uint64_t seq = s->next_seq + 1;
@@ -500,7 +514,7 @@ static void udp_send(test_t *t, stream_t *s, uint64_t now)
     }
 }
 
-static int any_udp_sender(const test_t *t)
+static int any_stream_sender(const test_t *t)
 {
     for (int i = 0; i < t->n_streams; i++) {
         if (t->streams[i].sender) {
@@ -517,7 +531,8 @@ static int run_data_phase(test_t *t)
                             ? (uint32_t)(t->params.duration_s + t->params.omit_s) * 1000u + RUN_SLACK_MS
                             : NO_DURATION_LIMIT_MS;
     uint32_t deadline = hil_time_ms() + limit_ms;
-    int udp_sending = t->params.udp && any_udp_sender(t);
+    int udp_sending = t->params.udp && any_stream_sender(t);
+    int tcp_paced = !t->params.udp && any_stream_sender(t) && t->params.bandwidth_bps > 0;
     for (;;) {
         if ((int32_t)(deadline - hil_time_ms()) <= 0) {
             hil_log(HIL_LOG_WARN, TAG, "no TEST_END within %" PRIu32 " ms", limit_ms);
@@ -536,6 +551,9 @@ static int run_data_phase(test_t *t)
         } else {
             for (int i = 0; i < t->n_streams; i++) {
                 stream_t *s = &t->streams[i];
+                if (s->open && s->sender && tcp_paced && over_budget(t, s, s->sent_total, hil_time_us())) {
+                    continue; /* nothing to send yet: the 1 ms timeout wakes us */
+                }
                 if (s->open) {
                     FD_SET(s->fd, s->sender ? &writable : &readable);
                     max_fd = s->fd > max_fd ? s->fd : max_fd;
@@ -543,7 +561,8 @@ static int run_data_phase(test_t *t)
             }
         }
         /* Paced UDP wakes up every millisecond; otherwise sockets drive the loop. */
-        struct timeval tv = {.tv_sec = udp_sending ? 0 : 1, .tv_usec = udp_sending ? 1000 : 0};
+        int paced = udp_sending || tcp_paced;
+        struct timeval tv = {.tv_sec = paced ? 0 : 1, .tv_usec = paced ? 1000 : 0};
         int rc = select(max_fd + 1, &readable, udp_sending ? NULL : &writable, NULL, &tv);
         if (rc < 0) {
             if (errno == EINTR) {
@@ -552,7 +571,7 @@ static int run_data_phase(test_t *t)
             return -1;
         }
         if (rc > 0 && FD_ISSET(t->ctrl, &readable)) {
-            int8_t state;
+            int8_t state = 0;
             ssize_t n = recv(t->ctrl, &state, 1, 0);
             if (n == 0 || (n < 0 && !hil_net_would_block(errno))) {
                 hil_log(HIL_LOG_WARN, TAG, "client closed the control connection during the test");
@@ -621,16 +640,6 @@ static int skip_peer_results(test_t *t)
     return 0;
 }
 
-static int any_sender(const test_t *t)
-{
-    for (int i = 0; i < t->n_streams; i++) {
-        if (t->streams[i].sender) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 static char *format_results(test_t *t)
 {
     size_t cap = 256 + (size_t)t->n_streams * 256;
@@ -652,7 +661,7 @@ static char *format_results(test_t *t)
         sys_pct = (double)(sys_us - t->cpu_sys_us) / 1e6 / run_s * 100.0;
     }
     /* Portable code cannot read TCP retransmissions: say so the way iperf3 does without TCP_INFO. */
-    int sender_has_retransmits = any_sender(t) ? 0 : -1;
+    int sender_has_retransmits = any_stream_sender(t) ? 0 : -1;
     int off = snprintf(json, cap,
                        "{\"cpu_util_total\":%.6f,\"cpu_util_user\":%.6f,\"cpu_util_system\":%.6f,"
                        "\"sender_has_retransmits\":%d,\"streams\":[",
