@@ -125,3 +125,13 @@ def _test_running(port: int) -> bool:
         capture_output=True, text=True, timeout=5, check=False,
     )
     return result.stdout.count("\n") >= 2  # control + data stream
+
+
+def test_too_many_streams_are_refused_with_iperf3s_own_error(server: ServicesProcess) -> None:
+    result = subprocess.run(
+        ["iperf3", "-c", "127.0.0.1", "-p", str(server.tcp_port("iperf3")), "-t", "1", "-P", "9", "--json"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert "number of parallel streams too large" in json.loads(result.stdout)["error"]
+    # The refusal ends that test cleanly: the next one runs.
+    assert iperf3_client(server.tcp_port("iperf3"), "-b", "100M", "-t", "1")["end"]["sum_received"]["bytes"] > 0

@@ -50,9 +50,11 @@ enum {
 };
 
 /* iperf3's error numbers the client can print for a SERVER_ERROR. */
+#define IE_NUM_STREAMS 6       /* "number of parallel streams too large" */
+#define IE_BLOCK_SIZE 7        /* "block size too large" */
+#define IE_UNIMPLEMENTED 13    /* "not implemented yet" */
 #define IE_RECV_PARAMS 114     /* "unable to receive parameters from client" */
 #define IE_CREATE_STREAMS 200  /* "unable to create a new stream" */
-#define IE_UNSUPPORTED 126     /* shown by the client as an unsupported request */
 
 #define COOKIE_SIZE 37
 #define SETUP_TIMEOUT_MS 10000u
@@ -192,6 +194,7 @@ static void deny_client(int listener)
     count(&stats.access_denied);
 }
 
+/* 0: parameters accepted; -1: not received; > 0: refused, with the iperf3 error number. */
 static int read_params(test_t *t)
 {
     uint8_t len_be[4];
@@ -231,16 +234,16 @@ static int read_params(test_t *t)
     free(json);
     if (!p->udp && !has_tcp) {
         hil_log(HIL_LOG_WARN, TAG, "parameters name neither tcp nor udp");
-        return -2;
+        return IE_UNIMPLEMENTED;
     }
     int total = p->bidir ? 2 * p->parallel : p->parallel;
     if (p->parallel < 1 || total > 2 * HIL_IPERF3_MAX_STREAMS || (!p->bidir && p->parallel > HIL_IPERF3_MAX_STREAMS)) {
         hil_log(HIL_LOG_WARN, TAG, "%d parallel streams refused (limit %d)", p->parallel, HIL_IPERF3_MAX_STREAMS);
-        return -2;
+        return IE_NUM_STREAMS;
     }
     if (p->len <= 0 || (p->udp && (p->len < 16 || p->len > 65507))) {
         hil_log(HIL_LOG_WARN, TAG, "block length %" PRId64 " refused", p->len);
-        return -2;
+        return IE_BLOCK_SIZE;
     }
     t->n_streams = total;
     return 0;
@@ -712,11 +715,8 @@ static int run_test(test_t *t)
     }
     int prc = read_params(t);
     if (prc != 0) {
-        if (prc == -2) {
-            send_server_error(t->ctrl, IE_UNSUPPORTED, EINVAL);
-        } else {
-            send_server_error(t->ctrl, IE_RECV_PARAMS, 0);
-        }
+        /* A refused parameter names iperf3's own error number, so the client prints why. */
+        send_server_error(t->ctrl, prc > 0 ? prc : IE_RECV_PARAMS, 0);
         return -1;
     }
     int crc = t->params.udp ? create_udp_streams(t)
