@@ -1,0 +1,187 @@
+"""Build the firmware's portable C services for the host, on demand, into a content-addressed cache.
+
+The virtual board runs `firmware/services` compiled by the system C compiler instead of stand-ins, so
+the firmware's own service code is exercised on every run. Builds land in
+``$HIL_CACHE_DIR`` (default ``~/.cache/esp-smoltcp-hil/cbuild``) under a directory named by a hash of
+the sources, the compiler's identity and the flags: unchanged sources are never rebuilt, and two
+processes building at once each compile into a private temporary directory and atomically rename it
+into place (the loser discards its copy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import ConfigError, MissingToolError
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SERVICES_DIR = REPO_ROOT / "firmware" / "services"
+VECTORS_FILE = REPO_ROOT / "firmware" / "protocol_vectors.json"
+CFLAGS: tuple[str, ...] = ("-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-pthread")
+COMPILE_TIMEOUT_S = 120
+SERVICES_BINARY = "hil-services"
+C_TESTS_BINARY = "hil-services-tests"
+# Sources shared by the services binary and the C tests; the FreeRTOS platform is for ESP-IDF only.
+_LIBRARY_SOURCES = (
+    "src/hil_proto.c",
+    "src/mini_json.c",
+    "src/net_util.c",
+    "src/select_echo.c",
+    "src/echo.c",
+    "src/iperf3_server.c",
+    "platform/posix.c",
+)
+
+
+@dataclass(frozen=True)
+class _Target:
+    name: str
+    sources: tuple[Path, ...]
+    headers: tuple[Path, ...]
+    vectors: Path | None  # generate protocol_vectors.h from this file
+
+
+def cache_root() -> Path:
+    """The directory holding all cached builds (``$HIL_CACHE_DIR`` or ``~/.cache/esp-smoltcp-hil/cbuild``)."""
+    override = os.environ.get("HIL_CACHE_DIR")
+    if override:
+        return Path(override).expanduser()
+    return Path.home() / ".cache" / "esp-smoltcp-hil" / "cbuild"
+
+
+def find_compiler() -> str:
+    """The C compiler to use: ``$CC`` or ``cc``, as an absolute path.
+
+    Raises:
+        MissingToolError: no such compiler on PATH.
+    """
+    name = os.environ.get("CC", "cc")
+    path = shutil.which(name)
+    if path is None:
+        raise MissingToolError(
+            f"no C compiler '{name}' found on PATH: the virtual board builds firmware/services with it. "
+            "Install one (Debian: apt-get install gcc) or point the CC environment variable at one."
+        )
+    return path
+
+
+def _compiler_identity(compiler: str) -> str:
+    try:
+        result = subprocess.run(
+            [compiler, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise MissingToolError(f"the C compiler {compiler} does not run ({exc}); install gcc or set CC") from exc
+    return f"{os.path.realpath(compiler)}\n{result.stdout}"
+
+
+def _services_files() -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    if not SERVICES_DIR.is_dir():
+        raise ConfigError(
+            f"firmware sources not found at {SERVICES_DIR}: run the harness from a checkout of the repository"
+        )
+    sources = tuple(SERVICES_DIR / rel for rel in _LIBRARY_SOURCES)
+    headers = tuple(sorted((SERVICES_DIR / "include").glob("*.h")) + sorted((SERVICES_DIR / "src").glob("*.h")))
+    return sources, headers
+
+
+def _digest(target: _Target, compiler_id: str, flags: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    h.update(target.name.encode())
+    h.update(compiler_id.encode())
+    h.update("\0".join(flags).encode())
+    inputs = [*target.sources, *target.headers]
+    if target.vectors is not None:
+        inputs += [target.vectors, SERVICES_DIR / "tests" / "gen_vectors.py"]
+    for path in inputs:
+        h.update(str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path).encode())
+        h.update(b"\0")
+        h.update(path.read_bytes())
+    return h.hexdigest()[:24]
+
+
+def _compile(target: _Target, compiler: str, flags: Sequence[str], out_dir: Path) -> None:
+    include_dirs = [SERVICES_DIR / "include", SERVICES_DIR / "src", out_dir]
+    if target.vectors is not None:
+        gen = subprocess.run(
+            [sys.executable, str(SERVICES_DIR / "tests" / "gen_vectors.py"), str(target.vectors),
+             str(out_dir / "protocol_vectors.h")],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        if gen.returncode != 0:
+            raise ConfigError(f"cannot generate C vectors from {target.vectors}:\n{gen.stderr.strip()}")
+    cmd = [
+        compiler, *flags, *(f"-I{d}" for d in include_dirs), *(str(s) for s in target.sources),
+        "-o", str(out_dir / target.name),
+    ]
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise MissingToolError(f"compiling {target.name} took longer than {COMPILE_TIMEOUT_S} s") from exc
+    if result.returncode != 0:
+        raise ConfigError(
+            f"compiling {target.name} failed (warnings are errors):\n{result.stderr.strip()}\ncommand: {' '.join(cmd)}"
+        )
+
+
+def _build(target: _Target) -> Path:
+    compiler = find_compiler()
+    flags = CFLAGS
+    digest = _digest(target, _compiler_identity(compiler), flags)
+    final_dir = cache_root() / f"{target.name}-{digest}"
+    binary = final_dir / target.name
+    if binary.is_file():
+        return binary
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=final_dir.parent))
+    try:
+        _compile(target, compiler, flags, tmp_dir)
+        try:
+            tmp_dir.rename(final_dir)
+        except OSError:
+            # Another process finished the same build first; its result is identical.
+            if not binary.is_file():
+                raise
+    finally:
+        if tmp_dir.exists():
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    return binary
+
+
+def build_services() -> Path:
+    """Build (or reuse) the ``hil-services`` host binary and return its path.
+
+    Raises:
+        MissingToolError: no C compiler.
+        ConfigError: the sources are missing or do not compile.
+    """
+    sources, headers = _services_files()
+    main = SERVICES_DIR / "host" / "hil_services_main.c"
+    return _build(_Target(SERVICES_BINARY, (*sources, main), headers, None))
+
+
+def build_c_tests(vectors: Path | None = None) -> Path:
+    """Build (or reuse) the C unit tests, checking the golden vectors, and return the binary's path.
+
+    Args:
+        vectors: the vectors file to compile in; the repository's firmware/protocol_vectors.json
+            by default.
+
+    Raises:
+        MissingToolError: no C compiler.
+        ConfigError: the sources or vectors are missing or do not compile.
+    """
+    vectors = (vectors or VECTORS_FILE).resolve()
+    if not vectors.is_file():
+        raise ConfigError(f"golden vectors file {vectors} not found")
+    sources, headers = _services_files()
+    test_main = SERVICES_DIR / "tests" / "test_main.c"
+    return _build(_Target(C_TESTS_BINARY, (*sources, test_main), headers, vectors))
