@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from harness.boards.board import Board
+from harness.boards.esp32p4 import add_real_board_options
 from harness.config import LabConfig
 from harness.console.protocol import counter_deltas
 from harness.console.verdict import decode_crashes, judge
@@ -49,6 +50,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--app-elf", type=Path, default=None,
                     help="firmware ELF for decoding crash backtraces (checked against the printed SHA256)")  # fmt: skip
     group.addoption("--benchmarks", action="store_true", help="also run tests marked `benchmark`")
+    add_real_board_options(group)
     group.addoption("--soak", action="store_true", help="also run tests marked `soak`")
 
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from harness.boards.board import Board
 from harness.config import LabConfig
 from harness.console.decode import BacktraceDecoder
-from harness.errors import BoardError, ConfigError, HilError
+from harness.errors import BoardError, HilError
 from harness.lab.netns import Lab, LinkProfile
 from harness.results.record import RunRecord
 
@@ -57,22 +57,29 @@ class HilSession:
     # --- lab and board ----------------------------------------------------------------------------------
 
     def start_lab(self) -> Lab:
-        """Create the lab (once per run) and start its DHCP server."""
+        """Create the lab (once per run) and start its DHCP server.
+
+        The virtual board gets a veth cable between two new namespaces; a real board gets the NIC it is
+        cabled to, moved into the run's host namespace for the duration of the run.
+        """
         with self._lock:
             if self.lab is not None:
                 return self.lab
-            if self.options.board != "virtual":
-                raise ConfigError(
-                    f"--board {self.options.board} is not available yet: the real-board path (esptool flashing, "
-                    "a lab on a real NIC) is not implemented in this version; use --board virtual"
-                )
             from harness.lab.dhcp import DhcpServer
 
-            link = self.config.data["link"]
-            lab = Lab(run_id=self.record.run_id, link=LinkProfile(rate_mbit=link["rate_mbit"], mtu=link["mtu"]),
-                      log_dir=self.record.artifacts_dir / "lab")  # fmt: skip
+            log_dir = self.record.artifacts_dir / "lab"
+            if self.options.board == "virtual":
+                link = self.config.data["link"]
+                lab: Any = Lab(run_id=self.record.run_id, link=LinkProfile(rate_mbit=link["rate_mbit"],
+                               mtu=link["mtu"]), log_dir=log_dir)  # fmt: skip
+            else:
+                from harness.lab.nic import nic_lab_from_options
+
+                lab = nic_lab_from_options(self.options, self.config, self.record.run_id, log_dir)
             self.lab = lab
             lab.start()
+            for warning in getattr(lab, "warnings", ()):
+                print(f"hil: warning: {warning}")
             self.dhcp = DhcpServer(lab.host, lab.host_if, lab.addressing, force=self.options.dhcp_force)
             self.dhcp.start()
             self.record.meta["link"] = lab.link.as_dict()
@@ -85,9 +92,15 @@ class HilSession:
         with self._lock:
             if self.board is not None:
                 return self.board
-            from harness.boards.virtual.board import VirtualBoard
+            board: Board
+            if self.options.board == "virtual":
+                from harness.boards.virtual.board import VirtualBoard
 
-            board = VirtualBoard(lab, self.record.artifacts_dir, faults=tuple(self.options.fault))
+                board = VirtualBoard(lab, self.record.artifacts_dir, faults=tuple(self.options.fault))
+            else:
+                from harness.boards.esp32p4 import board_from_options
+
+                board = board_from_options(self.options, self.config, self.record.artifacts_dir)
             self.board = board
             board.start()
             self.record.meta["board"] = board.identity()

@@ -75,9 +75,7 @@ def find_compiler() -> str:
 
 def _compiler_identity(compiler: str) -> str:
     try:
-        result = subprocess.run(
-            [compiler, "--version"], capture_output=True, text=True, timeout=30, check=False
-        )
+        result = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise MissingToolError(f"the C compiler {compiler} does not run ({exc}); install gcc or set CC") from exc
     return f"{os.path.realpath(compiler)}\n{result.stdout}"
@@ -112,15 +110,26 @@ def _compile(target: _Target, compiler: str, flags: Sequence[str], out_dir: Path
     include_dirs = [SERVICES_DIR / "include", SERVICES_DIR / "src", out_dir]
     if target.vectors is not None:
         gen = subprocess.run(
-            [sys.executable, str(SERVICES_DIR / "tests" / "gen_vectors.py"), str(target.vectors),
-             str(out_dir / "protocol_vectors.h")],
-            capture_output=True, text=True, timeout=60, check=False,
+            [
+                sys.executable,
+                str(SERVICES_DIR / "tests" / "gen_vectors.py"),
+                str(target.vectors),
+                str(out_dir / "protocol_vectors.h"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         if gen.returncode != 0:
             raise ConfigError(f"cannot generate C vectors from {target.vectors}:\n{gen.stderr.strip()}")
     cmd = [
-        compiler, *flags, *(f"-I{d}" for d in include_dirs), *(str(s) for s in target.sources),
-        "-o", str(out_dir / target.name),
+        compiler,
+        *flags,
+        *(f"-I{d}" for d in include_dirs),
+        *(str(s) for s in target.sources),
+        "-o",
+        str(out_dir / target.name),
     ]
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S, check=False)
