@@ -248,7 +248,10 @@ def iperf3(ns: Namespace, ip: str, *, seconds: int = 10, reverse: bool = False, 
         return Iperf3Result(summary.get("bits_per_second", 0) / 1e6, None, report)
     received = end.get("sum_received", {})
     sent = end.get("sum_sent", {})
-    return Iperf3Result(received.get("bits_per_second", 0) / 1e6, sent.get("retransmits"), report)
+    retransmits = sent.get("retransmits")
+    # A sender that cannot read TCP_INFO (the firmware's portable server) reports -1: unknown, not a count.
+    known = retransmits if isinstance(retransmits, int) and retransmits >= 0 else None
+    return Iperf3Result(received.get("bits_per_second", 0) / 1e6, known, report)
 
 
 class CpuMeter:

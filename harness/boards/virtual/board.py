@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import select
 import socket
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.boards.board import Board
+from harness.boards.virtual.cbuild import build_services
 from harness.console.monitor import ConsoleMonitor
 from harness.errors import BoardError
 from harness.lab.netns import Lab, ManagedProcess
@@ -55,6 +57,8 @@ class VirtualBoard(Board):
     def start(self, wait_online: bool = True) -> None:
         """Start the board process, open its console, and boot it."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        # Compile the firmware's C services first, so a build problem is reported as such, not as a boot hang.
+        services = build_services()
         command = [
             sys.executable, "-m", "harness.boards.virtual.supervisor", "--state-dir", str(self.state_dir),
             "--ifname", self.lab.dut_if, "--mac", self.mac,
@@ -63,7 +67,10 @@ class VirtualBoard(Board):
             command += ["--fault", fault]
         stderr = open(self.state_dir / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
         try:
-            self.process = self.lab.spawn("virtual-board", self.lab.dut, command, stdout=subprocess.PIPE, stderr=stderr)
+            self.process = self.lab.spawn(
+                "virtual-board", self.lab.dut, command, stdout=subprocess.PIPE, stderr=stderr,
+                env={**os.environ, "HIL_SERVICES_BINARY": str(services)},
+            )  # fmt: skip
         finally:
             stderr.close()
         ready = self._read_ready()

@@ -10,6 +10,7 @@ a panic, a watchdog), which is how `reboot` and crashes become a new boot with t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import hashlib
 import importlib
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +37,8 @@ from harness.console.protocol import PROMPT, format_machine_line, split_command
 
 EXIT_RESET_BASE = 64
 # Modules that register console commands and boot-time services (see registry.py).
-FEATURE_MODULES = ("harness.boards.virtual.core_commands",)
+FEATURE_MODULES = ("harness.boards.virtual.core_commands", "harness.boards.virtual.services_feature")
 HTTP_PORT = 80
-IPERF3_PORT = 5201
 IDF_VERSION = "v5.5-virtual"
 COMPONENT_VERSIONS = {"esp_smoltcp": "virtual", "esp_smoltcp_lwip_compat": "virtual"}
 FRAME_POOL = (32, 1600)
@@ -122,7 +123,8 @@ class Firmware:
         self.lease: dict[str, Any] = {}
         self.stats_period_s = 0.0
         self._stats_wakeup = threading.Event()
-        self.iperf3: subprocess.Popen | None = None
+        self.services: Any = None
+        self._shutdown_hooks: list[Callable[[], Any]] = []
         self.app = app_descriptor()
 
     # --- boot ---------------------------------------------------------------------------------------------
@@ -160,10 +162,6 @@ class Firmware:
     def _start_services(self) -> None:
         server = HilHttpServer(HTTP_PORT, self.stats_snapshot)
         server.start()
-        self.iperf3 = subprocess.Popen(
-            ["iperf3", "-s", "-p", str(IPERF3_PORT)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
         for start in SERVICES:
             start(self)
 
@@ -285,9 +283,17 @@ class Firmware:
     def shutdown(self) -> None:
         """Stop background work before the process exits (the supervisor resets the interface)."""
         self.stop.set()
-        if self.iperf3 is not None and self.iperf3.poll() is None:
-            self.iperf3.kill()
-            self.iperf3.wait(timeout=5)
+        for hook in reversed(self._shutdown_hooks):
+            with contextlib.suppress(Exception):
+                hook()
+
+    def has_fault(self, name: str) -> bool:
+        """Whether the board was started with this fault from the catalogue (harness/boards/virtual/faults.py)."""
+        return name in self.args.fault
+
+    def on_shutdown(self, hook: Callable[[], Any]) -> None:
+        """Run ``hook`` when the firmware stops (a feature's cleanup)."""
+        self._shutdown_hooks.append(hook)
 
 
 def _ip(*args: str) -> None:

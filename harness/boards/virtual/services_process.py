@@ -42,6 +42,7 @@ class ServicesProcess:
         netns: run inside this network namespace (``ip netns exec``); None for the current one.
         binary: the program to run; built on demand by default.
         ready_timeout_s: how long the services may take to bind.
+        own_session: start it in a session of its own (False: it dies with its parent's process group).
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class ServicesProcess:
         netns: str | None = None,
         binary: Path | None = None,
         ready_timeout_s: float = 10.0,
+        own_session: bool = True,
     ) -> None:
         args: list[str] = []
         if iperf3 is not None:
@@ -70,6 +72,8 @@ class ServicesProcess:
         self._netns = netns
         self._binary = binary
         self._ready_timeout_s = ready_timeout_s
+        # False when started by the virtual board's firmware: a reset kills its whole process group.
+        self._own_session = own_session
         self._proc: subprocess.Popen[bytes] | None = None
         self._pending = b""
         self._log: Any = None
@@ -100,7 +104,7 @@ class ServicesProcess:
         # The log goes to a file, not a pipe: an unread pipe would fill up and stall the services.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, start_new_session=True
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, start_new_session=self._own_session
         )
         try:
             ready = self._read_json(self._ready_timeout_s + 5)
