@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harness.results.cli",
     "harness.firmware.cli",
     "harness.console.cli",
+    "harness.boards.virtual.cli",
 )
 
 
