@@ -141,6 +141,8 @@ class VirtualChip:
             thread = threading.Thread(target=self._boot, args=(stop, download, reset_code), name="boot", daemon=True)
             with self._lock:
                 self._activity = (thread, stop)
+                # Replies to the reset request already show where the chip is going.
+                self.state, self.boot_mode = ("download", "download") if download else ("booting", "spi")
             thread.start()
 
     def power_on(self, reset_code: int = bootlog.POWERON) -> None:
