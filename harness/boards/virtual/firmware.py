@@ -55,11 +55,12 @@ def firmware_sha256() -> str:
 def app_descriptor() -> bootlog.AppDescriptor:
     """The running app's descriptor: the flashed image's when the supervisor says so, else the twin's own."""
     flashed = os.environ.get("HIL_VIRTUAL_APP")
-    if flashed:
-        fields = json.loads(flashed)
+    fields = json.loads(flashed) if flashed else None
+    if fields:
         return bootlog.AppDescriptor(
-            fields["project_name"], fields["version"], fields["idf_version"], fields["elf_sha256"]
-        )
+            fields["project_name"], fields["version"], fields["idf_version"], fields["elf_sha256"],
+            fields.get("compile_time") or bootlog.AppDescriptor.compile_time,
+        )  # fmt: skip
     return bootlog.AppDescriptor("hil_app", __version__, IDF_VERSION, firmware_sha256())
 
 

@@ -63,9 +63,9 @@ from harness.boards.virtual.image import (
 from harness.boards.virtual.rom import RomExit, RomLoader, parse_chip_rev
 
 APP_ENV = "HIL_VIRTUAL_APP"
-# Set once firmware.py prints its app_init block from HIL_VIRTUAL_APP: then the bootloader part of the
-# boot log leaves the app_init lines to the app (on hardware the app prints them, not the bootloader).
-TWIN_PRINTS_FLASHED_APP = False
+# firmware.py prints its app_init block from HIL_VIRTUAL_APP, so the bootloader part of the boot log
+# leaves the app_init lines to the app (on hardware the app prints them, not the bootloader).
+TWIN_PRINTS_FLASHED_APP = True
 
 # ROM without a 2nd-stage bootloader: it retries the header read and the main watchdog resets the chip
 # (pattern of the ESP32-C3's ROM, the same ROM family: a burst of `invalid header` lines, then a
@@ -210,8 +210,7 @@ class VirtualChip:
         header = bootlog.bootloader_lines(ms, IDF_VERSION, format_rev(self.chip_rev))
         cut = next(i for i, line in enumerate(header) if "Partition Table:" in line)
         lines = header[:cut] + self._partition_lines(ms)
-        # The twin prints its own app_init block; the bootloader-side copy only stays while the twin cannot
-        # yet print a foreign flashed app's descriptor.
+        # The twin prints the app_init block of whatever app was flashed.
         app_prints_it = TWIN_PRINTS_FLASHED_APP or flashed_app_json(decision) == twin_app_json()
         for line in decision.lines:
             if app_prints_it and " app_init: " in line:
