@@ -37,7 +37,15 @@ from harness.console.protocol import PROMPT, format_machine_line, split_command
 
 EXIT_RESET_BASE = 64
 # Modules that register console commands and boot-time services (see registry.py).
-FEATURE_MODULES = ("harness.boards.virtual.core_commands", "harness.boards.virtual.services_feature")
+FEATURE_MODULES = (
+    "harness.boards.virtual.core_commands",
+    "harness.boards.virtual.services_feature",
+    "harness.boards.virtual.mqtt_feature",
+    "harness.boards.virtual.tls_feature",
+    "harness.boards.virtual.mcast_feature",
+    "harness.boards.virtual.l2_feature",
+    "harness.boards.virtual.loopback_feature",
+)
 HTTP_PORT = 80
 IDF_VERSION = "v5.5-virtual"
 COMPONENT_VERSIONS = {"esp_smoltcp": "virtual", "esp_smoltcp_lwip_compat": "virtual"}
