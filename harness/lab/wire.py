@@ -103,15 +103,23 @@ def l2_request(seq: int, data: bytes) -> bytes:
     return L2_MAGIC + struct.pack("!IH", seq, len(data)) + data
 
 
-def l2_echo(ifname: str, dut_mac: str, ethertype: int, count: int, data_len: int, timeout: float) -> L2Echoes:
-    """Send ``count`` L2 echo requests to the DUT one after another and collect the echoes."""
+def l2_echo(ifname: str, dut_mac: str, ethertype: int, count: int, data_len: int, timeout: float,
+            give_up_after: int = 5) -> L2Echoes:  # fmt: skip
+    """Send ``count`` L2 echo requests to the DUT one after another and collect the echoes.
+
+    Stops early once ``give_up_after`` requests in a row went unanswered (a deaf DUT costs seconds, not minutes).
+    """
     dut = bytes.fromhex(dut_mac.replace(":", ""))
     run = L2Echoes()
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ethertype)) as sock:
         sock.bind((ifname, ethertype))
         own = sock.getsockname()[4][:6]
         base = int.from_bytes(os.urandom(2), "big") << 16
+        misses = 0
         for index in range(count):
+            if misses >= give_up_after:
+                break
+            answered_before = run.answered
             seq = base + index
             request = l2_request(seq, os.urandom(data_len))
             sent_at = time.perf_counter()
@@ -135,18 +143,27 @@ def l2_echo(ifname: str, dut_mac: str, ethertype: int, count: int, data_len: int
                 run.rx_hw_ns.append(hw_ns)
                 run.rx_us.append(rx_us)
                 break
+            misses = 0 if run.answered > answered_before else misses + 1
     return run
 
 
-def mcast_echo(group: str, port: int, host_ip: str, expect_from: str, count: int, timeout: float) -> EchoRun:
-    """Send ``count`` datagrams to ``group:port`` from ``host_ip``; collect unicast echoes from ``expect_from``."""
+def mcast_echo(group: str, port: int, host_ip: str, expect_from: str, count: int, timeout: float,
+               give_up_after: int = 5) -> EchoRun:  # fmt: skip
+    """Send ``count`` datagrams to ``group:port`` from ``host_ip``; collect unicast echoes from ``expect_from``.
+
+    Stops early once ``give_up_after`` datagrams in a row went unanswered.
+    """
     run = EchoRun()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((host_ip, 0))
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(host_ip))
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+        misses = 0
         for index in range(count):
+            if misses >= give_up_after:
+                break
+            answered_before = run.answered
             data = struct.pack("!I", index) + os.urandom(60)
             sent_at = time.perf_counter()
             sock.sendto(data, (group, port))
@@ -162,5 +179,6 @@ def mcast_echo(group: str, port: int, host_ip: str, expect_from: str, count: int
                     run.problems.append(f"echo came from {sender[0]}, not the DUT's address {expect_from}")
                 run.rtts_s.append(time.perf_counter() - sent_at)
                 break
+            misses = 0 if run.answered > answered_before else misses + 1
     return run
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -21,6 +22,10 @@ L2_ETHERTYPE = 0x88B5
 IGMP_TIMEOUT_S = 3.0
 ECHO_TIMEOUT_S = 1.0
 ECHOES = 50
+
+
+def _increasing(values: list[int]) -> bool:
+    return all(b > a for a, b in itertools.pairwise(values))
 
 
 def test_mcast_join_echo(board: Board, lab: Any, dut_ip: str, metrics: Any) -> None:
@@ -68,12 +73,12 @@ def test_l2_echo(board: Board, lab: Any, metrics: Any) -> None:
     assert not run.problems, "; ".join(run.problems)
     assert run.answered == run.sent, f"L2 echo: {run.sent - run.answered} of {run.sent} frames not answered"
     assert counters.get("ok") and counters.get("echoed", 0) >= run.answered, f"tap counters disagree: {counters}"
-    assert all(b > a for a, b in zip(run.rx_us, run.rx_us[1:])), f"rx_us timestamps not increasing: {run.rx_us}"
+    assert _increasing(run.rx_us), f"rx_us timestamps not increasing: {run.rx_us}"
     uptime_us = board.stats()["uptime_ms"] * 1000
     assert 0 < run.rx_us[-1] <= uptime_us, f"rx_us {run.rx_us[-1]} is not a time since boot (uptime {uptime_us} µs)"
     hardware = any(run.rx_hw_ns)
     if hardware:
-        assert all(b > a for a, b in zip(run.rx_hw_ns, run.rx_hw_ns[1:])), "rx_hw_ns timestamps not increasing"
+        assert _increasing(run.rx_hw_ns), "rx_hw_ns timestamps not increasing"
     rtts = [rtt * 1e6 for rtt in run.rtts_s]
     metrics.record("l2_rtt_p50_us", percentile(rtts, 50), "us", "lower")
     metrics.record("l2_rtt_p99_us", percentile(rtts, 99), "us", "lower")

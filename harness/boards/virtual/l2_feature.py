@@ -100,7 +100,8 @@ class L2Echo:
         payload = frame[ETH_HEADER:]
         data_len = struct.unpack_from("!H", payload, 8)[0] if len(payload) >= REQUEST_HEADER else 0
         fits = ETH_HEADER + REQUEST_HEADER + data_len + TIMESTAMPS <= FRAME_MAX
-        if len(payload) < REQUEST_HEADER or payload[:4] != MAGIC or REQUEST_HEADER + data_len > len(payload) or not fits:
+        complete = len(payload) >= REQUEST_HEADER and REQUEST_HEADER + data_len <= len(payload)
+        if not complete or payload[:4] != MAGIC or not fits:
             tap.dropped += 1
             return
         if self.fw.has_fault("l2_tap_deaf"):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import socket
 import ssl
 import time
 from pathlib import Path
@@ -100,7 +99,7 @@ def tls_command(fw: Firmware, args: list[str]) -> None:
             nbytes = 0
             while chunk := response.read(65536):
                 nbytes += len(chunk)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             fw.result("tls", ok=False, error="ESP_ERR_HTTP_EAGAIN", url=url)
             return
         except (OSError, http.client.HTTPException):
