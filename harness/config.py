@@ -32,6 +32,13 @@ DEFAULTS: dict[str, Any] = {
         # ... or below this absolute figure when set (hardware users: e.g. 85).
         "throughput_floor_mbps": None,
         "ping_loss_max_pct": 0.0,
+        # MQTT: echoes lost (any QoS) and the time from a broker restart to the DUT's reconnect
+        # (esp-mqtt retries every reconnect_timeout_ms, 10 s by default).
+        "mqtt_loss_max_pct": 0.0,
+        "mqtt_reconnect_max_s": 15.0,
+        # Soak: the heap's minimum-free watermark must stay above this; UDP echoes lost over the run.
+        "soak_heap_min_free_bytes": 65536,
+        "soak_loss_max_pct": 0.0,
     },
     # Per-test budgets for HIL_STATS counter deltas; a scenario module's table overrides `default`.
     "budgets": {"default": {"frame_pool_drops": 0, "tx_fails": 0, "rx_drops": 0}},

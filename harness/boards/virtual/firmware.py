@@ -28,6 +28,7 @@ from typing import Any
 
 from harness import __version__
 from harness.boards.virtual import bootlog
+from harness.boards.virtual.dhcp_client import FAULTS as DHCP_CLIENT_FAULTS
 from harness.boards.virtual.dhcp_client import DhcpClient
 from harness.boards.virtual.httpd import HilHttpServer
 from harness.boards.virtual.linkwatch import watch_carrier
@@ -37,7 +38,15 @@ from harness.console.protocol import PROMPT, format_machine_line, split_command
 
 EXIT_RESET_BASE = 64
 # Modules that register console commands and boot-time services (see registry.py).
-FEATURE_MODULES = ("harness.boards.virtual.core_commands", "harness.boards.virtual.services_feature")
+FEATURE_MODULES = (
+    "harness.boards.virtual.core_commands",
+    "harness.boards.virtual.services_feature",
+    "harness.boards.virtual.mqtt_feature",
+    "harness.boards.virtual.tls_feature",
+    "harness.boards.virtual.mcast_feature",
+    "harness.boards.virtual.l2_feature",
+    "harness.boards.virtual.loopback_feature",
+)
 HTTP_PORT = 80
 IDF_VERSION = "v5.5-virtual"
 COMPONENT_VERSIONS = {"esp_smoltcp": "virtual", "esp_smoltcp_lwip_compat": "virtual"}
@@ -181,7 +190,9 @@ class Firmware:
         watch_carrier(self.ifname, on_change, self.stop)
 
     def _run_dhcp(self) -> None:
-        client = DhcpClient(self.ifname, self.mac, on_event=self._on_dhcp_event, faults=frozenset(self.args.fault))
+        # The client takes only its own faults; the rest of the catalogue belongs to other features.
+        faults = frozenset(self.args.fault) & DHCP_CLIENT_FAULTS
+        client = DhcpClient(self.ifname, self.mac, on_event=self._on_dhcp_event, faults=faults)
         client.run(self.stop)
 
     def _on_dhcp_event(self, name: str, fields: dict[str, Any]) -> None:
