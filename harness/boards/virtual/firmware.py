@@ -51,6 +51,11 @@ HTTP_PORT = 80
 IDF_VERSION = "v5.5-virtual"
 COMPONENT_VERSIONS = {"esp_smoltcp": "virtual", "esp_smoltcp_lwip_compat": "virtual"}
 FRAME_POOL = (32, 1600)
+# HIL_HELLO.services: the ports firmware/PROTOCOL.md gives each service (the twin serves all of them).
+SERVICE_PORTS = {
+    "http": 80, "https": 443, "tcp_echo": 7, "udp_echo": 7, "select_echo_tcp": 7000, "select_echo_udp": 7001,
+    "select_echo_udp_count": 4, "iperf3": 5201, "mcast_echo": 5007, "l2_echo_ethertype": 0x88B5,
+}  # fmt: skip
 
 
 def firmware_sha256() -> str:
@@ -167,6 +172,7 @@ class Firmware:
             "mac": self.mac,
             "board": "virtual",
             "elf_sha256": self.app.elf_sha256,
+            "services": SERVICE_PORTS,
         }
 
     def _start_services(self) -> None:
