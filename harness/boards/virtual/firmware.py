@@ -28,6 +28,7 @@ from typing import Any
 
 from harness import __version__
 from harness.boards.virtual import bootlog
+from harness.boards.virtual.dhcp_client import FAULTS as DHCP_CLIENT_FAULTS
 from harness.boards.virtual.dhcp_client import DhcpClient
 from harness.boards.virtual.httpd import HilHttpServer
 from harness.boards.virtual.linkwatch import watch_carrier
@@ -160,7 +161,7 @@ class Firmware:
         }
 
     def _start_services(self) -> None:
-        server = HilHttpServer(HTTP_PORT, self.stats_snapshot)
+        server = HilHttpServer(HTTP_PORT, self.stats_snapshot, firmware=self)
         server.start()
         for start in SERVICES:
             start(self)
@@ -180,7 +181,9 @@ class Firmware:
         watch_carrier(self.ifname, on_change, self.stop)
 
     def _run_dhcp(self) -> None:
-        client = DhcpClient(self.ifname, self.mac, on_event=self._on_dhcp_event, faults=frozenset(self.args.fault))
+        # The client takes only its own faults; the other catalogue entries belong to other features.
+        faults = frozenset(self.args.fault) & DHCP_CLIENT_FAULTS
+        client = DhcpClient(self.ifname, self.mac, on_event=self._on_dhcp_event, faults=faults)
         client.run(self.stop)
 
     def _on_dhcp_event(self, name: str, fields: dict[str, Any]) -> None:
