@@ -125,12 +125,13 @@ def _kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
         os.killpg(pgid, sig)
 
 
-def serve_control(chip: VirtualChip, path: Path, stop: threading.Event) -> None:
-    """Answer control requests until ``stop`` is set."""
+def serve_control(chip: VirtualChip, path: Path, stop: threading.Event, listening: threading.Event) -> None:
+    """Answer control requests until ``stop`` is set; ``listening`` is set once the socket accepts connections."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
         server.bind(str(path))
         server.listen(4)
         server.settimeout(0.2)
+        listening.set()
         while not stop.is_set():
             try:
                 conn, _ = server.accept()
@@ -180,8 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     chip = VirtualChip(args)
-    control = threading.Thread(target=serve_control, args=(chip, control_path, stop), daemon=True)
+    listening = threading.Event()
+    control = threading.Thread(target=serve_control, args=(chip, control_path, stop, listening), daemon=True)
     control.start()
+    # The harness connects as soon as it reads the ready line: the socket must be there by then.
+    listening.wait(10)
     try:
         print(json.dumps({"port": chip.port, "control": str(control_path), "pid": os.getpid()}), flush=True)
         if args.power_on:
