@@ -176,7 +176,7 @@ class Firmware:
         }
 
     def _start_services(self) -> None:
-        server = HilHttpServer(HTTP_PORT, self.stats_snapshot)
+        server = HilHttpServer(HTTP_PORT, self.stats_snapshot, firmware=self)
         server.start()
         for start in SERVICES:
             start(self)

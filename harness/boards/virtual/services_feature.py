@@ -32,7 +32,7 @@ def start_services(fw: Firmware) -> None:
     binary = os.environ.get("HIL_SERVICES_BINARY")
     services = ServicesProcess(
         iperf3=IPERF3_PORT, select_echo=SELECT_ECHO, tcp_echo=ECHO_PORT, udp_echo=ECHO_PORT,
-        binary=Path(binary) if binary else None, own_session=False,
+        binary=Path(binary) if binary else None, own_session=False, faults=tuple(fw.args.fault),
     )  # fmt: skip
     services.start()
     fw.services = services

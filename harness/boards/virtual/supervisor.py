@@ -408,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     server.bind(str(control_path))
     server.listen(8)
     control = threading.Thread(target=serve_control, args=(chip, server, stop), daemon=True)
+    # The socket listens before the ready line goes out: the harness connects as soon as it reads it.
     control.start()
     try:
         ready = {"port": chip.port, "control": str(control_path), "pid": os.getpid(), "flash_dir": str(chip.flash_dir)}
