@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from harness.errors import DutTimeoutError, LabError
-from harness.lab.http_client import require_lab_namespace
+from harness.lab.netns import require_lab_namespace
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import os
 import socket
 import struct
@@ -18,37 +17,12 @@ import time
 from dataclasses import dataclass, field
 
 from harness.errors import DutTimeoutError, LabError
-from harness.lab.netns import NETNS_DIR, PREFIX
+from harness.lab.netns import require_lab_namespace
 
 DEFAULT_TIMEOUT_S = 5.0
 MAX_HEADER_BYTES = 65536
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 WS_TEXT, WS_BINARY, WS_CLOSE, WS_PING, WS_PONG = 0x1, 0x2, 0x8, 0x9, 0xA
-
-
-def require_lab_namespace(host: str) -> None:
-    """Refuse to talk to a non-loopback address from outside the project's `hil-` network namespaces.
-
-    Lab addresses only exist inside the lab's namespaces; from the machine's own namespace the same address
-    could be a real machine. Run the caller through `Namespace.call` (e.g. ``lab.host.call(fn)``).
-
-    Raises:
-        LabError: the calling thread is not in one of the `hil-*` namespaces and ``host`` is not loopback.
-    """
-    if ipaddress.ip_address(host).is_loopback:
-        return
-    here = os.stat("/proc/thread-self/ns/net")
-    for entry in NETNS_DIR.glob(f"{PREFIX}*"):
-        try:
-            ns = os.stat(entry)
-        except OSError:
-            continue
-        if (ns.st_dev, ns.st_ino) == (here.st_dev, here.st_ino):
-            return
-    raise LabError(
-        f"refusing to connect to {host} from outside the lab's network namespaces: lab traffic must run in the "
-        "lab's host namespace (wrap the call in lab.host.call(...))"
-    )
 
 
 @dataclass

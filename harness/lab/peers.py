@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import LabError
-from harness.lab.netns import Lab, ManagedProcess, require_tools
+from harness.lab.netns import Lab, ManagedProcess, require_lab_namespace, require_tools
 
 CERTS_DIR = Path(__file__).resolve().parents[2] / "firmware" / "certs"
 CA_CERT = CERTS_DIR / "hil_test_ca.crt"
@@ -59,6 +59,7 @@ def wait_for_port(lab: Lab, host: str, port: int, timeout: float = READY_TIMEOUT
     """Connect from the host namespace until ``host:port`` accepts; return the seconds it took."""
 
     def probe() -> float:
+        require_lab_namespace(host)
         started = time.monotonic()
         deadline = started + timeout
         last: OSError | None = None

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.errors import LabError
-from harness.lab.http_client import require_lab_namespace
+from harness.lab.netns import require_lab_namespace
 
 ETH_P_ALL = 0x0003
 SYN_FLOOD_PACKETS = 2000
