@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from harness.boards.virtual.firmware import Firmware
 
 CHUNK = 64 * 1024
+SEND_BUFFER_BYTES = 4 * 1024 * 1024
 DL_CHUNKED_MAX = 8192  # PROTOCOL.md: chunks of at most 8192 bytes
 DL_MAX = 10**12
 # CONFIG_HTTPD_MAX_REQ_HDR_LEN in firmware/hil_app/sdkconfig.defaults: longer header blocks get 431.
@@ -82,6 +83,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.rfile = _ReadTracker(self.rfile)  # type: ignore[assignment]
         # Headers and body leave in separate writes: without this, Nagle holds the body for the client's delayed ACK.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # ~320 ms of wire time queued: a twin thread descheduled on a busy CI machine must not idle the link.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         self.server.on_connection()
 
     def parse_request(self) -> bool:
