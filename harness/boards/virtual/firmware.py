@@ -32,16 +32,23 @@ from harness.boards.virtual.dhcp_client import DhcpClient
 from harness.boards.virtual.httpd import HilHttpServer
 from harness.boards.virtual.linkwatch import watch_carrier
 from harness.boards.virtual.netstats import NetStats
-from harness.boards.virtual.registry import COMMANDS, SERVICES
+from harness.boards.virtual.registry import COMMANDS, FAULT_MECHANISMS, SERVICES
 from harness.console.protocol import PROMPT, format_machine_line, split_command
 
 EXIT_RESET_BASE = 64
 # Modules that register console commands and boot-time services (see registry.py).
-FEATURE_MODULES = ("harness.boards.virtual.core_commands", "harness.boards.virtual.services_feature")
+FEATURE_MODULES = (
+    "harness.boards.virtual.core_commands",
+    "harness.boards.virtual.services_feature",
+    "harness.boards.virtual.fault_feature",
+)
 HTTP_PORT = 80
 IDF_VERSION = "v5.5-virtual"
 COMPONENT_VERSIONS = {"esp_smoltcp": "virtual", "esp_smoltcp_lwip_compat": "virtual"}
 FRAME_POOL = (32, 1600)
+# Catalogue faults the DHCP client implements, and its own names for them.
+DHCP_CLIENT_FAULTS = {"no_dhcp_renewal": "no_renewal", "dhcp_nak_ignored": "ignore_nak"}
+FAULT_MECHANISMS.update(DHCP_CLIENT_FAULTS)
 
 
 def firmware_sha256() -> str:
@@ -138,6 +145,9 @@ class Firmware:
         _ip("link", "set", "dev", self.ifname, "address", self.mac)
         _ip("link", "set", "dev", self.ifname, "up")
         self.console.log("I", "net_stack", f"ETH attached, MAC {self.mac}, DHCPv4 client started")
+        for fault in self.args.fault:
+            if fault not in FAULT_MECHANISMS:  # `hil selftest` reads this line: the fault is not implemented
+                self.console.log("W", "hil", f"unknown fault {fault} (no mechanism in this firmware; ignored)")
         self._start_services()
         self.console.machine("HIL_HELLO", self.hello())
         threading.Thread(target=self._watch_link, name="link", daemon=True).start()
@@ -180,7 +190,8 @@ class Firmware:
         watch_carrier(self.ifname, on_change, self.stop)
 
     def _run_dhcp(self) -> None:
-        client = DhcpClient(self.ifname, self.mac, on_event=self._on_dhcp_event, faults=frozenset(self.args.fault))
+        faults = frozenset(DHCP_CLIENT_FAULTS[name] for name in self.args.fault if name in DHCP_CLIENT_FAULTS)
+        client = DhcpClient(self.ifname, self.mac, on_event=self._on_dhcp_event, faults=faults)
         client.run(self.stop)
 
     def _on_dhcp_event(self, name: str, fields: dict[str, Any]) -> None:
