@@ -32,6 +32,9 @@ DEFAULTS: dict[str, Any] = {
         # ... or below this absolute figure when set (hardware users: e.g. 85).
         "throughput_floor_mbps": None,
         "ping_loss_max_pct": 0.0,
+        # Ping fails when the 99th-percentile round trip exceeds this (wire RTT on hardware is 0.4-0.7 ms;
+        # the bound is generous so only spikes of many ms, not jitter, trip it).
+        "ping_rtt_p99_max_ms": 10.0,
     },
     # Per-test budgets for HIL_STATS counter deltas; a scenario module's table overrides `default`.
     "budgets": {"default": {"frame_pool_drops": 0, "tx_fails": 0, "rx_drops": 0}},

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
+import socket
 import subprocess
 import threading
 import time
@@ -44,8 +46,7 @@ WDT_AFTER_S = 1.5
 FLAP_PERIOD_S = 1.5
 FLAP_DOWN_S = 0.3
 SPIKE_PERIOD_S = 0.5
-SPIKE_S = 0.025
-SPIKE_RATE = "8kbit"
+SPIKE_S = 0.03
 
 
 def _tc(*args: str, check: bool = True) -> str:
@@ -215,20 +216,55 @@ def _flap_link(fw: Firmware) -> None:
         subprocess.run(["ip", "link", "set", fw.ifname, "up"], capture_output=True, timeout=5, check=False)
 
 
-def _spike_rtt(fw: Firmware, shaper: EgressShaper) -> None:
-    while not fw.stop.wait(SPIKE_PERIOD_S - SPIKE_S):
-        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-            shaper.set_rate(SPIKE_RATE)
-            try:
-                fw.stop.wait(SPIKE_S)  # the stall itself is the fault
-            finally:
-                shaper.restore()
+def _icmp_checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _echo_reply(packet: bytes) -> tuple[str, bytes] | None:
+    """The ICMP echo reply to an IPv4 packet that carries an echo request, with its destination."""
+    ihl = (packet[0] & 0x0F) * 4
+    icmp = packet[ihl:]
+    if len(icmp) < 8 or icmp[0] != 8:
+        return None
+    reply = bytearray(b"\0\0\0\0" + icmp[4:])
+    reply[2:4] = _icmp_checksum(bytes(reply)).to_bytes(2, "big")
+    return socket.inet_ntoa(packet[12:16]), bytes(reply)
+
+
+def _answer_pings_with_spikes(fw: Firmware) -> None:
+    """Answer echo requests in the firmware, as smoltcp's poll task does, holding replies in stall windows.
+
+    The kernel's own echo replies are switched off in the DUT namespace; a reply due while the (simulated)
+    poll task is held off waits until the window ends, so round trips spike by up to SPIKE_S.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        while not fw.stop.is_set():
+            ready, _, _ = select.select([sock], [], [], 0.2)
+            if not ready:
+                continue
+            packet = sock.recv(65535)
+            answer = _echo_reply(packet)
+            if answer is None:
+                continue
+            phase = time.monotonic() % SPIKE_PERIOD_S
+            if phase < SPIKE_S:
+                fw.stop.wait(SPIKE_S - phase)  # the stall itself is the fault
+            with contextlib.suppress(OSError):
+                sock.sendto(answer[1], (answer[0], 0))
+
+
+def _set_sysctl(name: str, value: str) -> None:
+    with contextlib.suppress(OSError):
+        Path("/proc/sys", *name.split(".")).write_text(value + "\n")
 
 
 def _set_ipv6(ifname: str, enabled: bool) -> None:
-    path = Path(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6")
-    with contextlib.suppress(OSError):
-        path.write_text("0\n" if enabled else "1\n")
+    _set_sysctl(f"net.ipv6.conf.{ifname}.disable_ipv6", "0" if enabled else "1")
 
 
 @service
@@ -241,13 +277,14 @@ def start_fault_mechanisms(fw: Firmware) -> None:
         fw.stats.track_ingress_drops()
     if fw.has_fault("large_icmp_dropped"):
         ingress.add(large_icmp_program())
-    if fw.has_fault("tx_cap_60pct") or fw.has_fault("rtt_spikes"):
+    if fw.has_fault("tx_cap_60pct"):
         shaper = EgressShaper(fw.ifname)
         fw.on_shutdown(shaper.restore)
-        if fw.has_fault("tx_cap_60pct"):
-            shaper.set_rate(f"{TX_CAP_MBIT}mbit")
-        if fw.has_fault("rtt_spikes"):
-            threading.Thread(target=_spike_rtt, args=(fw, shaper), name="rtt-spikes", daemon=True).start()
+        shaper.set_rate(f"{TX_CAP_MBIT}mbit")
+    if fw.has_fault("rtt_spikes"):
+        _set_sysctl("net.ipv4.icmp_echo_ignore_all", "1")
+        fw.on_shutdown(lambda: _set_sysctl("net.ipv4.icmp_echo_ignore_all", "0"))
+        threading.Thread(target=_answer_pings_with_spikes, args=(fw,), name="icmp-echo", daemon=True).start()
     if fw.has_fault("rust_panic_under_load") or fw.has_fault("task_wdt_under_load"):
         threading.Thread(target=_watch_load, args=(fw,), name="load-watch", daemon=True).start()
     if fw.has_fault("link_flap_storm"):

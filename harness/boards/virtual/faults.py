@@ -155,7 +155,8 @@ CATALOGUE: tuple[Fault, ...] = (
         "task, as with a vTaskDelay(1) spin in select()).",
         ("ping",),
         "ping_rtt_p99_max_ms",
-        "fault_feature: every 0.5 s the DUT egress tbf is throttled to 8 kbit for 25 ms, so replies queue",
+        "fault_feature: the twin answers echo requests itself (kernel replies off in the DUT namespace) and holds "
+        "replies due in a 30 ms window every 0.5 s until the window ends",
     ),
     Fault(
         "heap_leak_per_connection",
