@@ -135,7 +135,7 @@ CATALOGUE: tuple[Fault, ...] = (
         "C",
         "Drops ICMP echo requests larger than 1000 B (a frame-pool slot or reassembly limit below the MTU).",
         ("ping[1472]",),
-        "echoes lost (1472 B)",
+        "no echo reply",
         "fault_feature: a classic-BPF filter on the DUT's ingress drops ICMP echo requests with more than "
         "1000 B of payload",
     ),
@@ -263,7 +263,7 @@ def validate_faults(names: Iterable[str]) -> list[str]:
     names = list(dict.fromkeys(names))
     unknown = [name for name in names if name not in FAULTS]
     if unknown:
-        listing = "\n".join(f"  {fault.name:<26} {fault.description.split('.')[0]}" for fault in CATALOGUE)
+        listing = "\n".join(f"  {fault.name:<26} {fault.description.split('. ')[0]}" for fault in CATALOGUE)
         raise ConfigError(
             f"unknown fault(s) {', '.join(unknown)}; the virtual board knows these "
             f"(harness/boards/virtual/faults.py, docs/faults.md):\n{listing}"
