@@ -56,7 +56,7 @@ def available_groups(scenarios_dir: Path = SCENARIOS) -> list[str]:
 
 
 @dataclass
-class TestResult:
+class ScenarioResult:
     """One scenario test of one run."""
 
     scenario: str
@@ -77,7 +77,7 @@ class SuiteRun:
     duration_s: float = 0.0
     timed_out: bool = False
     results_file: Path | None = None
-    tests: list[TestResult] = field(default_factory=list)
+    tests: list[ScenarioResult] = field(default_factory=list)
     not_implemented: bool = False
     output_tail: str = ""
 
@@ -138,7 +138,10 @@ def read_results(run: SuiteRun) -> None:
         return
     run.results_file = files[-1]
     record = json.loads(run.results_file.read_text())
-    run.tests = [TestResult(scenario_name(t["nodeid"]), t["outcome"], t.get("message") or "") for t in record["tests"]]
+    run.tests = [
+        ScenarioResult(scenario_name(test["nodeid"]), test["outcome"], test.get("message") or "")
+        for test in record["tests"]
+    ]
     console_log = record.get("console_log")
     if run.fault and console_log:
         text = (run.results_dir / console_log).read_text(errors="replace")
