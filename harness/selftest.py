@@ -264,8 +264,9 @@ def run_selftest(options: SelftestOptions, console: Console | None = None) -> tu
             rows.append((judge(fault, None), None))
             console.print(f"[yellow]{escape(label)}[/]: no scenario in this tree catches it; not run")
             continue
-        run = SuiteRun(label, fault.name if fault else None, groups, options.results_dir / label,
-                       options.results_dir / f"{label}.junit.xml")  # fmt: skip
+        # Short directory names: the virtual board's control socket lives below and AF_UNIX paths are short.
+        run_dir = options.results_dir / f"run{len(rows):02d}"
+        run = SuiteRun(label, fault.name if fault else None, groups, run_dir, run_dir.with_suffix(".junit.xml"))
         console.print(f"selftest: {escape(label)} on {', '.join(groups)} ...")
         command = pytest_command(run, dl_bytes=options.dl_bytes, iperf_seconds=options.iperf_seconds, db=db,
                                  scenarios_dir=options.scenarios_dir)  # fmt: skip
@@ -302,6 +303,8 @@ def _row_json(verdict: Verdict, run: SuiteRun | None, base: Path) -> dict[str, A
     row["passed"] = verdict.passed
     if run is not None:
         row["run"] = {
+            "name": run.name,
+            "results_dir": str(run.results_dir.relative_to(base)),
             "groups": run.groups,
             "returncode": run.returncode,
             "timed_out": run.timed_out,

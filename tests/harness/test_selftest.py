@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -138,15 +141,14 @@ def test_cbpf_programs_are_well_formed() -> None:
 
 
 @needs_root
-def test_short_selftest_detects_each_fault_and_passes_the_healthy_board(tmp_path: Path) -> None:
+def test_short_selftest_detects_each_fault_and_passes_the_healthy_board(short_tmp: Path) -> None:
     """`hil selftest` (short set) end to end: matrix, JSON, per-run results imported into one store."""
-    before = hil_namespaces()
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "selftest", "--results-dir", str(tmp_path)], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "selftest", "--results-dir", str(short_tmp)], cwd=REPO,
                           capture_output=True, text=True, timeout=400, stdin=subprocess.DEVNULL)  # fmt: skip
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     assert "fault x scenario detection matrix" in output
-    (matrix_path,) = tmp_path.glob("selftest-*.json")
+    (matrix_path,) = short_tmp.glob("selftest-*.json")
     matrix = json.loads(matrix_path.read_text())
     assert matrix["ok"] is True
     rows = {row["fault"]: row for row in matrix["rows"]}
@@ -155,10 +157,20 @@ def test_short_selftest_detects_each_fault_and_passes_the_healthy_board(tmp_path
     for name in SHORT_FAULTS:
         assert rows[name]["verdict"] == "detected", rows[name]
         assert rows[name]["false_alarms"] == []
-        assert (tmp_path / rows[name]["run"]["results_file"]).is_file()
-    with open_store(tmp_path / "hil.sqlite") as store:
-        assert len(store.run_ids()) == len(rows)
-    assert not hil_namespaces() - before, "selftest left namespaces behind"
+        assert (short_tmp / rows[name]["run"]["results_file"]).is_file()
+    with open_store(short_tmp / "hil.sqlite") as store:
+        run_ids = store.run_ids()
+    assert len(run_ids) == len(rows)
+    left = {f"hil-{run_id}-{side}" for run_id in run_ids for side in ("host", "dut")} & hil_namespaces()
+    assert not left, f"selftest left namespaces behind: {left}"
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temp dir with a short path: the virtual board's AF_UNIX control socket lives below it (108-byte limit)."""
+    path = Path(tempfile.mkdtemp(prefix="hilst-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -168,8 +180,8 @@ def full_selftest_enabled(request: pytest.FixtureRequest) -> None:
 
 
 @needs_root
-def test_full_selftest(full_selftest_enabled: None, tmp_path: Path) -> None:
+def test_full_selftest(full_selftest_enabled: None, short_tmp: Path) -> None:
     """`hil selftest --full`: every catalogued fault detected by its named scenarios, no false alarm."""
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "selftest", "--full", "--results-dir", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "selftest", "--full", "--results-dir", str(short_tmp)],
                           cwd=REPO, capture_output=True, text=True, timeout=3600, stdin=subprocess.DEVNULL)  # fmt: skip
     assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
