@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harness.firmware.cli",
     "harness.console.cli",
     "harness.doctor_cli",
+    "harness.boards.virtual.cli",
     "harness.selftest_cli",
 )
 

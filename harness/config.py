@@ -35,9 +35,32 @@ DEFAULTS: dict[str, Any] = {
         # Ping fails when the 99th-percentile round trip exceeds this (wire RTT on hardware is 0.4-0.7 ms;
         # the bound is generous so only spikes of many ms, not jitter, trip it).
         "ping_rtt_p99_max_ms": 10.0,
+        # MQTT: echoes lost (any QoS) and the time from a broker restart to the DUT's reconnect
+        # (esp-mqtt retries every reconnect_timeout_ms, 10 s by default).
+        "mqtt_loss_max_pct": 0.0,
+        "mqtt_reconnect_max_s": 15.0,
+        # Soak: the heap's minimum-free watermark must stay above this; UDP echoes lost over the run.
+        "soak_heap_min_free_bytes": 65536,
+        "soak_loss_max_pct": 0.0,
+        # select(): most concurrent TCP clients tried (hardware: 32 FDs in the shim, fewer left for clients).
+        "select_fd_limit": 32,
+        # select(): a UDP datagram alone must be echoed within this (the loop's own timeout is 1 s).
+        "select_udp_wake_max_ms": 200.0,
+        # Heap watermark drop allowed over a run of connections (select churn, 200 HTTP connections).
+        "select_heap_drop_max_bytes": 65536,
+        "httpd_heap_drop_max_bytes": 262144,
+        "httpd_concurrent_clients": 8,
+        # link: after a cable pull, the DUT must answer again within this many seconds.
+        "link_recover_max_s": 10.0,
     },
     # Per-test budgets for HIL_STATS counter deltas; a scenario module's table overrides `default`.
-    "budgets": {"default": {"frame_pool_drops": 0, "tx_fails": 0, "rx_drops": 0}},
+    "budgets": {
+        "default": {"frame_pool_drops": 0, "tx_fails": 0, "rx_drops": 0},
+        # Frames sent while the cable is pulled fail; what a pull loses is bounded, not zero.
+        "link": {"tx_fails": 200, "rx_drops": 50},
+        # Hostile traffic is dropped on purpose: bad checksums, fragments and floods count as drops.
+        "robustness": {"rx_drops": 100000, "frame_pool_drops": 100000, "tx_fails": 1000},
+    },
     "regress": {"window": 10, "thresholds": {}},
     # [boards.<name>]: one table per real board (see BOARD_KEYS).
     "boards": {},

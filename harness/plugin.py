@@ -54,6 +54,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--soak", action="store_true", help="also run tests marked `soak`")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Create the run's session object; the lab and board start lazily when a test needs them."""
     config.addinivalue_line("markers", "budget(**counters): per-test budget for HIL_STATS counter deltas")
@@ -69,6 +70,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from exc
     run_id = new_run_id()
     record = RunRecord(config.option.results_dir, run_id)
+    # Runs before the junitxml plugin reads its option: every run leaves a JUnit file beside its results.
+    if getattr(config.option, "xmlpath", None) is None and not hasattr(config, "workerinput"):
+        config.option.xmlpath = str(config.option.results_dir / f"{run_id}.junit.xml")
+    if getattr(config.option, "xmlpath", None):
+        record.meta["junit"] = record.relative(Path(config.option.xmlpath))
     session = HilSession(config.option, lab_config, record)
     config.stash[SESSION_KEY] = session
     atexit.register(session.close)

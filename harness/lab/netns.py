@@ -99,6 +99,31 @@ def run_command(argv: Sequence[str], timeout: float = COMMAND_TIMEOUT_S, check: 
     return done.stdout
 
 
+def require_lab_namespace(host: str) -> None:
+    """Refuse to talk to a non-loopback address from outside the project's `hil-` network namespaces.
+
+    Lab addresses only exist inside the lab's namespaces; from the machine's own namespace the same address
+    could be a real machine. Run the caller through `Namespace.call` (e.g. ``lab.host.call(fn)``).
+
+    Raises:
+        LabError: the calling thread is not in one of the `hil-*` namespaces and ``host`` is not loopback.
+    """
+    if ipaddress.ip_address(host).is_loopback:
+        return
+    here = os.stat("/proc/thread-self/ns/net")
+    for entry in NETNS_DIR.glob(f"{PREFIX}*"):
+        try:
+            ns = os.stat(entry)
+        except OSError:
+            continue
+        if (ns.st_dev, ns.st_ino) == (here.st_dev, here.st_ino):
+            return
+    raise LabError(
+        f"refusing to connect to {host} from outside the lab's network namespaces: lab traffic must run in the "
+        "lab's host namespace (wrap the call in lab.host.call(...))"
+    )
+
+
 def _enter_netns(name: str) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(NETNS_DIR / name, os.O_RDONLY)

@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.boards.virtual.netstats import process_cpu_seconds
 from harness.errors import DutTimeoutError, LabError
-from harness.lab.netns import Namespace
+from harness.lab.netns import Namespace, require_lab_namespace
 
 RECV_CHUNK = 256 * 1024
 
@@ -47,6 +47,7 @@ class Transfer:
 
 
 def _connect(ip: str, port: int, timeout: float) -> socket.socket:
+    require_lab_namespace(ip)
     try:
         sock = socket.create_connection((ip, port), timeout=timeout)
     except OSError as exc:

@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = results.add_subparsers(dest="results_command", metavar="ACTION", required=True)
 
     imp = actions.add_parser("import", help="import results files (idempotent: a run is keyed by its run_id)")
-    imp.add_argument("files", nargs="+", metavar="FILE")
+    imp.add_argument("files", nargs="+", metavar="FILE", help="results files, or directories holding them")
     _common(imp)
     imp.set_defaults(func=cmd_import)
 
@@ -110,11 +110,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dash.set_defaults(func=cmd_dashboard)
 
 
+def results_files(names: list[str]) -> list[str]:
+    """The files to import: a directory stands for the results files (`<run-id>.json`) directly in it."""
+    files: list[str] = []
+    for name in names:
+        path = Path(name)
+        if not path.is_dir():
+            files.append(name)
+            continue
+        for candidate in sorted(path.glob("*.json")):
+            try:
+                data = json.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and "run_id" in data and "tests" in data:
+                files.append(str(candidate))
+    return files
+
+
 def cmd_import(args: argparse.Namespace) -> int:
-    """Import each file; report every bad one and exit 2 if any failed."""
+    """Import each file (directories: the results files in them); report every bad one, exit 2 if any failed."""
     failed = 0
+    files = results_files(args.files)
+    if not files:
+        print(f"hil: error: no results files in {' '.join(args.files)}", file=sys.stderr)
+        return 2
     with open_store(args.db) as store:
-        for name in args.files:
+        for name in files:
             try:
                 run_id, action = store.import_file(name)
             except HilError as exc:

@@ -103,15 +103,47 @@ def shaped_link() -> Iterator[tuple[str, str]]:
         for ns in (server_ns, client_ns):
             sh("ip", "netns", "add", ns)
             created.append(ns)
-        sh("ip", "link", "add", "hcs-s", "netns", server_ns, "type", "veth",
-           "peer", "name", "hcs-c", "netns", client_ns)
+        sh(
+            "ip",
+            "link",
+            "add",
+            "hcs-s",
+            "netns",
+            server_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "hcs-c",
+            "netns",
+            client_ns,
+        )
         for ns, dev, addr in ((server_ns, "hcs-s", SERVER_ADDR), (client_ns, "hcs-c", CLIENT_ADDR)):
             sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
             sh("ip", "-n", ns, "link", "set", "dev", dev, "gso_max_segs", "1")
             sh("ip", "-n", ns, "link", "set", "dev", dev, "up")
             sh("ip", "-n", ns, "link", "set", "dev", "lo", "up")
-            sh("tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf", "rate", "100mbit", "burst", "3076",
-               "limit", "150000", "overhead", "24", "linklayer", "ethernet")
+            sh(
+                "tc",
+                "-n",
+                ns,
+                "qdisc",
+                "add",
+                "dev",
+                dev,
+                "root",
+                "tbf",
+                "rate",
+                "100mbit",
+                "burst",
+                "3076",
+                "limit",
+                "150000",
+                "overhead",
+                "24",
+                "linklayer",
+                "ethernet",
+            )
         yield server_ns, client_ns
     finally:
         for ns in created:

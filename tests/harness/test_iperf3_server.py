@@ -35,7 +35,10 @@ def server() -> Iterator[ServicesProcess]:
 def iperf3_client(port: int, *args: str, timeout_s: float = 30) -> dict[str, Any]:
     result = subprocess.run(
         ["iperf3", "-c", "127.0.0.1", "-p", str(port), "--json", *args],
-        capture_output=True, text=True, timeout=timeout_s, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
     )
     report = json.loads(result.stdout)
     assert result.returncode == 0 and "error" not in report, result.stdout[-2000:]
@@ -98,7 +101,10 @@ def test_second_client_is_told_the_server_is_busy(server: ServicesProcess) -> No
         assert wait_for(lambda: _test_running(port)), "the first test never started"
         second = subprocess.run(
             ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", "1", "--json"],
-            capture_output=True, text=True, timeout=30, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
     finally:
         runner.join(timeout=30)
@@ -122,7 +128,10 @@ def _test_running(port: int) -> bool:
     """True when an established connection to the server's port exists (the first client's control)."""
     result = subprocess.run(
         ["ss", "-Htn", "state", "established", f"( dport = :{port} )"],
-        capture_output=True, text=True, timeout=5, check=False,
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
     )
     return result.stdout.count("\n") >= 2  # control + data stream
 
@@ -130,7 +139,10 @@ def _test_running(port: int) -> bool:
 def test_too_many_streams_are_refused_with_iperf3s_own_error(server: ServicesProcess) -> None:
     result = subprocess.run(
         ["iperf3", "-c", "127.0.0.1", "-p", str(server.tcp_port("iperf3")), "-t", "1", "-P", "9", "--json"],
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert "number of parallel streams too large" in json.loads(result.stdout)["error"]
     # The refusal ends that test cleanly: the next one runs.

@@ -65,3 +65,20 @@ def test_lab_refuses_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(LabError, match="needs root"):
         Lab().start()
+
+
+def test_clients_refuse_lab_addresses_outside_the_lab_namespaces() -> None:
+    from harness.lab.netns import require_lab_namespace
+
+    # From the machine's own namespace a lab address could be a real host: nothing may be sent.
+    with pytest.raises(LabError, match="outside the lab's network namespaces"):
+        require_lab_namespace("10.77.0.100")
+    require_lab_namespace("127.0.0.1")
+
+
+@needs_root
+def test_clients_may_reach_lab_addresses_from_the_host_namespace() -> None:
+    from harness.lab.netns import require_lab_namespace
+
+    with Lab() as lab:
+        lab.host.call(require_lab_namespace, "10.77.0.100", timeout=10)

@@ -90,9 +90,10 @@ def test_64_tcp_clients_and_4_udp_peers(echo: ServicesProcess) -> None:
 
 def test_a_client_that_does_not_read_cannot_stall_the_others(echo: ServicesProcess) -> None:
     port = echo.tcp_port("select_echo")
-    with socket.create_connection((HOST, port), timeout=IO_TIMEOUT_S) as hog, socket.create_connection(
-        (HOST, port), timeout=IO_TIMEOUT_S
-    ) as other:
+    with (
+        socket.create_connection((HOST, port), timeout=IO_TIMEOUT_S) as hog,
+        socket.create_connection((HOST, port), timeout=IO_TIMEOUT_S) as other,
+    ):
         hog.setblocking(False)
         sent = 0
         blob = os.urandom(65536)

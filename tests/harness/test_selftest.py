@@ -46,11 +46,11 @@ def test_catalogue_holds_every_planned_fault_with_a_catching_scenario() -> None:
 
 
 def test_faults_owned_here_have_a_twin_mechanism() -> None:
-    from harness.boards.virtual.firmware import DHCP_CLIENT_FAULTS
+    from harness.boards.virtual.firmware import CATALOGUE_DHCP_FAULTS
     from harness.boards.virtual.registry import FAULT_MECHANISMS
 
     owned = {fault.name for fault in CATALOGUE if fault.owner == "C"}
-    assert owned <= FAULT_MECHANISMS | set(DHCP_CLIENT_FAULTS)
+    assert owned <= FAULT_MECHANISMS | set(CATALOGUE_DHCP_FAULTS)
     assert fault_feature.start_fault_mechanisms  # registered as a boot service by importing the module
 
 

@@ -1,1 +1,49 @@
-"""The HIL suite: scenarios talk only to the board, lab, console and results interfaces."""
+"""The HIL suite: scenarios talk only to the board, lab, console and results interfaces.
+
+This file adds the suite's own options and the application peers (MQTT broker, TLS servers) that live
+in the lab's host namespace; each peer is started once per module that uses it and stopped after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from harness.lab.peers import LAB_SERVER, WRONG_HOST, MosquittoBroker, TlsHttpServer
+
+LAB_TLS_PORT = 4443
+WRONG_HOST_TLS_PORT = 4444
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Options of the scenario suite."""
+    group = parser.getgroup("esp-smoltcp-hil")
+    group.addoption("--soak-minutes", type=float, default=10.0,
+                    help="duration of the soak scenario in minutes (with --soak; default 10)")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def mqtt_broker(lab: Any, hil_session: Any) -> Iterator[MosquittoBroker]:
+    """A mosquitto broker on the lab host address (1883, and 8883 with TLS), for one module."""
+    broker = MosquittoBroker(lab, hil_session.record.artifacts_dir / "peers")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_servers(lab: Any) -> Iterator[dict[str, TlsHttpServer]]:
+    """HTTPS servers on the lab host address: `lab` (a certificate for 10.77.0.1) and `wrong_host`."""
+    servers = {
+        "lab": TlsHttpServer(lab, LAB_TLS_PORT, LAB_SERVER).start(),
+        "wrong_host": TlsHttpServer(lab, WRONG_HOST_TLS_PORT, WRONG_HOST).start(),
+    }
+    try:
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()

@@ -78,6 +78,7 @@ int hil_cmd_mqtt(int argc, char **argv);
 int hil_cmd_tls(int argc, char **argv);
 int hil_cmd_mcast(int argc, char **argv);
 int hil_cmd_l2tap(int argc, char **argv);
+int hil_cmd_loopback(int argc, char **argv);
 int hil_cmd_crash(int argc, char **argv);
 
 /* Embedded TEST ONLY certificates (main/CMakeLists.txt EMBED_TXTFILES). */

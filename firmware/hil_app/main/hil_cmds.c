@@ -182,6 +182,7 @@ static const esp_console_cmd_t commands[] = {
     {.command = "tls", .help = "tls get <https-url>: GET verified against the HIL test CA", .func = hil_cmd_tls},
     {.command = "mcast", .help = "mcast join|leave <group> on the multicast echo socket", .func = hil_cmd_mcast},
     {.command = "l2tap", .help = "l2tap on|off <ethertype>: L2 echo for an EtherType", .func = hil_cmd_l2tap},
+    {.command = "loopback", .help = "self-check of the in-RAM 127.0.0.0/8 loopback", .func = hil_cmd_loopback},
     {.command = "sockets", .help = "sockets and FD-table use", .func = cmd_sockets},
     {.command = "heap", .help = "heap free, minimum free, largest block per capability", .func = cmd_heap},
 };

@@ -106,6 +106,8 @@ static int mqtt_connect_cmd(const char *uri)
         /* mqtts://: verify the broker against the HIL test CA (ignored for mqtt://). */
         .broker.verification.certificate = hil_test_ca_pem_start,
         .credentials.client_id = client_id,
+        /* Whole messages up to 64 KiB (PROTOCOL.md): esp-mqtt splits anything larger than its buffer. */
+        .buffer.size = 64 * 1024 + 512,
     };
     int64_t start_us = esp_timer_get_time();
     client = esp_mqtt_client_init(&config);

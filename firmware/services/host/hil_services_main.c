@@ -10,6 +10,10 @@
  *   stats    -> {"select_echo":{...counters...},"iperf3":{...}}
  *   quit     -> {"bye":true} and exit 0 (EOF on stdin exits the same way)
  * SIGUSR1 prints the stats line too. Logs (ESP-IDF format) go to stderr.
+ *
+ * HIL_FAULTS (environment, comma-separated) switches on misbehaviours of the virtual board's fault
+ * catalogue that live in this C code: socket_slot_leak, udp_never_readable. Other names are ignored
+ * (they belong to other parts of the virtual board).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -151,6 +155,38 @@ static int handle_command(char *line)
     return 0;
 }
 
+/* Whether the comma-separated list contains name as a whole item. */
+static int list_has(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; p != NULL && *p != '\0';) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0) {
+            return 1;
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+static void apply_faults(void)
+{
+    const char *list = getenv("HIL_FAULTS");
+    if (list == NULL || *list == '\0') {
+        return;
+    }
+    hil_select_echo_faults_t f = {0};
+    if (list_has(list, "socket_slot_leak")) {
+        f.slot_leak_after = 24; /* where the historical handle map ran out */
+    }
+    f.udp_never_readable = list_has(list, "udp_never_readable");
+    hil_select_echo_set_faults(&f);
+    if (f.slot_leak_after || f.udp_never_readable) {
+        fprintf(stderr, "hil-services: faults on: %s\n", list);
+    }
+}
+
 static void on_sigusr1(int sig)
 {
     (void)sig;
@@ -205,6 +241,7 @@ int main(int argc, char **argv)
         return 1;
     }
     hil_services_set_ready_hook(on_ready, NULL);
+    apply_faults();
     for (int i = 0; i < n_services; i++) {
         if (hil_thread_start("hil_svc", service_thread, &services[i], 8192, 5) != 0) {
             perror("hil-services: thread");

@@ -75,6 +75,16 @@ void hil_iperf3_get_stats(hil_iperf3_stats_t *out);
  * udp_count UDP sockets on udp_port_base, udp_port_base+1, ... (all 0: system-chosen ports). */
 int hil_select_echo_run(uint16_t tcp_port, uint16_t udp_port_base, int udp_count);
 
+/* Misbehaviours the virtual board can be started with (its fault catalogue), to prove the scenarios catch
+ * them. All off by default; the board's firmware never sets them. */
+typedef struct {
+    int slot_leak_after;    /* > 0: only this many client slots, and a closed client's slot is never reused
+                               (the historical handle-map exhaustion; fault socket_slot_leak) */
+    int udp_never_readable; /* select() results never show the UDP sockets readable (fault udp_never_readable) */
+} hil_select_echo_faults_t;
+/* Call before hil_select_echo_run. */
+void hil_select_echo_set_faults(const hil_select_echo_faults_t *faults);
+
 typedef struct {
     uint32_t open_tcp_clients; /* TCP clients connected now */
     uint32_t udp_sockets;      /* UDP sockets in the loop */

@@ -21,8 +21,11 @@
 #include "hil_services.h"
 #include "net_util.h"
 
+#define SLOT_FREE (-1)
+#define SLOT_LEAKED (-2) /* fault socket_slot_leak: closed, but never handed out again */
+
 typedef struct {
-    int fd;          /* -1: free slot */
+    int fd;          /* SLOT_FREE, SLOT_LEAKED or the client's socket */
     uint8_t *buf;    /* HIL_ECHO_BUF_BYTES, allocated while the client is connected */
     size_t pending;  /* bytes in buf not yet echoed */
     size_t sent;     /* bytes of buf already echoed */
@@ -30,6 +33,12 @@ typedef struct {
 
 static hil_mutex_t *stats_lock;
 static hil_select_echo_stats_t stats;
+static hil_select_echo_faults_t faults;
+
+void hil_select_echo_set_faults(const hil_select_echo_faults_t *f)
+{
+    faults = *f;
+}
 
 static void stats_update_max_fd(int fd)
 {
@@ -66,7 +75,7 @@ static void close_client(echo_client_t *c, int is_error)
 {
     hil_net_close(c->fd);
     free(c->buf);
-    c->fd = -1;
+    c->fd = faults.slot_leak_after > 0 ? SLOT_LEAKED : SLOT_FREE;
     c->buf = NULL;
     c->pending = 0;
     c->sent = 0;
@@ -91,8 +100,12 @@ static void accept_client(int listener, echo_client_t *clients)
         return;
     }
     echo_client_t *slot = NULL;
-    for (int i = 0; i < HIL_SELECT_ECHO_MAX_CLIENTS; i++) {
-        if (clients[i].fd < 0) {
+    int slots = HIL_SELECT_ECHO_MAX_CLIENTS;
+    if (faults.slot_leak_after > 0 && faults.slot_leak_after < slots) {
+        slots = faults.slot_leak_after;
+    }
+    for (int i = 0; i < slots; i++) {
+        if (clients[i].fd == SLOT_FREE) {
             slot = &clients[i];
             break;
         }
@@ -225,7 +238,7 @@ int hil_select_echo_run(uint16_t tcp_port, uint16_t udp_port_base, int udp_count
         return -1;
     }
     for (int i = 0; i < HIL_SELECT_ECHO_MAX_CLIENTS; i++) {
-        clients[i].fd = -1;
+        clients[i].fd = SLOT_FREE;
     }
     hil_mutex_lock(stats_lock);
     stats.udp_sockets = (uint32_t)udp_count;
@@ -271,6 +284,11 @@ int hil_select_echo_run(uint16_t tcp_port, uint16_t udp_port_base, int udp_count
                 hil_sleep_ms(10); /* do not spin if select itself keeps failing */
             }
             continue;
+        }
+        if (faults.udp_never_readable) {
+            for (int i = 0; i < udp_count; i++) {
+                FD_CLR(udp_fds[i], &readable);
+            }
         }
         for (int i = 0; i < HIL_SELECT_ECHO_MAX_CLIENTS; i++) {
             echo_client_t *c = &clients[i];

@@ -45,6 +45,7 @@ class VirtualBoard(Board):
         self.faults = faults
         self.mac = virtual_mac(lab.run_id)
         self.state_dir = log_dir / "virtual-board"
+        self.flash_dir = self.state_dir / "flash"  # factory-programmed at first start; persists with the log dir
         self.process: ManagedProcess | None = None
         self._port = ""
         self._control = ""
@@ -61,7 +62,7 @@ class VirtualBoard(Board):
         services = build_services()
         command = [
             sys.executable, "-m", "harness.boards.virtual.supervisor", "--state-dir", str(self.state_dir),
-            "--ifname", self.lab.dut_if, "--mac", self.mac,
+            "--flash-dir", str(self.flash_dir), "--ifname", self.lab.dut_if, "--mac", self.mac,
         ]  # fmt: skip
         for fault in self.faults:
             command += ["--fault", fault]
@@ -109,6 +110,10 @@ class VirtualBoard(Board):
     def hard_reset(self) -> None:
         """Pulse EN."""
         self.control("reset")
+
+    def download_mode(self) -> None:
+        """Pulse EN with IO0 low: the ROM loader answers esptool on `port` until the next reset."""
+        self.control("download")
 
     def app_pid(self) -> int | None:
         """PID of the running firmware process (to simulate a hang by killing it)."""

@@ -28,6 +28,7 @@ from typing import Any
 
 from harness import __version__
 from harness.boards.virtual import bootlog
+from harness.boards.virtual.dhcp_client import FAULTS as DHCP_CLIENT_FAULTS
 from harness.boards.virtual.dhcp_client import DhcpClient
 from harness.boards.virtual.httpd import HilHttpServer
 from harness.boards.virtual.linkwatch import watch_carrier
@@ -40,15 +41,25 @@ EXIT_RESET_BASE = 64
 FEATURE_MODULES = (
     "harness.boards.virtual.core_commands",
     "harness.boards.virtual.services_feature",
+    "harness.boards.virtual.mqtt_feature",
+    "harness.boards.virtual.tls_feature",
+    "harness.boards.virtual.mcast_feature",
+    "harness.boards.virtual.l2_feature",
+    "harness.boards.virtual.loopback_feature",
     "harness.boards.virtual.fault_feature",
 )
 HTTP_PORT = 80
 IDF_VERSION = "v5.5-virtual"
 COMPONENT_VERSIONS = {"esp_smoltcp": "virtual", "esp_smoltcp_lwip_compat": "virtual"}
 FRAME_POOL = (32, 1600)
-# Catalogue faults the DHCP client implements, and its own names for them.
-DHCP_CLIENT_FAULTS = {"no_dhcp_renewal": "no_renewal", "dhcp_nak_ignored": "ignore_nak"}
-FAULT_MECHANISMS.update(DHCP_CLIENT_FAULTS)
+# HIL_HELLO.services: the ports firmware/PROTOCOL.md gives each service (the twin serves all of them).
+SERVICE_PORTS = {
+    "http": 80, "https": 443, "tcp_echo": 7, "udp_echo": 7, "select_echo_tcp": 7000, "select_echo_udp": 7001,
+    "select_echo_udp_count": 4, "iperf3": 5201, "mcast_echo": 5007, "l2_echo_ethertype": 0x88B5,
+}  # fmt: skip
+# Catalogue names of the DHCP client's faults (harness/boards/virtual/faults.py) -> the client's own names.
+CATALOGUE_DHCP_FAULTS = {"no_dhcp_renewal": "no_renewal", "dhcp_nak_ignored": "ignore_nak"}
+FAULT_MECHANISMS.update(CATALOGUE_DHCP_FAULTS)
 
 
 def firmware_sha256() -> str:
@@ -62,11 +73,12 @@ def firmware_sha256() -> str:
 def app_descriptor() -> bootlog.AppDescriptor:
     """The running app's descriptor: the flashed image's when the supervisor says so, else the twin's own."""
     flashed = os.environ.get("HIL_VIRTUAL_APP")
-    if flashed:
-        fields = json.loads(flashed)
+    fields = json.loads(flashed) if flashed else None
+    if fields:
         return bootlog.AppDescriptor(
-            fields["project_name"], fields["version"], fields["idf_version"], fields["elf_sha256"]
-        )
+            fields["project_name"], fields["version"], fields["idf_version"], fields["elf_sha256"],
+            fields.get("compile_time") or bootlog.AppDescriptor.compile_time,
+        )  # fmt: skip
     return bootlog.AppDescriptor("hil_app", __version__, IDF_VERSION, firmware_sha256())
 
 
@@ -167,10 +179,11 @@ class Firmware:
             "mac": self.mac,
             "board": "virtual",
             "elf_sha256": self.app.elf_sha256,
+            "services": SERVICE_PORTS,
         }
 
     def _start_services(self) -> None:
-        server = HilHttpServer(HTTP_PORT, self.stats_snapshot)
+        server = HilHttpServer(HTTP_PORT, self.stats_snapshot, firmware=self)
         server.start()
         for start in SERVICES:
             start(self)
@@ -190,7 +203,8 @@ class Firmware:
         watch_carrier(self.ifname, on_change, self.stop)
 
     def _run_dhcp(self) -> None:
-        faults = frozenset(DHCP_CLIENT_FAULTS[name] for name in self.args.fault if name in DHCP_CLIENT_FAULTS)
+        # The client takes only its own faults (catalogue or client names); the rest belong to other features.
+        faults = frozenset(CATALOGUE_DHCP_FAULTS.get(name, name) for name in self.args.fault) & DHCP_CLIENT_FAULTS
         client = DhcpClient(self.ifname, self.mac, on_event=self._on_dhcp_event, faults=faults)
         client.run(self.stop)
 

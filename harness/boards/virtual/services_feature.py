@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.boards.virtual.netstats import HEAP_SIZE
-from harness.boards.virtual.registry import command, service
+from harness.boards.virtual.registry import command, fault_mechanism, service
 from harness.boards.virtual.services_process import SelectEchoPorts, ServicesProcess
 from harness.errors import HilError
 
 if TYPE_CHECKING:
     from harness.boards.virtual.firmware import Firmware
+
+fault_mechanism("socket_slot_leak", "udp_never_readable")  # catalogue faults (faults.py) this module implements
+
 
 IPERF3_PORT = 5201
 ECHO_PORT = 7
@@ -32,7 +35,7 @@ def start_services(fw: Firmware) -> None:
     binary = os.environ.get("HIL_SERVICES_BINARY")
     services = ServicesProcess(
         iperf3=IPERF3_PORT, select_echo=SELECT_ECHO, tcp_echo=ECHO_PORT, udp_echo=ECHO_PORT,
-        binary=Path(binary) if binary else None, own_session=False,
+        binary=Path(binary) if binary else None, own_session=False, faults=tuple(fw.args.fault),
     )  # fmt: skip
     services.start()
     fw.services = services

@@ -43,6 +43,7 @@ class ServicesProcess:
         binary: the program to run; built on demand by default.
         ready_timeout_s: how long the services may take to bind.
         own_session: start it in a session of its own (False: it dies with its parent's process group).
+        faults: fault names for the C code (passed as HIL_FAULTS; names it does not know are ignored).
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class ServicesProcess:
         binary: Path | None = None,
         ready_timeout_s: float = 10.0,
         own_session: bool = True,
+        faults: tuple[str, ...] = (),
     ) -> None:
         args: list[str] = []
         if iperf3 is not None:
@@ -74,6 +76,7 @@ class ServicesProcess:
         self._ready_timeout_s = ready_timeout_s
         # False when started by the virtual board's firmware: a reset kills its whole process group.
         self._own_session = own_session
+        self._faults = tuple(faults)
         self._proc: subprocess.Popen[bytes] | None = None
         self._pending = b""
         self._log: Any = None
@@ -103,9 +106,11 @@ class ServicesProcess:
             cmd = ["ip", "netns", "exec", self._netns, *cmd]
         # The log goes to a file, not a pipe: an unread pipe would fill up and stall the services.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
+        env = {**os.environ, "HIL_FAULTS": ",".join(self._faults)}
         self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, start_new_session=self._own_session
-        )
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, start_new_session=self._own_session,
+            env=env,
+        )  # fmt: skip
         try:
             ready = self._read_json(self._ready_timeout_s + 5)
         except BoardError:

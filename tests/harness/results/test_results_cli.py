@@ -111,3 +111,12 @@ def test_import_reports_each_bad_file_and_keeps_the_good_ones(tmp_path: Path, ca
     assert "expected a JSON object" in capsys.readouterr().err
     assert main(["results", "list", "--db", db]) == 0
     assert "run-0000" in capsys.readouterr().out
+
+
+def test_import_accepts_a_results_directory(tmp_path: Path) -> None:
+    from harness.results.cli import results_files
+
+    (tmp_path / "run1.json").write_text('{"run_id": "run1", "tests": []}')
+    (tmp_path / "selftest-matrix.json").write_text('{"faults": []}')
+    (tmp_path / "notes.txt").write_text("x")
+    assert results_files([str(tmp_path)]) == [str(tmp_path / "run1.json")]

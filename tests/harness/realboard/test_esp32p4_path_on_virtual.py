@@ -1,0 +1,87 @@
+"""The whole `--board esp32p4` path (esptool flashing, DTR/RTS reset, NIC lab, scenarios) against a virtual board.
+
+`hil virtual start --external-lab` plays a P4-Nano on a desk: an RFC2217 serial port whose DTR/RTS drive
+the auto-reset circuit, and the far end of its cable (`hv<id>`) left in the root namespace like a USB NIC.
+The suite then runs exactly as on hardware: it flashes a build with esptool, resets over DTR/RTS, moves
+the NIC into its own namespace, serves DHCP and runs scenarios.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+VIRTUAL_HELPERS = Path(__file__).resolve().parent.parent / "virtual"
+sys.path.insert(0, str(VIRTUAL_HELPERS))
+
+from appimage import (  # noqa: E402
+    AppDescription,
+    build_app_image,
+    build_bootloader_image,
+    build_partition_table,
+    have_cross_compiler,
+)
+
+from harness.testing import REPO, hil_namespaces  # noqa: E402
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)"),
+    pytest.mark.skipif(not have_cross_compiler(), reason="needs gcc-riscv64-linux-gnu for the test app image"),
+]
+DESC = AppDescription(project_name="hil_app_ci", version="v0.0.1-ci", idf_ver="v5.5.1")
+
+
+def _virtual(*args: str) -> dict:
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "virtual", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout) if done.stdout.strip().startswith("{") else {}
+
+
+def _build_dir(work: Path) -> Path:
+    build = work / "build"
+    build.mkdir()
+    files = {
+        "0x2000": build_bootloader_image(work),
+        "0x8000": build_partition_table(work / "partition-table.bin"),
+        "0x10000": build_app_image(work, desc=DESC).image,
+    }
+    for path in files.values():
+        (build / path.name).write_bytes(path.read_bytes())
+    (build / "flasher_args.json").write_text(json.dumps({
+        "write_flash_args": ["--flash-mode", "dio", "--flash-size", "16MB", "--flash-freq", "80m"],
+        "flash_settings": {"flash_mode": "dio", "flash_size": "16MB", "flash_freq": "80m"},
+        "flash_files": {offset: path.name for offset, path in files.items()},
+        "extra_esptool_args": {"after": "hard_reset", "before": "default_reset", "stub": True, "chip": "esp32p4"},
+    }))  # fmt: skip
+    return build
+
+
+def test_esp32p4_board_path_runs_the_suite_on_a_virtual_board(tmp_path: Path) -> None:
+    name = f"ci{os.getpid()}"
+    info = _virtual("start", "--name", name, "--external-lab")
+    try:
+        build = _build_dir(tmp_path)
+        results = tmp_path / "results"
+        command = [
+            sys.executable, "-m", "pytest", str(REPO / "tests" / "scenarios"), "-k", "boot or ping",
+            "--board", "esp32p4", "--port", info["rfc2217"], "--eth-iface", info["host_if"],
+            "--build-dir", str(build), "--results-dir", str(results), "-p", "no:cacheprovider",
+        ]  # fmt: skip
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400, check=False)
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    finally:
+        _virtual("stop", "--name", name)
+    (record,) = [json.loads(p.read_text()) for p in results.glob("*.json")]
+    assert record["board"]["kind"] == "esp32p4"
+    assert record["firmware"]["app"] == DESC.project_name and record["firmware"]["app_version"] == DESC.version
+    assert record["link"]["kind"] == "nic"
+    assert {t["outcome"] for t in record["tests"]} == {"passed"} and len(record["tests"]) == 4
+    assert (results / record["run_id"] / "esptool-flash.log").read_text().count("Hash of data verified") == 3
+    ours = {info["dut_ns"], f"hil-{record['run_id']}-host"}
+    assert not ours & hil_namespaces(), f"namespaces left behind: {ours & hil_namespaces()}"

@@ -1,0 +1,53 @@
+"""Robustness: malformed and hostile traffic from the lab (harness/lab/robustness.py's table), one test per
+case. After each, the DUT still answers ping and HTTP, did not crash (the plugin checks the console),
+and its receive counter saw the frames."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.boards.board import Board
+from harness.errors import DutTimeoutError, LabError
+from harness.lab.http_client import HttpConnection
+from harness.lab.robustness import CASES, Case, send_case
+from harness.lab.traffic import ping
+
+CALL_TIMEOUT_S = 60
+
+
+def _http_alive(dut_ip: str) -> int:
+    with HttpConnection(dut_ip, timeout=5) as conn:
+        return conn.get("/stats", keep_alive=False).status
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_robustness(board: Board, lab, dut_ip: str, metrics, case: Case) -> None:
+    """Send the case's frames; the DUT must still answer and must have received them."""
+    before = board.stats()
+    mtu = None
+    if case.mtu is not None:
+        mtu = lab.link.mtu
+        lab.host.ip("link", "set", "dev", lab.host_if, "mtu", str(case.mtu))
+    try:
+        sent = lab.host.call(send_case, case, lab.host_if, dut_ip, board.hello["mac"], lab.addressing.host_ip,
+                             timeout=CALL_TIMEOUT_S)  # fmt: skip
+    finally:
+        if mtu is not None:
+            lab.host.ip("link", "set", "dev", lab.host_if, "mtu", str(mtu))
+    metrics.record("robustness_packets_sent", sent.packets, "packets", "higher")
+    if case.name == "syn_flood":
+        metrics.record("robustness_syn_flood_pps", sent.rate_pps, "packets/s", "higher")
+
+    echoes = ping(lab.host, dut_ip, count=3, interval=0.01)
+    assert echoes.received == echoes.sent, f"after {case.name}: {echoes.sent - echoes.received} of 3 pings lost"
+    try:
+        status = lab.host.call(_http_alive, dut_ip, timeout=CALL_TIMEOUT_S)
+    except (LabError, DutTimeoutError) as exc:
+        raise AssertionError(f"after {case.name} the DUT no longer serves HTTP: {exc}") from exc
+    assert status == 200, f"after {case.name}: GET /stats answered HTTP {status}"
+    after = board.stats()
+    received = after["rx_frames"] - before["rx_frames"]
+    if case.reaches_dut:
+        assert received >= sent.packets, (
+            f"{case.name}: sent {sent.packets} frames but the DUT's rx_frames grew by {received} only"
+        )
