@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         faults=parse_fault_list(args.faults, args.full),
         results_dir=args.results_dir or Path("results") / f"selftest-{stamp}",
         dl_bytes=args.dl_bytes, iperf_seconds=args.iperf_seconds, all_scenarios=args.all_scenarios,
-        run_timeout_s=args.run_timeout,
+        full_healthy=args.full, run_timeout_s=args.run_timeout,
     )  # fmt: skip
     ok, _ = run_selftest(options)
     return 0 if ok else 1

@@ -21,10 +21,11 @@ from harness.selftest import (
     FALSE_ALARM,
     SHORT_FAULTS,
     ScenarioResult,
+    SelftestOptions,
     SuiteRun,
-    available_groups,
     judge,
     parse_fault_list,
+    plan,
 )
 from harness.testing import REPO, hil_namespaces, needs_root
 
@@ -153,7 +154,8 @@ def test_short_selftest_detects_each_fault_and_passes_the_healthy_board(short_tm
     assert matrix["ok"] is True
     rows = {row["fault"]: row for row in matrix["rows"]}
     assert set(rows) == {None, *SHORT_FAULTS}
-    assert rows[None]["verdict"] == "ok" and set(rows[None]["run"]["groups"]) == set(available_groups())
+    judged = {group for row in matrix["rows"] if row["fault"] for group in row["run"]["groups"]}
+    assert rows[None]["verdict"] == "ok" and set(rows[None]["run"]["groups"]) == judged
     for name in SHORT_FAULTS:
         assert rows[name]["verdict"] == "detected", rows[name]
         assert rows[name]["false_alarms"] == []
@@ -185,3 +187,16 @@ def test_full_selftest(full_selftest_enabled: None, short_tmp: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "harness.cli", "selftest", "--full", "--results-dir", str(short_tmp)],
                           cwd=REPO, capture_output=True, text=True, timeout=3600, stdin=subprocess.DEVNULL)  # fmt: skip
     assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+
+
+def test_plan_runs_healthy_first_and_each_fault_on_its_groups(tmp_path: Path) -> None:
+    for group in ("boot", "dhcp", "ping", "throughput", "httpd"):
+        (tmp_path / f"test_{group}.py").write_text("")
+    short = plan(SelftestOptions(list(SHORT_FAULTS), tmp_path, scenarios_dir=tmp_path))
+    assert short[0] == (None, ["boot", "dhcp", "ping", "throughput"]), "healthy covers the judged groups"
+    assert dict((fault.name, groups) for fault, groups in short[1:]) == {  # type: ignore[union-attr]
+        "tx_cap_60pct": ["boot", "ping", "throughput"], "large_icmp_dropped": ["boot", "ping"],
+        "no_dhcp_renewal": ["boot", "dhcp", "ping"], "rust_panic_under_load": ["boot", "ping", "throughput"],
+    }  # fmt: skip
+    full = plan(SelftestOptions(["tls_wrong_cert"], tmp_path, full_healthy=True, scenarios_dir=tmp_path))
+    assert full == [(None, ["boot", "dhcp", "httpd", "ping", "throughput"]), (FAULTS["tls_wrong_cert"], [])]
