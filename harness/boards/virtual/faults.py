@@ -118,16 +118,17 @@ CATALOGUE: tuple[Fault, ...] = (
         "C",
         "Never renews or rebinds its DHCP lease, so the address silently expires (DHCP lease events are not even "
         "logged by the component).",
-        ("dhcp::dhcp_renewal_between_t1_and_t2", "dhcp_edge"),
+        ("dhcp::dhcp_renewal_between_t1_and_t2",),
         "no DHCP REQUEST",
         "DHCP client fault no_renewal",
+        collateral=("dhcp_edge", "soak"),
     ),
     Fault(
         "dhcp_nak_ignored",
         "C",
         "Keeps using its address after the server NAKs the renewal instead of starting over.",
-        ("dhcp_edge",),
-        "NAK",
+        ("dhcp_edge::nak_on_renew_rediscovers",),
+        "ignored the NAK",
         "DHCP client fault ignore_nak",
     ),
     Fault(
@@ -162,8 +163,8 @@ CATALOGUE: tuple[Fault, ...] = (
         "heap_leak_per_connection",
         "A",
         "Leaks ~32 KiB of heap per HTTP connection (a socket's buffers never freed).",
-        ("httpd",),
-        "heap_min_free",
+        ("httpd::heap_over_many_connections",),
+        "leaks heap per connection",
         "httpd: allocates and keeps 32 KiB per accepted connection",
     ),
     Fault(
