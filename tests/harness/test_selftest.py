@@ -114,9 +114,11 @@ def test_judge_sorts_detections_false_alarms_and_collateral() -> None:
     assert missed.verdict == "MISSED" and missed.cells == {"ping": ["MISSED"]}
 
     flap = FAULTS["link_flap_storm"]
-    collateral = judge(flap, _run(flap.name, ("ping[56]", "failed", "3 of 100 echoes lost (56 B)"),
-                                  ("throughput::http_download", "failed", "below the floor")))  # fmt: skip
-    assert collateral.passed and collateral.cells["throughput"] == ["collateral"]
+    pull = ("link::cable_pull_idle", "failed", "one cable pull, but link_downs +2 and link_ups +2 (expected +1 each)")
+    lost = ("ping[56]", "failed", "3 of 100 echoes lost (56 B)")
+    collateral = judge(flap, _run(flap.name, pull, lost, ("throughput::http_download", "failed", "below the floor")))
+    assert collateral.passed and collateral.detected_by == ["link::cable_pull_idle"]
+    assert collateral.cells["throughput"] == ["collateral"] and collateral.cells["ping"] == ["collateral"]
 
 
 def test_judge_healthy_board_and_unimplemented_faults() -> None:

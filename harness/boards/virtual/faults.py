@@ -143,11 +143,11 @@ CATALOGUE: tuple[Fault, ...] = (
     Fault(
         "link_flap_storm",
         "C",
-        "Its link flaps every 1.5 s (a marginal PHY or a bad reset GPIO): carrier drops for 0.3 s each time.",
-        ("link", "ping"),
-        "echoes lost",
-        "fault_feature: the twin takes its own interface down for 0.3 s every 1.5 s",
-        collateral=ALL_OTHER_SCENARIOS,
+        "Its link flaps every 3 s (a marginal PHY or a bad reset GPIO): carrier drops for 0.3 s each time.",
+        ("link",),
+        "link_downs +",
+        "fault_feature: the twin takes its own interface down for 0.3 s every 3 s",
+        collateral=(*ALL_OTHER_SCENARIOS, "ping"),
     ),
     Fault(
         "rtt_spikes",
