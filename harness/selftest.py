@@ -45,7 +45,7 @@ UNKNOWN_FAULT_LINE = "hil: unknown fault "
 
 # Cell labels of the matrix, worst first (a cell shows every label its tests earned, in this order).
 FALSE_ALARM, MISSED, WRONG_MESSAGE, DETECTED, COLLATERAL, OK = (
-    "false alarm", "MISSED", "failed, other message", "detected", "collateral", "ok",
+    "false alarm", "MISSED", "wrong message", "detected", "collateral", "ok",
 )  # fmt: skip
 LABEL_ORDER = (FALSE_ALARM, MISSED, WRONG_MESSAGE, DETECTED, COLLATERAL, OK)
 
@@ -259,7 +259,7 @@ def plan(options: SelftestOptions) -> list[tuple[Fault | None, list[str]]]:
 def run_selftest(options: SelftestOptions, console: Console | None = None) -> tuple[bool, Path]:
     """Run the plan, print the matrix, store it as JSON; return (everything met the bar, matrix path)."""
     # Wide enough for the matrix when stdout is a pipe (CI logs), as wide as the terminal otherwise.
-    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    console = console or Console(width=None if sys.stdout.isatty() else 240)
     options.results_dir.mkdir(parents=True, exist_ok=True)
     db = options.results_dir / "hil.sqlite"
     started = datetime.now(timezone.utc)

@@ -180,8 +180,8 @@ CATALOGUE: tuple[Fault, ...] = (
         "A",
         "The select() echo service stops accepting after 24 connections: socket-handle slots are never recycled "
         "(the historical 32-entry map bug).",
-        ("select",),
-        "24",
+        ("select::select_connection_churn", "select::select_concurrent_tcp_and_udp[limit]"),
+        "not recycled",
         "hil-services: slots are not freed on close (HIL_FAULTS)",
     ),
     Fault(
@@ -196,7 +196,7 @@ CATALOGUE: tuple[Fault, ...] = (
         "httpd_malformed_crash",
         "A",
         "Crashes on a malformed HTTP request.",
-        ("httpd",),
+        ("httpd::malformed_request", "httpd::long_header_line"),
         "DUT crashed",
         "httpd: a bad request line panics the firmware",
     ),
