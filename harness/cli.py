@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harness.console.cli",
     "harness.doctor_cli",
     "harness.boards.virtual.cli",
+    "harness.selftest_cli",
 )
 
 

@@ -32,6 +32,9 @@ DEFAULTS: dict[str, Any] = {
         # ... or below this absolute figure when set (hardware users: e.g. 85).
         "throughput_floor_mbps": None,
         "ping_loss_max_pct": 0.0,
+        # Ping fails when the 99th-percentile round trip exceeds this (wire RTT on hardware is 0.4-0.7 ms;
+        # the bound is generous so only spikes of many ms, not jitter, trip it).
+        "ping_rtt_p99_max_ms": 10.0,
         # MQTT: echoes lost (any QoS) and the time from a broker restart to the DUT's reconnect
         # (esp-mqtt retries every reconnect_timeout_ms, 10 s by default).
         "mqtt_loss_max_pct": 0.0,

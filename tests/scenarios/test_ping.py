@@ -14,9 +14,12 @@ def test_ping(board: Board, lab, dut_ip: str, hil_config, metrics, size: int) ->
     result = ping(lab.host, dut_ip, count=100, interval=0.01, size=size)
 
     metrics.record("ping_loss_pct", result.loss_pct, "%", "lower")
-    assert result.rtts_ms, f"no echo reply from {dut_ip} ({result.sent} sent)"
+    assert result.rtts_ms, f"no echo reply from {dut_ip} ({result.sent} sent, {size} B)"
     metrics.record("ping_rtt_p50_ms", percentile(result.rtts_ms, 50), "ms", "lower")
-    metrics.record("ping_rtt_p99_ms", percentile(result.rtts_ms, 99), "ms", "lower")
+    p99 = percentile(result.rtts_ms, 99)
+    metrics.record("ping_rtt_p99_ms", p99, "ms", "lower")
     metrics.record("ping_rtt_max_ms", max(result.rtts_ms), "ms", "lower")
     allowed = hil_config.data["thresholds"]["ping_loss_max_pct"]
     assert result.loss_pct <= allowed, f"{result.sent - result.received} of {result.sent} echoes lost ({size} B)"
+    p99_max = hil_config.data["thresholds"]["ping_rtt_p99_max_ms"]
+    assert p99 <= p99_max, f"RTT p99 {p99:.2f} ms above ping_rtt_p99_max_ms {p99_max:g} ms ({size} B)"

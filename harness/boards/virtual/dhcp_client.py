@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import enum
+import errno
 import json
 import logging
 import os
@@ -355,6 +356,11 @@ class DhcpClient:
                 frame = self._sock.recv(4096)
             except BlockingIOError:
                 return
+            except OSError as exc:
+                # The interface was taken down under the socket: nothing to read now; carrier handling follows.
+                if exc.errno == errno.ENETDOWN:
+                    return
+                raise
             try:
                 udp = parse_udp_frame(frame)
                 if udp.dst_port != CLIENT_PORT or udp.src_port != SERVER_PORT:

@@ -33,7 +33,7 @@ from harness.boards.virtual.dhcp_client import DhcpClient
 from harness.boards.virtual.httpd import HilHttpServer
 from harness.boards.virtual.linkwatch import watch_carrier
 from harness.boards.virtual.netstats import NetStats
-from harness.boards.virtual.registry import COMMANDS, SERVICES
+from harness.boards.virtual.registry import COMMANDS, FAULT_MECHANISMS, SERVICES
 from harness.console.protocol import PROMPT, format_machine_line, split_command
 
 EXIT_RESET_BASE = 64
@@ -46,6 +46,7 @@ FEATURE_MODULES = (
     "harness.boards.virtual.mcast_feature",
     "harness.boards.virtual.l2_feature",
     "harness.boards.virtual.loopback_feature",
+    "harness.boards.virtual.fault_feature",
 )
 HTTP_PORT = 80
 IDF_VERSION = "v5.5-virtual"
@@ -56,6 +57,9 @@ SERVICE_PORTS = {
     "http": 80, "https": 443, "tcp_echo": 7, "udp_echo": 7, "select_echo_tcp": 7000, "select_echo_udp": 7001,
     "select_echo_udp_count": 4, "iperf3": 5201, "mcast_echo": 5007, "l2_echo_ethertype": 0x88B5,
 }  # fmt: skip
+# Catalogue names of the DHCP client's faults (harness/boards/virtual/faults.py) -> the client's own names.
+CATALOGUE_DHCP_FAULTS = {"no_dhcp_renewal": "no_renewal", "dhcp_nak_ignored": "ignore_nak"}
+FAULT_MECHANISMS.update(CATALOGUE_DHCP_FAULTS)
 
 
 def firmware_sha256() -> str:
@@ -153,6 +157,9 @@ class Firmware:
         _ip("link", "set", "dev", self.ifname, "address", self.mac)
         _ip("link", "set", "dev", self.ifname, "up")
         self.console.log("I", "net_stack", f"ETH attached, MAC {self.mac}, DHCPv4 client started")
+        for fault in self.args.fault:
+            if fault not in FAULT_MECHANISMS:  # `hil selftest` reads this line: the fault is not implemented
+                self.console.log("W", "hil", f"unknown fault {fault} (no mechanism in this firmware; ignored)")
         self._start_services()
         self.console.machine("HIL_HELLO", self.hello())
         threading.Thread(target=self._watch_link, name="link", daemon=True).start()
@@ -196,8 +203,8 @@ class Firmware:
         watch_carrier(self.ifname, on_change, self.stop)
 
     def _run_dhcp(self) -> None:
-        # The client takes only its own faults; the rest of the catalogue belongs to other features.
-        faults = frozenset(self.args.fault) & DHCP_CLIENT_FAULTS
+        # The client takes only its own faults (catalogue or client names); the rest belong to other features.
+        faults = frozenset(CATALOGUE_DHCP_FAULTS.get(name, name) for name in self.args.fault) & DHCP_CLIENT_FAULTS
         client = DhcpClient(self.ifname, self.mac, on_event=self._on_dhcp_event, faults=faults)
         client.run(self.stop)
 

@@ -28,9 +28,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from harness.boards.virtual.crashes import crash_lines, reset_reason_for
+from harness.boards.virtual.registry import fault_mechanism
 
 if TYPE_CHECKING:
     from harness.boards.virtual.firmware import Firmware
+
+fault_mechanism("heap_leak_per_connection", "panic_on_nth_connection", "httpd_malformed_crash")
+
 
 CHUNK = 64 * 1024
 SEND_BUFFER_BYTES = 4 * 1024 * 1024

@@ -16,10 +16,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness.boards.virtual.registry import command, service
+from harness.boards.virtual.registry import command, fault_mechanism, service
 
 if TYPE_CHECKING:
     from harness.boards.virtual.firmware import Firmware
+
+fault_mechanism("l2_tap_deaf")  # catalogue faults (faults.py) this module implements
+
 
 L2_ECHO_ETHERTYPE = 0x88B5
 USAGE = "usage: l2tap on|off <ethertype>"

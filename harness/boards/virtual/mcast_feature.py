@@ -13,10 +13,13 @@ import struct
 import threading
 from typing import TYPE_CHECKING
 
-from harness.boards.virtual.registry import command, service
+from harness.boards.virtual.registry import command, fault_mechanism, service
 
 if TYPE_CHECKING:
     from harness.boards.virtual.firmware import Firmware
+
+fault_mechanism("mcast_deaf")  # catalogue faults (faults.py) this module implements
+
 
 MCAST_ECHO_PORT = 5007
 USAGE = "usage: mcast join|leave <group>"

@@ -17,10 +17,13 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from harness.boards.virtual.registry import command
+from harness.boards.virtual.registry import command, fault_mechanism
 
 if TYPE_CHECKING:
     from harness.boards.virtual.firmware import Firmware
+
+fault_mechanism("no_mqtt_reconnect")  # catalogue faults (faults.py) this module implements
+
 
 USAGE = "usage: mqtt connect <uri> | mqtt disconnect"
 CONNECT_TIMEOUT_S = 10.0

@@ -6,7 +6,8 @@ Mapping (each is a counter of the same nature as the firmware's):
   UDP InErrors and RcvbufErrors), like smoltcp dropping what it cannot take.
 - tx_fails: frames the interface failed to send (tx_errors + tx_dropped), like esp_eth_transmit failing.
 - frame_pool_drops: frames the interface could not buffer (rx_dropped, rx_missed_errors, rx_fifo_errors),
-  like the RX frame pool running empty.
+  like the RX frame pool running empty; plus, once `track_ingress_drops` is called (the rx_pool_starvation
+  fault drops frames with a filter on the interface's ingress), the ingress qdisc's drop counter.
 - active_sockets: open TCP/UDP sockets in the namespace (/proc/net/{tcp,udp}{,6}).
 - heap: an 8 MiB default heap (internal RAM + PSRAM with CONFIG_SPIRAM_USE_MALLOC) whose use is the
   firmware process's resident memory growth since the end of start-up, so leaks show as a falling
@@ -15,8 +16,10 @@ Mapping (each is a counter of the same nature as the firmware's):
 
 from __future__ import annotations
 
+import json
 import os
 import resource
+import subprocess
 from pathlib import Path
 
 HEAP_SIZE = 8 * 1024 * 1024
@@ -65,11 +68,24 @@ def _rss_bytes() -> int:
         return 0
 
 
+def ingress_qdisc_drops(ifname: str) -> int:
+    """Frames dropped by filters on the interface's ingress (clsact/ingress qdisc counters from `tc -s`)."""
+    try:
+        done = subprocess.run(["tc", "-s", "-j", "qdisc", "show", "dev", ifname, "ingress"], capture_output=True,
+                              text=True, timeout=5, check=False)  # fmt: skip
+        qdiscs = json.loads(done.stdout or "[]")
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return 0
+    return sum(int(q.get("drops", 0)) for q in qdiscs if q.get("kind") in ("clsact", "ingress"))
+
+
 class NetStats:
     """Counters since this boot of the firmware (the real ones restart at zero on reset too)."""
 
     def __init__(self, ifname: str) -> None:
+        self.ifname = ifname
         self.sysfs = Path("/sys/class/net") / ifname / "statistics"
+        self._ingress_base: int | None = None
         self.link_ups = 0
         self.link_downs = 0
         self._base = self._raw()
@@ -81,6 +97,9 @@ class NetStats:
             "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_errors", "tx_dropped",
             "rx_dropped", "rx_missed_errors", "rx_fifo_errors",
         )}  # fmt: skip
+        pool_drops = counter["rx_dropped"] + counter["rx_missed_errors"] + counter["rx_fifo_errors"]
+        if self._ingress_base is not None:
+            pool_drops += ingress_qdisc_drops(self.ifname) - self._ingress_base
         return {
             "rx_frames": counter["rx_packets"],
             "rx_bytes": counter["rx_bytes"],
@@ -88,8 +107,12 @@ class NetStats:
             "tx_frames": counter["tx_packets"],
             "tx_bytes": counter["tx_bytes"],
             "tx_fails": counter["tx_errors"] + counter["tx_dropped"],
-            "frame_pool_drops": counter["rx_dropped"] + counter["rx_missed_errors"] + counter["rx_fifo_errors"],
+            "frame_pool_drops": pool_drops,
         }
+
+    def track_ingress_drops(self) -> None:
+        """Count drops of the interface's ingress filters as frame-pool drops from now on."""
+        self._ingress_base = ingress_qdisc_drops(self.ifname)
 
     def settle_heap(self) -> None:
         """Take the heap baseline now: what the firmware allocated during start-up is its static footprint."""

@@ -28,6 +28,8 @@ class Command:
 
 COMMANDS: dict[str, Command] = {}
 SERVICES: list[Callable[[Firmware], Any]] = []
+# Catalogue faults (harness/boards/virtual/faults.py) some feature implements; the twin warns about others.
+FAULT_MECHANISMS: set[str] = set()
 
 
 def command(name: str, help: str) -> Callable[[Handler], Handler]:
@@ -46,3 +48,8 @@ def service(fn: Callable[[Firmware], Any]) -> Callable[[Firmware], Any]:
     """Register ``fn(firmware)`` to run at boot, after the network interface is attached."""
     SERVICES.append(fn)
     return fn
+
+
+def fault_mechanism(*names: str) -> None:
+    """Declare that the calling feature module implements these catalogue faults (checked with fw.has_fault)."""
+    FAULT_MECHANISMS.update(names)

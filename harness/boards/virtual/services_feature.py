@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.boards.virtual.netstats import HEAP_SIZE
-from harness.boards.virtual.registry import command, service
+from harness.boards.virtual.registry import command, fault_mechanism, service
 from harness.boards.virtual.services_process import SelectEchoPorts, ServicesProcess
 from harness.errors import HilError
 
 if TYPE_CHECKING:
     from harness.boards.virtual.firmware import Firmware
+
+fault_mechanism("socket_slot_leak", "udp_never_readable")  # catalogue faults (faults.py) this module implements
+
 
 IPERF3_PORT = 5201
 ECHO_PORT = 7

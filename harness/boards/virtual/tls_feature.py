@@ -16,10 +16,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from harness.boards.virtual.httpd import HilHttpServer
-from harness.boards.virtual.registry import command, service
+from harness.boards.virtual.registry import command, fault_mechanism, service
 
 if TYPE_CHECKING:
     from harness.boards.virtual.firmware import Firmware
+
+fault_mechanism("tls_wrong_cert")  # catalogue faults (faults.py) this module implements
+
 
 HTTPS_PORT = 443
 CERTS = Path(__file__).resolve().parents[3] / "firmware" / "certs"

@@ -1,0 +1,287 @@
+"""The fault catalogue: DUT misbehaviours the virtual board can be started with, as data.
+
+Each entry models a real failure mode of esp-smoltcp (see /work/shared/CONTEXT.md and docs/faults.md) and
+names the scenario(s) of `tests/scenarios` that must catch it and the text their failure message must
+contain. `hil selftest` (harness/selftest.py) proves the suite against this table; docs/faults.md shows it.
+
+Names are the contract between the catalogue, the twin's mechanisms (`fw.has_fault(name)` in a feature
+module that declares it with `registry.fault_mechanism`) and `--fault NAME` on the pytest command line.
+
+How to read `caught_by` and `collateral`: an entry is a scenario group (the module without `test_`, e.g.
+``throughput``), one test (``dhcp::dhcp_renewal_between_t1_and_t2``) or one parametrised case
+(``ping[1472]``), in the short names `harness.session.scenario_name` gives. A fault is detected when at
+least one test matched by `caught_by` fails with `expected` in its message. Tests matched by `collateral`
+may fail too (a flapping link also slows a download); every other test must pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from harness.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One catalogued DUT misbehaviour.
+
+    Attributes:
+        name: the name given to ``--fault``.
+        owner: who implements the twin-side mechanism (C: faults, A: scenarios-net, B: scenarios-apps).
+        description: what the DUT does, and the real failure mode it models.
+        caught_by: scenarios that must fail (see the module docstring for the pattern forms).
+        expected: a fragment the failure message of a catching test contains (it names the problem).
+        mechanism: how the virtual board applies it (the twin feature and what it changes).
+        collateral: scenarios that may also fail because of the fault, without counting as a false alarm.
+    """
+
+    name: str
+    owner: str
+    description: str
+    caught_by: tuple[str, ...]
+    expected: str
+    mechanism: str
+    collateral: tuple[str, ...] = ()
+
+    def scenario_groups(self) -> tuple[str, ...]:
+        """The scenario modules (without `test_`) the fault's catching tests live in."""
+        return tuple(dict.fromkeys(scenario_group(pattern) for pattern in self.caught_by))
+
+
+def scenario_group(pattern: str) -> str:
+    """``ping[1472]`` -> ``ping``; ``dhcp::dhcp_lease`` -> ``dhcp``; ``throughput`` -> ``throughput``."""
+    return pattern.split("::", 1)[0].split("[", 1)[0]
+
+
+def matches(pattern: str, scenario: str) -> bool:
+    """Whether a short scenario name (`harness.session.scenario_name`) falls under a catalogue pattern.
+
+    A group (``ping``) matches every test of its module, a test (``dhcp::dhcp_lease``) matches itself and
+    its parametrised cases, a case (``ping[1472]``) matches only itself.
+    """
+    if scenario == pattern:
+        return True
+    if scenario_group(scenario) == pattern:
+        return True
+    return scenario.startswith(pattern + "[")
+
+
+# A fault that takes the link away breaks every scenario that needs the network.
+ALL_OTHER_SCENARIOS = ("boot", "dhcp", "throughput", "select", "httpd", "mqtt", "tls", "ipv6", "mcast_l2",
+                       "dhcp_edge", "robustness", "soak")  # fmt: skip
+
+CATALOGUE: tuple[Fault, ...] = (
+    Fault(
+        "rx_pool_starvation",
+        "C",
+        "Under load the RX frame pool runs empty and received frames are dropped (counted in frame_pool_drops), "
+        "as with too few slab slots or a poll task that falls behind the EMAC's DMA ring.",
+        ("throughput::http_upload", "throughput::iperf3_tcp[rx]"),
+        "frame_pool_drops",
+        "fault_feature: a classic-BPF filter on the DUT interface's ingress drops 1 in 150 full-size TCP "
+        "segments (only bulk transfers send those); the drops are the clsact qdisc's counter, added to "
+        "frame_pool_drops by netstats",
+    ),
+    Fault(
+        "tx_cap_60pct",
+        "C",
+        "Transmits at most 60 % of line rate, like the performance cliffs of CONFIG_COMPILER_OPTIMIZATION_PERF "
+        "or PSRAM-backed buffers.",
+        ("throughput::http_download", "throughput::iperf3_tcp[tx]"),
+        "below the floor",
+        "fault_feature: the DUT egress tbf runs at 60 mbit instead of the link rate",
+    ),
+    Fault(
+        "rust_panic_under_load",
+        "C",
+        "A Rust panic in the glue (an unwrap on None in iface.rs) under sustained transmit load, which calls "
+        "abort() and reboots the chip.",
+        ("throughput::http_download", "throughput::iperf3_tcp[tx]"),
+        "DUT crashed: Rust panic",
+        "fault_feature: after 2 MB sent at more than 40 Mbit/s (real tx_bytes counter) the twin prints the Rust "
+        "panic and abort() dump and resets with SW_CPU_RESET",
+        collateral=("httpd", "tls", "soak"),
+    ),
+    Fault(
+        "task_wdt_under_load",
+        "C",
+        "The poll task starves the IDLE task during sustained traffic and the task watchdog fires.",
+        ("throughput::iperf3_tcp", "select"),
+        "DUT crashed: watchdog timeout",
+        "fault_feature: after 1.5 s of continuous traffic above 40 Mbit/s (rx+tx counters) the twin prints the "
+        "task_wdt report and resets",
+        collateral=("httpd", "tls", "soak"),
+    ),
+    Fault(
+        "no_dhcp_renewal",
+        "C",
+        "Never renews or rebinds its DHCP lease, so the address silently expires (DHCP lease events are not even "
+        "logged by the component).",
+        ("dhcp::dhcp_renewal_between_t1_and_t2",),
+        "no DHCP REQUEST",
+        "DHCP client fault no_renewal",
+        collateral=("dhcp_edge", "soak"),
+    ),
+    Fault(
+        "dhcp_nak_ignored",
+        "C",
+        "Keeps using its address after the server NAKs the renewal instead of starting over.",
+        ("dhcp_edge::nak_on_renew_rediscovers",),
+        "ignored the NAK",
+        "DHCP client fault ignore_nak",
+    ),
+    Fault(
+        "large_icmp_dropped",
+        "C",
+        "Drops ICMP echo requests larger than 1000 B (a frame-pool slot or reassembly limit below the MTU).",
+        ("ping[1472]",),
+        "no echo reply",
+        "fault_feature: a classic-BPF filter on the DUT's ingress drops ICMP echo requests with more than "
+        "1000 B of payload",
+    ),
+    Fault(
+        "link_flap_storm",
+        "C",
+        "Its link flaps every 3 s (a marginal PHY or a bad reset GPIO): carrier drops for 0.3 s each time.",
+        ("link",),
+        "link_downs +",
+        "fault_feature: the twin takes its own interface down for 0.3 s every 3 s",
+        collateral=(*ALL_OTHER_SCENARIOS, "ping"),
+    ),
+    Fault(
+        "rtt_spikes",
+        "C",
+        "Round trips spike by tens of ms every few hundred ms (the poll task is held off by a higher-priority "
+        "task, as with a vTaskDelay(1) spin in select()).",
+        ("ping",),
+        "ping_rtt_p99_max_ms",
+        "fault_feature: the twin answers echo requests itself (kernel replies off in the DUT namespace) and holds "
+        "replies due in a 30 ms window every 0.5 s until the window ends",
+    ),
+    Fault(
+        "heap_leak_per_connection",
+        "A",
+        "Leaks ~32 KiB of heap per HTTP connection (a socket's buffers never freed).",
+        ("httpd::heap_over_many_connections",),
+        "leaks heap per connection",
+        "httpd: allocates and keeps 32 KiB per accepted connection",
+    ),
+    Fault(
+        "panic_on_nth_connection",
+        "A",
+        "Panics on the 20th accepted HTTP connection.",
+        ("httpd",),
+        "DUT crashed",
+        "httpd: prints a panic and resets on the 20th accept",
+    ),
+    Fault(
+        "socket_slot_leak",
+        "A",
+        "The select() echo service stops accepting after 24 connections: socket-handle slots are never recycled "
+        "(the historical 32-entry map bug).",
+        ("select::select_connection_churn", "select::select_concurrent_tcp_and_udp[limit]"),
+        "not recycled",
+        "hil-services: slots are not freed on close (HIL_FAULTS)",
+    ),
+    Fault(
+        "udp_never_readable",
+        "A",
+        "select() never reports UDP sockets readable (the shim's zero-length recvfrom check).",
+        ("select",),
+        "UDP",
+        "hil-services: select() ignores UDP readability (HIL_FAULTS)",
+    ),
+    Fault(
+        "httpd_malformed_crash",
+        "A",
+        "Crashes on a malformed HTTP request.",
+        ("httpd::malformed_request", "httpd::long_header_line"),
+        "DUT crashed",
+        "httpd: a bad request line panics the firmware",
+    ),
+    Fault(
+        "tls_wrong_cert",
+        "B",
+        "Its HTTPS server presents a certificate for the wrong hostname.",
+        ("tls",),
+        "certificate",
+        "tls_feature: serves the wrong-hostname certificate",
+    ),
+    Fault(
+        "no_mqtt_reconnect",
+        "B",
+        "Does not reconnect to the MQTT broker after the broker restarts.",
+        ("mqtt",),
+        "reconnect",
+        "mqtt_feature: the client gives up after the first disconnect",
+    ),
+    Fault(
+        "l2_tap_deaf",
+        "B",
+        "The L2 tap never delivers frames, so EtherType 0x88B5 frames are not echoed.",
+        ("mcast_l2",),
+        "0x88b5",
+        "l2_feature: the tap callback is never registered",
+    ),
+    Fault(
+        "mcast_deaf",
+        "B",
+        "Ignores `mcast join`: no IGMP report, no echo of group datagrams.",
+        ("mcast_l2",),
+        "IGMP",
+        "mcast_feature: join answers ok but never joins",
+    ),
+    Fault(
+        "ipv6_ll_missing",
+        "C",
+        "Has no IPv6 link-local address (IPv6 left off on its interface).",
+        ("ipv6",),
+        "link-local",
+        "fault_feature: net.ipv6.conf.<if>.disable_ipv6=1 in the DUT namespace",
+    ),
+)
+
+FAULTS: dict[str, Fault] = {fault.name: fault for fault in CATALOGUE}
+
+
+def get(name: str) -> Fault:
+    """The catalogue entry called ``name``.
+
+    Raises:
+        ConfigError: no such fault (the message lists the catalogue).
+    """
+    validate_faults([name])
+    return FAULTS[name]
+
+
+def validate_faults(names: Iterable[str]) -> list[str]:
+    """Check names given to ``--fault``; return them in order without duplicates.
+
+    Raises:
+        ConfigError: a name is not in the catalogue (the message lists every known fault).
+    """
+    names = list(dict.fromkeys(names))
+    unknown = [name for name in names if name not in FAULTS]
+    if unknown:
+        listing = "\n".join(f"  {fault.name:<26} {fault.description.split('. ')[0]}" for fault in CATALOGUE)
+        raise ConfigError(
+            f"unknown fault(s) {', '.join(unknown)}; the virtual board knows these "
+            f"(harness/boards/virtual/faults.py, docs/faults.md):\n{listing}"
+        )
+    return names
+
+
+def catalogue_markdown() -> str:
+    """The catalogue as a Markdown table (docs/faults.md embeds it; a test keeps the two in sync)."""
+    rows = [
+        "| fault | owner | what the DUT does | caught by | failure names | mechanism on the virtual board |",
+        "|---|---|---|---|---|---|",
+    ]
+    for fault in CATALOGUE:
+        caught = ", ".join(f"`{pattern}`" for pattern in fault.caught_by)
+        rows.append(
+            f"| `{fault.name}` | {fault.owner} | {fault.description} | {caught} | `{fault.expected}` | "
+            f"{fault.mechanism} |"
+        )
+    return "\n".join(rows) + "\n"
