@@ -50,6 +50,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--app-elf", type=Path, default=None,
                     help="firmware ELF for decoding crash backtraces (checked against the printed SHA256)")  # fmt: skip
     group.addoption("--benchmarks", action="store_true", help="also run tests marked `benchmark`")
+    group.addoption("--selftest-full", action="store_true",
+                    help="also run the full fault x scenario selftest matrix (several minutes)")  # fmt: skip
     add_real_board_options(group)
     group.addoption("--soak", action="store_true", help="also run tests marked `soak`")
 
@@ -66,6 +68,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"unknown --board {config.option.board}")
     try:
         lab_config = LabConfig.load(config.option.hil_config)
+        config.option.fault = _checked_faults(config.option.board, config.option.fault)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from exc
     run_id = new_run_id()
@@ -81,6 +84,17 @@ def pytest_configure(config: pytest.Config) -> None:
     # SIGTERM (CI cancel, `timeout`) unwinds like Ctrl-C, so fixtures tear the lab down.
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+
+
+def _checked_faults(board: str, faults: list[str]) -> list[str]:
+    """Faults exist only on the virtual board, and only those of the catalogue."""
+    if not faults:
+        return []
+    if board != "virtual":
+        raise ConfigError(f"--fault works only with --board virtual (its fault catalogue), not --board {board}")
+    from harness.boards.virtual.faults import validate_faults
+
+    return validate_faults(faults)
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:

@@ -73,9 +73,16 @@ def split_command(line: str) -> list[str]:
 
 
 def counter_deltas(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
-    """Differences of the monotonic HIL_STATS counters between two snapshots."""
+    """Differences of the monotonic HIL_STATS counters between two snapshots.
+
+    The firmware's counters start again at zero on every boot: when the DUT rebooted in between
+    (its uptime went down), the delta is what it counted since that boot.
+    """
+    rebooted = isinstance(before.get("uptime_ms"), int) and isinstance(after.get("uptime_ms"), int) and (
+        after["uptime_ms"] < before["uptime_ms"]
+    )
     return {
-        name: int(after[name]) - int(before[name])
+        name: int(after[name]) - (0 if rebooted else int(before[name]))
         for name in COUNTER_FIELDS
         if isinstance(before.get(name), int) and isinstance(after.get(name), int)
     }

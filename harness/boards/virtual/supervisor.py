@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -61,8 +62,10 @@ from harness.boards.virtual.image import (
     parse_partition_table,
 )
 from harness.boards.virtual.rom import RomExit, RomLoader, parse_chip_rev
+from harness.lab.netns import LOCK_DIR
 
 APP_ENV = "HIL_VIRTUAL_APP"
+UNIX_PATH_MAX = 108
 # firmware.py prints its app_init block from HIL_VIRTUAL_APP, so the bootloader part of the boot log
 # leaves the app_init lines to the app (on hardware the app prints them, not the bootloader).
 TWIN_PRINTS_FLASHED_APP = True
@@ -333,6 +336,16 @@ def flashed_app_json(decision: BootDecision) -> dict[str, str] | None:
     }  # fmt: skip
 
 
+def control_socket_path(state_dir: Path) -> Path:
+    """The control socket: in the state directory, unless that path is too long for AF_UNIX (108 bytes)."""
+    path = state_dir / "control.sock"
+    if len(str(path).encode()) < UNIX_PATH_MAX:
+        return path
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:16]
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    return LOCK_DIR / f"vb-{digest}.sock"
+
+
 def _kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
@@ -397,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.state_dir.mkdir(parents=True, exist_ok=True)
     args.flash_dir = args.flash_dir or args.state_dir / "flash"
-    control_path = args.state_dir / "control.sock"
+    control_path = control_socket_path(args.state_dir)
     control_path.unlink(missing_ok=True)
 
     stop = threading.Event()

@@ -100,3 +100,11 @@ def test_io0_low_while_en_rises_is_download_and_both_lines_do_nothing() -> None:
     circuit.set_lines(dtr=True, rts=False)  # atomic: EN high and IO0 low together (UnixTightReset)
     assert rec.events == ["hold", "download"]
     circuit.close()
+
+
+def test_control_socket_path_fits_af_unix(tmp_path: Path) -> None:
+    from harness.boards.virtual.supervisor import UNIX_PATH_MAX, control_socket_path
+
+    assert control_socket_path(tmp_path) == tmp_path / "control.sock"
+    deep = tmp_path / ("d" * 120)
+    assert len(str(control_socket_path(deep)).encode()) < UNIX_PATH_MAX
