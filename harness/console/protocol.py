@@ -78,8 +78,10 @@ def counter_deltas(before: dict[str, Any], after: dict[str, Any]) -> dict[str, i
     The firmware's counters start again at zero on every boot: when the DUT rebooted in between
     (its uptime went down), the delta is what it counted since that boot.
     """
-    rebooted = isinstance(before.get("uptime_ms"), int) and isinstance(after.get("uptime_ms"), int) and (
-        after["uptime_ms"] < before["uptime_ms"]
+    rebooted = (
+        isinstance(before.get("uptime_ms"), int)
+        and isinstance(after.get("uptime_ms"), int)
+        and (after["uptime_ms"] < before["uptime_ms"])
     )
     return {
         name: int(after[name]) - (0 if rebooted else int(before[name]))

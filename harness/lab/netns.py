@@ -247,8 +247,24 @@ def new_run_id() -> str:
     return f"{os.getpid() % 100000:05d}{secrets.token_hex(2)}"
 
 
+class Cable:
+    """A lab's cable to the DUT: subclasses say how to switch one end; a timed pull is the same for all."""
+
+    def set_link(self, up: bool, side: str = "host") -> None:
+        """Plug (up) or pull (down) one end of the cable."""
+        raise NotImplementedError
+
+    def cable_pull(self, seconds: float, side: str = "host") -> None:
+        """Take the link down for ``seconds``, then back up."""
+        self.set_link(False, side)
+        try:
+            time.sleep(seconds)  # the outage itself is the stimulus, not a wait for something
+        finally:
+            self.set_link(True, side)
+
+
 @dataclass
-class Lab:
+class Lab(Cable):
     """The namespaces and cable of one run.
 
     Use as a context manager, or call `start()` and `close()`; `close()` is idempotent and also runs
@@ -363,14 +379,6 @@ class Lab:
         """Plug (up) or pull (down) the cable; pulling the host end drops carrier on the DUT, like a real pull."""
         ns, ifname = (self.host, self.host_if) if side == "host" else (self.dut, self.dut_if)
         ns.ip("link", "set", ifname, "up" if up else "down")
-
-    def cable_pull(self, seconds: float, side: str = "host") -> None:
-        """Take the link down for ``seconds``, then back up."""
-        self.set_link(False, side)
-        try:
-            time.sleep(seconds)  # the outage itself is the stimulus, not a wait for something
-        finally:
-            self.set_link(True, side)
 
     def interface_counters(self, side: str = "host") -> dict[str, int]:
         """Kernel counters of one end of the cable (rx/tx packets, bytes, drops, errors)."""

@@ -45,6 +45,7 @@ from harness.lab.dhcp_packet import (
 from harness.lab.netns import (
     LOCK_DIR,
     PREFIX,
+    Cable,
     Lab,
     LabAddressing,
     LinkProfile,
@@ -211,7 +212,7 @@ def _probe(ifname: str, mac: str, timeout: float) -> list[str]:
     return servers
 
 
-class NicLab:
+class NicLab(Cable):
     """The lab of one run on a real NIC; the same public surface scenarios use on the virtual `Lab`.
 
     Args:
@@ -453,14 +454,6 @@ class NicLab:
         if side != "host":
             raise LabError("with a real board only the host end of the cable can be switched (side='host')")
         self.host.ip("link", "set", "dev", self.nic, "up" if up else "down")
-
-    def cable_pull(self, seconds: float, side: str = "host") -> None:
-        """Take the link down for ``seconds``, then back up."""
-        self.set_link(False, side)
-        try:
-            time.sleep(seconds)  # the outage itself is the stimulus, not a wait for something
-        finally:
-            self.set_link(True, side)
 
     def interface_counters(self, side: str = "host") -> dict[str, int]:
         """Kernel counters of the host NIC (rx/tx packets, bytes, drops)."""

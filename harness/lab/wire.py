@@ -181,4 +181,3 @@ def mcast_echo(group: str, port: int, host_ip: str, expect_from: str, count: int
                 break
             misses = 0 if run.answered > answered_before else misses + 1
     return run
-

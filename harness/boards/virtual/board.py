@@ -22,6 +22,25 @@ READY_TIMEOUT_S = 15.0
 CONTROL_TIMEOUT_S = 10.0
 
 
+def control_request(control_path: str, op: str, timeout: float = CONTROL_TIMEOUT_S, **fields: Any) -> dict[str, Any]:
+    """Send one request to a virtual board's control socket and return the reply.
+
+    Raises:
+        BoardError: the socket did not answer, or the board refused the request.
+    """
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(control_path)
+            conn.sendall((json.dumps({"op": op, **fields}) + "\n").encode())
+            reply = json.loads(conn.makefile().readline() or "{}")
+    except (OSError, ValueError) as exc:
+        raise BoardError(f"virtual board control channel {control_path} failed: {exc}") from exc
+    if not reply.get("ok"):
+        raise BoardError(f"virtual board refused {op}: {reply.get('error')}")
+    return reply
+
+
 def virtual_mac(run_id: str) -> str:
     """A stable, locally administered MAC per run (so concurrent runs differ)."""
     digest = hashlib.sha256(run_id.encode()).digest()
@@ -95,17 +114,7 @@ class VirtualBoard(Board):
 
     def control(self, op: str, **fields: Any) -> dict[str, Any]:
         """Send one request to the board's control channel (reset line, status)."""
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-                conn.settimeout(CONTROL_TIMEOUT_S)
-                conn.connect(self._control)
-                conn.sendall((json.dumps({"op": op, **fields}) + "\n").encode())
-                reply = json.loads(conn.makefile().readline() or "{}")
-        except (OSError, ValueError) as exc:
-            raise BoardError(f"virtual board control channel {self._control} failed: {exc}") from exc
-        if not reply.get("ok"):
-            raise BoardError(f"virtual board refused {op}: {reply.get('error')}")
-        return reply
+        return control_request(self._control, op, **fields)
 
     def hard_reset(self) -> None:
         """Pulse EN."""

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.boards.virtual.board import virtual_mac
+from harness.boards.virtual.board import control_request, virtual_mac
 from harness.errors import BoardError, ConfigError, LabError
 from harness.lab.netns import LOCK_DIR, WIRE_OVERHEAD_BYTES, Lab, ManagedProcess, run_command
 
@@ -40,7 +39,6 @@ STATE_FILE = "state.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 READY_TIMEOUT_S = 15.0
 LEASE_WAIT_S = 8.0
-CONTROL_TIMEOUT_S = 10.0
 POLL_S = 0.2
 
 
@@ -73,21 +71,6 @@ def write_state(name: str, state: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=1) + "\n")
     os.replace(tmp, path)
-
-
-def control_request(control_path: str, op: str, timeout: float = CONTROL_TIMEOUT_S, **fields: Any) -> dict[str, Any]:
-    """Send one request to a board's control socket and return the reply (raises BoardError when refused)."""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(timeout)
-            conn.connect(control_path)
-            conn.sendall((json.dumps({"op": op, **fields}) + "\n").encode())
-            reply = json.loads(conn.makefile().readline() or "{}")
-    except (OSError, ValueError) as exc:
-        raise BoardError(f"virtual board control channel {control_path} failed: {exc}") from exc
-    if not reply.get("ok"):
-        raise BoardError(f"virtual board refused {op}: {reply.get('error')}")
-    return reply
 
 
 class ExternalLab(Lab):
