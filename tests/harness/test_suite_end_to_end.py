@@ -26,7 +26,7 @@ def test_two_concurrent_runs_pass_and_record_everything(tmp_path: Path) -> None:
     for name in ("a", "b"):
         results_dir = tmp_path / name
         junit = tmp_path / f"{name}.xml"
-        command = hil_command("-k", "boot or ping", f"--junitxml={junit}", results_dir=results_dir)
+        command = hil_command("-k", "test_boot or test_ping", f"--junitxml={junit}", results_dir=results_dir)
         runs.append((results_dir, junit, subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
                                                           stderr=subprocess.STDOUT, text=True)))  # fmt: skip
     for results_dir, junit, process in runs:

@@ -69,7 +69,7 @@ def test_esp32p4_board_path_runs_the_suite_on_a_virtual_board(tmp_path: Path) ->
         build = _build_dir(tmp_path)
         results = tmp_path / "results"
         command = [
-            sys.executable, "-m", "pytest", str(REPO / "tests" / "scenarios"), "-k", "boot or ping",
+            sys.executable, "-m", "pytest", str(REPO / "tests" / "scenarios"), "-k", "test_boot or test_ping",
             "--board", "esp32p4", "--port", info["rfc2217"], "--eth-iface", info["host_if"],
             "--build-dir", str(build), "--results-dir", str(results), "-p", "no:cacheprovider",
         ]  # fmt: skip
