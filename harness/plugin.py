@@ -223,6 +223,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     test.console_slice = session.write_slice(item, mark)
     if after is None or verdict.failed:
         session.board_needs_reset = True
+    if before is not None and after is not None:
+        test.counters = counter_deltas(before, after)  # recorded for failed tests too: they explain failures
     if verdict.failed:
         raise AssertionError("\n".join([verdict.message(), *notes])) from failure
     if failure is not None:
@@ -230,7 +232,6 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     if after is None:
         raise DutTimeoutError("DUT stopped answering on its console (no HIL_STATS reply within 10 s)")
     if before is not None:
-        test.counters = counter_deltas(before, after)
         over = _budget_violations(item, session, test.counters)
         if over:
             raise AssertionError(f"counter budget exceeded: {over}")

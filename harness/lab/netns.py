@@ -38,6 +38,15 @@ COMMAND_TIMEOUT_S = 15.0
 WIRE_OVERHEAD_BYTES = 24
 ETHERNET_HEADER_BYTES = 14
 
+# Every namespace of the lab: addresses usable at once (no duplicate-address-detection wait), and no TCP
+# metrics cache, so one scenario's losses (cable pulls, floods) cannot lower the next connection's
+# ssthresh: every transfer starts like a first connection after boot (smoltcp keeps no such cache).
+LAB_SYSCTLS = (
+    "net.ipv6.conf.all.accept_dad=0",
+    "net.ipv6.conf.default.accept_dad=0",
+    "net.ipv4.tcp_no_metrics_save=1",
+)
+
 
 @dataclass(frozen=True)
 class LinkProfile:
@@ -314,8 +323,7 @@ class Lab(Cable):
         for ns in (self.host, self.dut):
             run_command(["ip", "netns", "add", ns.name])
             ns.ip("link", "set", "lo", "up")
-            # Addresses must be usable at once: no duplicate-address-detection wait on either end.
-            ns.run("sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+            ns.run("sysctl", "-q", "-w", *LAB_SYSCTLS)
         self.host.ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.dut_if, "netns", self.dut.name)
         for ns, ifname in ((self.host, self.host_if), (self.dut, self.dut_if)):
             # One segment per skb: otherwise tbf charges the 24-byte overhead once per GSO super-packet.

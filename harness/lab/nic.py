@@ -43,6 +43,7 @@ from harness.lab.dhcp_packet import (
     build_options,
 )
 from harness.lab.netns import (
+    LAB_SYSCTLS,
     LOCK_DIR,
     PREFIX,
     Cable,
@@ -369,7 +370,7 @@ class NicLab(Cable):
     def _take_nic(self) -> None:
         run_command(["ip", "netns", "add", self.host.name])
         self.host.ip("link", "set", "lo", "up")
-        self.host.run("sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+        self.host.run("sysctl", "-q", "-w", *LAB_SYSCTLS)
         _ip(self.home, "link", "set", "dev", self.nic, "netns", self.host.name)
         self._moved = True
         self.host.ip("addr", "flush", "dev", self.nic)

@@ -1,11 +1,16 @@
-"""Throughput: HTTP download/upload and iperf3 TCP both ways, against the link's goodput ceiling."""
+"""Throughput: HTTP download/upload and iperf3 TCP both ways, against the link's goodput ceiling.
+
+A result below the floor is measured once more before the test fails: a DUT that is really slow is
+slow twice, while a stall of a shared CI machine (recorded as `lab_host_cpu_steal_pct`) is not. Every
+attempt is recorded; the metric is the best one.
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from harness.boards.board import Board
-from harness.lab.traffic import CpuMeter, http_download, http_upload, iperf3
+from harness.lab.traffic import CpuMeter, StealMeter, http_download, http_upload, iperf3, measure_until
 
 
 @pytest.fixture
@@ -14,40 +19,87 @@ def ceiling(lab) -> float:
     return lab.link.tcp_goodput_ceiling_mbps(timestamps=True)
 
 
-def _check_floor(hil_config, name: str, mbps: float, ceiling: float) -> None:
-    floor = hil_config.throughput_floor_mbps(ceiling)
-    assert mbps >= floor, f"{name} {mbps:.2f} Mbit/s is below the floor {floor:.2f} Mbit/s"
+@pytest.fixture
+def floor(hil_config, ceiling) -> float:
+    """The lowest acceptable rate (lab config: share of the ceiling, or an absolute figure)."""
+    return hil_config.throughput_floor_mbps(ceiling)
 
 
-def test_http_download(board: Board, lab, dut_ip, hil_config, metrics, ceiling, request) -> None:
+def _record_attempts(metrics, name: str, rates: list[float], steals: list[float], ceiling: float) -> float:
+    best = max(rates)
+    metrics.record(name, best, "Mbit/s", "higher", ceiling=ceiling)
+    metrics.record(name.replace("_mbps", "_pct_of_ceiling"), 100 * best / ceiling, "%", "higher")
+    metrics.record(f"{name}_attempts", len(rates), "runs", "lower")
+    for index, (rate, steal) in enumerate(zip(rates, steals, strict=True), 1):
+        if len(rates) > 1:
+            metrics.record(f"{name}_attempt{index}", rate, "Mbit/s", "higher")
+        metrics.record("lab_host_cpu_steal_pct" + (f"_attempt{index}" if len(rates) > 1 else ""), steal, "%", "lower")
+    return best
+
+
+def _check_floor(name: str, rates: list[float], steals: list[float], floor: float) -> None:
+    detail = ", ".join(
+        f"{rate:.2f} Mbit/s ({steal:.1f} % CPU steal)" for rate, steal in zip(rates, steals, strict=True)
+    )
+    assert max(rates) >= floor, f"{name} below the floor {floor:.2f} Mbit/s on every attempt: {detail}"
+
+
+def test_http_download(board: Board, lab, dut_ip, metrics, ceiling, floor, request) -> None:
     """GET /dl/<n> like `curl http://<ip>/dl/200000000` in the blog's measurement."""
     nbytes = request.config.option.dl_bytes
     pids = [board.app_pid()] if board.kind == "virtual" else []
-    with CpuMeter(pids) as cpu:
-        transfer = http_download(lab.host, dut_ip, nbytes)
-    metrics.record("http_download_mbps", transfer.mbps, "Mbit/s", "higher", ceiling=ceiling)
-    metrics.record("http_download_pct_of_ceiling", 100 * transfer.mbps / ceiling, "%", "higher")
-    metrics.record("harness_client_cpu_pct", 100 * transfer.client_cpu_s / transfer.seconds, "%", "lower")
+    steals: list[float] = []
+    cpu_meters: list[CpuMeter] = []
+
+    def measure():
+        with StealMeter() as steal, CpuMeter(pids) as cpu:
+            transfer = http_download(lab.host, dut_ip, nbytes)
+        steals.append(steal.percent)
+        cpu_meters.append(cpu)
+        return transfer
+
+    transfers = measure_until(measure, lambda t: t.mbps >= floor)
+    rates = [t.mbps for t in transfers]
+    best = transfers[rates.index(max(rates))]
+    _record_attempts(metrics, "http_download_mbps", rates, steals, ceiling)
+    metrics.record("harness_client_cpu_pct", 100 * best.client_cpu_s / best.seconds, "%", "lower")
     if board.kind == "virtual":
-        metrics.record("virtual_firmware_cpu_pct", sum(cpu.percent.values()), "%", "lower")
-    _check_floor(hil_config, "HTTP download", transfer.mbps, ceiling)
+        metrics.record(
+            "virtual_firmware_cpu_pct", sum(cpu_meters[rates.index(max(rates))].percent.values()), "%", "lower"
+        )
+    _check_floor("HTTP download", rates, steals, floor)
 
 
-def test_http_upload(board: Board, lab, dut_ip, hil_config, metrics, ceiling, request) -> None:
+def test_http_upload(board: Board, lab, dut_ip, metrics, ceiling, floor, request) -> None:
     """POST /ul with the same byte count."""
-    transfer = http_upload(lab.host, dut_ip, request.config.option.dl_bytes)
-    metrics.record("http_upload_mbps", transfer.mbps, "Mbit/s", "higher", ceiling=ceiling)
-    metrics.record("http_upload_pct_of_ceiling", 100 * transfer.mbps / ceiling, "%", "higher")
-    _check_floor(hil_config, "HTTP upload", transfer.mbps, ceiling)
+    steals: list[float] = []
+
+    def measure():
+        with StealMeter() as steal:
+            transfer = http_upload(lab.host, dut_ip, request.config.option.dl_bytes)
+        steals.append(steal.percent)
+        return transfer
+
+    rates = [t.mbps for t in measure_until(measure, lambda t: t.mbps >= floor)]
+    _record_attempts(metrics, "http_upload_mbps", rates, steals, ceiling)
+    _check_floor("HTTP upload", rates, steals, floor)
 
 
 @pytest.mark.parametrize("direction", ["rx", "tx"])
-def test_iperf3_tcp(board: Board, lab, dut_ip, hil_config, metrics, ceiling, request, direction: str) -> None:
+def test_iperf3_tcp(board: Board, lab, dut_ip, metrics, ceiling, floor, request, direction: str) -> None:
     """iperf3 TCP: rx is host -> DUT, tx is DUT -> host (the client's -R)."""
-    result = iperf3(lab.host, dut_ip, seconds=request.config.option.iperf_seconds, reverse=direction == "tx")
-    name = f"iperf3_tcp_{direction}_mbps"
-    metrics.record(name, result.mbps, "Mbit/s", "higher", ceiling=ceiling)
-    metrics.record(f"iperf3_tcp_{direction}_pct_of_ceiling", 100 * result.mbps / ceiling, "%", "higher")
-    if result.retransmits is not None:
-        metrics.record(f"iperf3_tcp_{direction}_retransmits", result.retransmits, "segments", "lower")
-    _check_floor(hil_config, f"iperf3 TCP {direction}", result.mbps, ceiling)
+    steals: list[float] = []
+
+    def measure():
+        with StealMeter() as steal:
+            result = iperf3(lab.host, dut_ip, seconds=request.config.option.iperf_seconds, reverse=direction == "tx")
+        steals.append(steal.percent)
+        return result
+
+    results = measure_until(measure, lambda r: r.mbps >= floor)
+    rates = [r.mbps for r in results]
+    _record_attempts(metrics, f"iperf3_tcp_{direction}_mbps", rates, steals, ceiling)
+    retransmits = results[rates.index(max(rates))].retransmits
+    if retransmits is not None:
+        metrics.record(f"iperf3_tcp_{direction}_retransmits", retransmits, "segments", "lower")
+    _check_floor(f"iperf3 TCP {direction}", rates, steals, floor)

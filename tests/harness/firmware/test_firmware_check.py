@@ -33,8 +33,21 @@ def test_cli_exit_code_follows_findings(firmware_copy: Path, capsys: pytest.Capt
 
 def test_protocol_parse_finds_every_command() -> None:
     spec = parse_protocol((REPO / "firmware" / "PROTOCOL.md").read_text())
-    expected = {"help", "version", "ip", "stats", "reboot", "crash", "mqtt", "tls", "mcast", "l2tap", "loopback",
-                "sockets", "heap"}
+    expected = {
+        "help",
+        "version",
+        "ip",
+        "stats",
+        "reboot",
+        "crash",
+        "mqtt",
+        "tls",
+        "mcast",
+        "l2tap",
+        "loopback",
+        "sockets",
+        "heap",
+    }
     assert set(spec.commands) == expected
     assert {"panic", "abort", "wdt", "stack_overflow", "rust_panic"} <= spec.commands["crash"]
     assert {"join", "leave"} <= spec.commands["mcast"]
