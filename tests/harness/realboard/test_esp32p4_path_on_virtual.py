@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ from appimage import (  # noqa: E402
     have_cross_compiler,
 )
 
+from harness.boards.virtual.standalone import state_dir  # noqa: E402
 from harness.testing import REPO, hil_namespaces  # noqa: E402
 
 pytestmark = [
@@ -77,6 +79,7 @@ def test_esp32p4_board_path_runs_the_suite_on_a_virtual_board(tmp_path: Path) ->
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     finally:
         _virtual("stop", "--name", name)
+        shutil.rmtree(state_dir(name), ignore_errors=True)  # a named board keeps its state; a test's does not
     (record,) = [json.loads(p.read_text()) for p in results.glob("*.json")]
     assert record["board"]["kind"] == "esp32p4"
     assert record["firmware"]["app"] == DESC.project_name and record["firmware"]["app_version"] == DESC.version

@@ -7,6 +7,7 @@ import os
 import random
 import re
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import pytest
 from appimage import AppDescription, build_app_image, build_bootloader_image, build_partition_table, have_cross_compiler
 
 from harness.boards.virtual.flash import SpiFlash
+from harness.boards.virtual.standalone import state_dir
 from harness.lab.netns import NETNS_DIR
 
 pytestmark = [
@@ -101,6 +103,7 @@ def board(tmp_path_factory: pytest.TempPathFactory):
     finally:
         subprocess.run([sys.executable, "-m", "harness.cli", "virtual", "stop", "--name", name], cwd=REPO,
                        capture_output=True, timeout=TIMEOUT_S, check=False)  # fmt: skip
+        shutil.rmtree(state_dir(name), ignore_errors=True)  # a named board keeps its state; a test's does not
 
 
 def flash_bytes(board: dict, offset: int, length: int) -> bytes:
@@ -236,6 +239,7 @@ def test_external_lab_leaves_the_cable_end_in_the_root_namespace() -> None:
         assert not [a for a in link.get("addr_info", []) if a.get("family") == "inet"]
     finally:
         hil("stop", "--name", name)
+        shutil.rmtree(state_dir(name), ignore_errors=True)
     gone = subprocess.run(["ip", "link", "show", "dev", info["host_if"]], capture_output=True, timeout=10, check=False)
     assert gone.returncode != 0
     assert not (NETNS_DIR / info["dut_ns"]).exists()
