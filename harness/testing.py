@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,13 @@ def run_hil(*args: str, results_dir: Path, timeout: float = 300) -> subprocess.C
     """Run `hil run ...` to completion and return its output."""
     return subprocess.run(hil_command(*args, results_dir=results_dir), cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    """Poll ``condition`` (an external state with no event to wait on) until it holds or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True

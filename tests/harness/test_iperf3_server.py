@@ -10,13 +10,13 @@ import json
 import shutil
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from harness.boards.virtual.services_process import ServicesProcess
+from harness.testing import wait_for
 
 pytestmark = pytest.mark.skipif(
     shutil.which("iperf3") is None or shutil.which("cc") is None,
@@ -112,16 +112,6 @@ def test_second_client_is_told_the_server_is_busy(server: ServicesProcess) -> No
     assert "the server is busy" in json.loads(second.stdout)["error"]
     assert first["end"]["sum_received"]["bytes"] > 0
     assert server.stats()["iperf3"]["access_denied"] == denied_before + 1
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    """Poll condition until it holds or timeout_s passes; returns its last value."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def _test_running(port: int) -> bool:

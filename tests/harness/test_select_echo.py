@@ -7,12 +7,13 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness.boards.virtual.services_process import SelectEchoPorts, ServicesProcess
+from harness.testing import wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler (apt-get install gcc)")
 
@@ -24,16 +25,6 @@ IO_TIMEOUT_S = 10
 def echo() -> Iterator[ServicesProcess]:
     with ServicesProcess(select_echo=SelectEchoPorts(0, 0, 4)) as services:
         yield services
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    """Poll condition until it holds or timeout_s passes."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def recv_exactly(sock: socket.socket, size: int) -> bytes:
