@@ -64,6 +64,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "benchmark: slow measurement, runs only with --benchmarks")
     config.addinivalue_line("markers", "soak: long run, runs only with --soak")
     config.addinivalue_line("markers", "needs_lab: needs root and network namespaces")
+    # pytest-embedded's autouse fixtures call record_xml_attribute for every test; in a project that keeps
+    # pytest's default junit_family (xunit2) that is two warnings per test about an attribute nobody asked for.
+    config.addinivalue_line("filterwarnings", "ignore::pytest.PytestExperimentalApiWarning")
+    config.addinivalue_line("filterwarnings", "ignore:record_xml_attribute is incompatible:pytest.PytestWarning")
     if config.option.board not in BOARDS:  # pragma: no cover - argparse enforces the choice
         raise pytest.UsageError(f"unknown --board {config.option.board}")
     try:
