@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from harness.errors import BoardError, DutTimeoutError
 COMMAND_TIMEOUT_S = 10.0
 BOOT_TIMEOUT_S = 20.0
 IP_TIMEOUT_S = 30.0
+_RESET_LINE = re.compile(r"rst:0x([0-9a-fA-F]+) \(([A-Z0-9_]+)\)")
 
 
 @dataclass
@@ -98,8 +100,15 @@ class Board(abc.ABC):
         """Read a boot that starts at console line ``mark``: reset reason, HIL_HELLO, link, address."""
         console = self.monitor
         info = BootInfo(mark=mark, t_reset=t_reset)
-        match = console.wait_for_text(r"rst:0x([0-9a-fA-F]+) \(([A-Z0-9_]+)\)", since=mark, timeout=timeout)
+        rst = console.wait_for(
+            lambda ln: _RESET_LINE.search(ln.text), since=mark, timeout=timeout, what="the ROM's reset line (rst:0x..)"
+        )
+        match = _RESET_LINE.search(rst.text)
+        assert match is not None
         info.reset_code, info.reset_reason = int(match.group(1), 16), match.group(2)
+        # Everything from the ROM banner on belongs to the new boot; a line the old firmware printed after
+        # `mark` but before it was reset must not stand in for this boot's HELLO, link or address.
+        mark = rst.index
         hello = console.wait_for_machine("HIL_HELLO", since=mark, timeout=timeout, what="HIL_HELLO after reset")
         info.hello = hello.fields
         self.hello = hello.fields
