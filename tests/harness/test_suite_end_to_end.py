@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import textwrap
 import time
 import xml.etree.ElementTree as ET
@@ -19,6 +20,31 @@ pytestmark = needs_root
 
 def _results(results_dir: Path) -> list[dict]:
     return [json.loads(path.read_text()) for path in sorted(results_dir.glob("*.json"))]
+
+
+def _run_scenario_file(source: str, tmp_path: Path) -> tuple[dict[str, dict], str, float]:
+    """Run a scenario file in its own pytest; return its tests by name, a failure context and the wall time.
+
+    The context lists every test's outcome, message and events with the tail of the nested run's output,
+    so a failed expectation explains itself from CI's log alone.
+    """
+    scenario = tmp_path / "test_nested.py"
+    scenario.write_text(textwrap.dedent(source))
+    results_dir = tmp_path / "results"
+    command = [sys.executable, "-m", "pytest", str(scenario), "--results-dir", str(results_dir),
+               "-p", "no:cacheprovider", "--rootdir", str(tmp_path)]  # fmt: skip
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    elapsed = time.monotonic() - started
+    output = f"--- nested pytest output (tail) ---\n{done.stdout[-4000:]}{done.stderr[-2000:]}"
+    records = _results(results_dir)
+    assert len(records) == 1, f"expected one results file, got {len(records)}\n{output}"
+    tests = {test["nodeid"].split("::")[-1]: test for test in records[0]["tests"]}
+    seen = "\n".join(
+        f"{name}: {test['outcome']} {test.get('message', '')[:400]!r} events={[e['kind'] for e in test['events']]}"
+        for name, test in tests.items()
+    )
+    return tests, f"{seen}\n{output}", elapsed
 
 
 def test_two_concurrent_runs_pass_and_record_everything(tmp_path: Path) -> None:
@@ -106,20 +132,11 @@ def test_next_test_gets_a_working_board(board, lab, dut_ip):
 
 
 def test_hung_dut_fails_one_test_and_the_run_goes_on(tmp_path: Path) -> None:
-    scenario = tmp_path / "test_hung.py"
-    scenario.write_text(textwrap.dedent(HUNG_DUT_SCENARIO))
-    results_dir = tmp_path / "results"
-    command = ["python3", "-m", "pytest", str(scenario), "--results-dir", str(results_dir), "-p", "no:cacheprovider",
-               "--rootdir", str(tmp_path)]  # fmt: skip
-    started = time.monotonic()
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
-    elapsed = time.monotonic() - started
-    (record,) = _results(results_dir)
-    outcomes = {test["nodeid"].split("::")[-1]: test for test in record["tests"]}
-    hung = outcomes["test_dut_hangs_mid_download"]
-    assert hung["outcome"] == "failed", done.stdout[-3000:]
-    assert "stalled" in hung["message"] or "DUT" in hung["message"], hung["message"]
-    assert outcomes["test_next_test_gets_a_working_board"]["outcome"] == "passed", done.stdout[-3000:]
+    tests, context, elapsed = _run_scenario_file(HUNG_DUT_SCENARIO, tmp_path)
+    hung = tests["test_dut_hangs_mid_download"]
+    assert hung["outcome"] == "failed", context
+    assert "stalled" in hung["message"] or "DUT" in hung["message"], context
+    assert tests["test_next_test_gets_a_working_board"]["outcome"] == "passed", context
     assert elapsed < 120, f"a hung DUT held the run for {elapsed:.0f} s"
 
 
@@ -158,20 +175,13 @@ def test_budget(board, lab, dut_ip):
 
 
 def test_crash_fails_exactly_its_scenario_and_budgets_apply(tmp_path: Path) -> None:
-    scenario = tmp_path / "test_crash.py"
-    scenario.write_text(textwrap.dedent(CRASH_AND_BUDGET_SCENARIO))
-    results_dir = tmp_path / "results"
-    command = ["python3", "-m", "pytest", str(scenario), "--results-dir", str(results_dir), "-p", "no:cacheprovider",
-               "--rootdir", str(tmp_path)]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
-    (record,) = _results(results_dir)
-    tests = {test["nodeid"].split("::")[-1]: test for test in record["tests"]}
+    tests, context, _ = _run_scenario_file(CRASH_AND_BUDGET_SCENARIO, tmp_path)
     crashed = tests["test_crash_mid_scenario"]
-    assert crashed["outcome"] == "failed", done.stdout[-3000:]
-    assert "DUT crashed" in crashed["message"] and "Load access fault" in crashed["message"], crashed["message"]
-    assert [e["kind"] for e in crashed["events"]][:1] == ["panic"]
-    assert tests["test_after_the_crash"]["outcome"] == "passed", done.stdout[-3000:]
-    assert tests["test_declared_crash_passes"]["outcome"] == "passed", tests["test_declared_crash_passes"]["message"]
-    assert tests["test_reboot_is_planned"]["outcome"] == "passed", tests["test_reboot_is_planned"]["message"]
+    assert crashed["outcome"] == "failed", context
+    assert "DUT crashed" in crashed["message"] and "Load access fault" in crashed["message"], context
+    assert [e["kind"] for e in crashed["events"]][:1] == ["panic"], context
+    assert tests["test_after_the_crash"]["outcome"] == "passed", context
+    assert tests["test_declared_crash_passes"]["outcome"] == "passed", context
+    assert tests["test_reboot_is_planned"]["outcome"] == "passed", context
     budget = tests["test_budget"]
-    assert budget["outcome"] == "failed" and "counter budget exceeded: rx_frames" in budget["message"]
+    assert budget["outcome"] == "failed" and "counter budget exceeded: rx_frames" in budget["message"], context
