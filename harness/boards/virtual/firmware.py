@@ -156,6 +156,7 @@ class Firmware:
         self.console.log("I", "net_stack", f"frame pool: {slots} slots × {size} B = {slots * size // 1024} KiB")
         _ip("link", "set", "dev", self.ifname, "address", self.mac)
         _ip("link", "set", "dev", self.ifname, "up")
+        self.stats.start_counting()
         self.console.log("I", "net_stack", f"ETH attached, MAC {self.mac}, DHCPv4 client started")
         for fault in self.args.fault:
             if fault not in FAULT_MECHANISMS:  # `hil selftest` reads this line: the fault is not implemented

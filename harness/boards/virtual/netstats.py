@@ -110,6 +110,15 @@ class NetStats:
             "frame_pool_drops": pool_drops,
         }
 
+    def start_counting(self) -> None:
+        """Counters start now, when the interface is up: a real EMAC counts nothing before `esp_eth_start`.
+
+        The veth keeps counting while the board is reset and its interface is down; a host frame that
+        reaches it then (the host has not yet noticed the lost carrier) is an rx_dropped that no frame
+        pool of the new boot ever saw.
+        """
+        self._base = self._raw()
+
     def track_ingress_drops(self) -> None:
         """Count drops of the interface's ingress filters as frame-pool drops from now on."""
         self._ingress_base = ingress_qdisc_drops(self.ifname)
