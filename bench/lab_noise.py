@@ -50,8 +50,26 @@ def build_lab() -> None:
         in_ns(ns, "ip", "link", "set", dev, "gso_max_segs", "1")
         in_ns(ns, "ip", "addr", "add", f"{ip}/24", "dev", dev)
         in_ns(ns, "ip", "link", "set", dev, "up")
-        in_ns(ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", "100mbit", "burst", "3076",
-              "limit", "150000", "overhead", "24", "linklayer", "ethernet")
+        in_ns(
+            ns,
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            dev,
+            "root",
+            "tbf",
+            "rate",
+            "100mbit",
+            "burst",
+            "3076",
+            "limit",
+            "150000",
+            "overhead",
+            "24",
+            "linklayer",
+            "ethernet",
+        )
 
 
 def tear_down() -> None:
@@ -61,8 +79,11 @@ def tear_down() -> None:
 
 def iperf3_runs(runs: int) -> list[float]:
     # `ip netns exec` execs iperf3 in place, so this PID is the server's own.
-    server = subprocess.Popen(["ip", "netns", "exec", NS_SERVER, "iperf3", "-s", "-B", SERVER_IP],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", NS_SERVER, "iperf3", "-s", "-B", SERVER_IP],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         return [_iperf3_client() for _ in range(runs)]
     finally:
@@ -73,8 +94,13 @@ def iperf3_runs(runs: int) -> list[float]:
 def _iperf3_client() -> float:
     deadline = time.monotonic() + 10
     while True:
-        done = subprocess.run(["ip", "netns", "exec", NS_CLIENT, "iperf3", "-c", SERVER_IP, "-t", "3", "-J"],
-                              capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+        done = subprocess.run(
+            ["ip", "netns", "exec", NS_CLIENT, "iperf3", "-c", SERVER_IP, "-t", "3", "-J"],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
         if done.returncode == 0:
             report = json.loads(done.stdout)
             return report["end"]["sum_received"]["bits_per_second"] / 1e6
@@ -114,10 +140,15 @@ def main() -> int:
         tear_down()
     summary = {}
     for name, values in series.items():
-        summary[name] = {"values": [round(v, 4) for v in values], "mean": statistics.fmean(values),
-                         "cv_pct": cv_pct(values)}
-        print(f"{name:18s} mean {statistics.fmean(values):10.4f}  CV {cv_pct(values):6.3f} %  "
-              f"min {min(values):.4f} max {max(values):.4f}  (n={len(values)})")
+        summary[name] = {
+            "values": [round(v, 4) for v in values],
+            "mean": statistics.fmean(values),
+            "cv_pct": cv_pct(values),
+        }
+        print(
+            f"{name:18s} mean {statistics.fmean(values):10.4f}  CV {cv_pct(values):6.3f} %  "
+            f"min {min(values):.4f} max {max(values):.4f}  (n={len(values)})"
+        )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(summary, handle, indent=2)

@@ -59,8 +59,13 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--noise-json", type=Path, help="measured values from bench/lab_noise.py --json")
-    parser.add_argument("--extra-cv", type=float, nargs="*", default=[0.5, 1.0],
-                        help="also calibrate a throughput metric with these CVs (percent), e.g. real hardware")
+    parser.add_argument(
+        "--extra-cv",
+        type=float,
+        nargs="*",
+        default=[0.5, 1.0],
+        help="also calibrate a throughput metric with these CVs (percent), e.g. real hardware",
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
     thresholds = Thresholds()
@@ -71,10 +76,20 @@ def main() -> int:
         # bench/lab_noise.py names the ping figures without the "ping_" prefix.
         lab = measured.get(name) or measured.get(name.removeprefix("ping_"))
         if lab:
-            cases.append((f"{name} (resampled lab values, CV {lab['cv_pct']:.3f} %)", better,
-                          resampled_noise(lab["values"], rng)))
-        cases.append((f"{name} (Gaussian, lab CV {LAB_NOISE_CV_PCT[name]:.3f} %)", better,
-                      gaussian_noise(LAB_NOISE_CV_PCT[name], rng)))
+            cases.append(
+                (
+                    f"{name} (resampled lab values, CV {lab['cv_pct']:.3f} %)",
+                    better,
+                    resampled_noise(lab["values"], rng),
+                )
+            )
+        cases.append(
+            (
+                f"{name} (Gaussian, lab CV {LAB_NOISE_CV_PCT[name]:.3f} %)",
+                better,
+                gaussian_noise(LAB_NOISE_CV_PCT[name], rng),
+            )
+        )
     for cv in args.extra_cv:
         cases.append((f"throughput (Gaussian, CV {cv:g} %)", "higher", gaussian_noise(cv, rng)))
     header = f"{'metric / noise':58s} {'false alarm':>11s} " + " ".join(f"{'det ' + f'{s:g}%':>8s}" for s in STEPS_PCT)

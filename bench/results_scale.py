@@ -26,9 +26,11 @@ def specs() -> list[MetricSpec]:
     out = []
     for t in range(10):
         nodeid = f"tests/scenarios/test_scale.py::test_case[{t}]"
-        out += [MetricSpec(nodeid, "tcp_mbps", "Mbit/s", "higher", 90.0 + t, 0.3),
-                MetricSpec(nodeid, "rtt_p50_ms", "ms", "lower", 0.5, 3.0),
-                MetricSpec(nodeid, "rtt_p99_ms", "ms", "lower", 1.5, 10.0)]
+        out += [
+            MetricSpec(nodeid, "tcp_mbps", "Mbit/s", "higher", 90.0 + t, 0.3),
+            MetricSpec(nodeid, "rtt_p50_ms", "ms", "lower", 0.5, 3.0),
+            MetricSpec(nodeid, "rtt_p99_ms", "ms", "lower", 1.5, 10.0),
+        ]
     return out
 
 

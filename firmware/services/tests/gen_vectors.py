@@ -98,7 +98,7 @@ def render(vectors: dict[str, Any]) -> str:
             "typedef struct { const char *input; int argc; const char *argv[VECTOR_MAX_ARGS]; } command_vector_t;",
             "static const line_vector_t LINE_VECTORS[] = {",
             *lines,
-            '    {NULL, 0, 0, NULL, NULL, 0, 0, NULL, {0}},',
+            "    {NULL, 0, 0, NULL, NULL, 0, 0, NULL, {0}},",
             "};",
             "static const command_vector_t COMMAND_VECTORS[] = {",
             *commands,
