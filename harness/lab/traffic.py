@@ -300,6 +300,16 @@ class StealMeter:
         self.percent = 100 * (steal - self._start[0]) / elapsed
 
 
+def steal_adjusted_floor(floor_mbps: float, steal_pct: float) -> float:
+    """The floor a virtual board is held to when the hypervisor took ``steal_pct`` % of the machine's CPU.
+
+    The virtual DUT runs on the lab machine's own CPUs: while the hypervisor has them, the "chip" does
+    not run and no frame moves, so an honest rate shrinks at least in proportion to the stolen time.
+    A real board is not slowed by the lab machine's steal and keeps the plain floor.
+    """
+    return floor_mbps * (1 - min(max(steal_pct, 0.0), 100.0) / 100)
+
+
 T = TypeVar("T")
 
 

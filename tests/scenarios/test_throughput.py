@@ -2,7 +2,9 @@
 
 A result below the floor is measured once more before the test fails: a DUT that is really slow is
 slow twice, while a stall of a shared CI machine (recorded as `lab_host_cpu_steal_pct`) is not. Every
-attempt is recorded; the metric is the best one.
+attempt is recorded; the metric is the best one. The virtual board runs on the lab machine's CPUs, so
+an attempt during which the hypervisor stole a share of them is held to the floor less that share
+(`steal_adjusted_floor`); a real board keeps the plain floor.
 """
 
 from __future__ import annotations
@@ -10,7 +12,15 @@ from __future__ import annotations
 import pytest
 
 from harness.boards.board import Board
-from harness.lab.traffic import CpuMeter, StealMeter, http_download, http_upload, iperf3, measure_until
+from harness.lab.traffic import (
+    CpuMeter,
+    StealMeter,
+    http_download,
+    http_upload,
+    iperf3,
+    measure_until,
+    steal_adjusted_floor,
+)
 
 
 @pytest.fixture
@@ -37,11 +47,18 @@ def _record_attempts(metrics, name: str, rates: list[float], steals: list[float]
     return best
 
 
-def _check_floor(name: str, rates: list[float], steals: list[float], floor: float) -> None:
+def _attempt_floor(board: Board, floor: float, steal_pct: float) -> float:
+    return steal_adjusted_floor(floor, steal_pct) if board.kind == "virtual" else floor
+
+
+def _check_floor(name: str, board: Board, rates: list[float], steals: list[float], floor: float) -> None:
+    floors = [_attempt_floor(board, floor, steal) for steal in steals]
     detail = ", ".join(
-        f"{rate:.2f} Mbit/s ({steal:.1f} % CPU steal)" for rate, steal in zip(rates, steals, strict=True)
+        f"{rate:.2f} Mbit/s ({steal:.1f} % CPU steal, floor {held:.2f})"
+        for rate, steal, held in zip(rates, steals, floors, strict=True)
     )
-    assert max(rates) >= floor, f"{name} below the floor {floor:.2f} Mbit/s on every attempt: {detail}"
+    met = any(rate >= held for rate, held in zip(rates, floors, strict=True))
+    assert met, f"{name} below the floor {floor:.2f} Mbit/s on every attempt: {detail}"
 
 
 def test_http_download(board: Board, lab, dut_ip, metrics, ceiling, floor, request) -> None:
@@ -58,7 +75,7 @@ def test_http_download(board: Board, lab, dut_ip, metrics, ceiling, floor, reque
         cpu_meters.append(cpu)
         return transfer
 
-    transfers = measure_until(measure, lambda t: t.mbps >= floor)
+    transfers = measure_until(measure, lambda t: t.mbps >= _attempt_floor(board, floor, steals[-1]))
     rates = [t.mbps for t in transfers]
     best = transfers[rates.index(max(rates))]
     _record_attempts(metrics, "http_download_mbps", rates, steals, ceiling)
@@ -67,7 +84,7 @@ def test_http_download(board: Board, lab, dut_ip, metrics, ceiling, floor, reque
         metrics.record(
             "virtual_firmware_cpu_pct", sum(cpu_meters[rates.index(max(rates))].percent.values()), "%", "lower"
         )
-    _check_floor("HTTP download", rates, steals, floor)
+    _check_floor("HTTP download", board, rates, steals, floor)
 
 
 def test_http_upload(board: Board, lab, dut_ip, metrics, ceiling, floor, request) -> None:
@@ -80,9 +97,9 @@ def test_http_upload(board: Board, lab, dut_ip, metrics, ceiling, floor, request
         steals.append(steal.percent)
         return transfer
 
-    rates = [t.mbps for t in measure_until(measure, lambda t: t.mbps >= floor)]
+    rates = [t.mbps for t in measure_until(measure, lambda t: t.mbps >= _attempt_floor(board, floor, steals[-1]))]
     _record_attempts(metrics, "http_upload_mbps", rates, steals, ceiling)
-    _check_floor("HTTP upload", rates, steals, floor)
+    _check_floor("HTTP upload", board, rates, steals, floor)
 
 
 @pytest.mark.parametrize("direction", ["rx", "tx"])
@@ -96,10 +113,10 @@ def test_iperf3_tcp(board: Board, lab, dut_ip, metrics, ceiling, floor, request,
         steals.append(steal.percent)
         return result
 
-    results = measure_until(measure, lambda r: r.mbps >= floor)
+    results = measure_until(measure, lambda r: r.mbps >= _attempt_floor(board, floor, steals[-1]))
     rates = [r.mbps for r in results]
     _record_attempts(metrics, f"iperf3_tcp_{direction}_mbps", rates, steals, ceiling)
     retransmits = results[rates.index(max(rates))].retransmits
     if retransmits is not None:
         metrics.record(f"iperf3_tcp_{direction}_retransmits", retransmits, "segments", "lower")
-    _check_floor(f"iperf3 TCP {direction}", rates, steals, floor)
+    _check_floor(f"iperf3 TCP {direction}", board, rates, steals, floor)
