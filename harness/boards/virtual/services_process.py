@@ -7,6 +7,7 @@ closes, so it cannot outlive its owner.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -141,7 +142,9 @@ class ServicesProcess:
                 proc.wait(timeout=timeout_s)
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
-                stream.close()
+                # A `quit` still buffered for a program that already exited fails to flush on close.
+                with contextlib.suppress(BrokenPipeError):
+                    stream.close()
         self.last_log = self.log_text()
         self._log.close()
         self._log = None
