@@ -1,7 +1,7 @@
 """Measure run-to-run noise of the virtual lab's throughput and ping figures.
 
-Builds a namespace pair joined by a veth shaped like 100BASE-TX (``gso_max_segs 1`` on both ends, tbf 100mbit
-with Ethernet overhead on both egresses), then repeats a 3 s iperf3 TCP run and a 50-probe ping and prints the
+Builds the lab (``harness.lab.netns.Lab``: two namespaces joined by the veth shaped like 100BASE-TX), runs
+``iperf3 -s`` at a static address on its DUT end, then repeats a 3 s iperf3 TCP run and a 50-probe ping and prints the
 coefficient of variation (stdev / mean) of each figure. The regression gate is calibrated against these numbers
 (see ``bench/regress_calibration.py``).
 
@@ -15,106 +15,43 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-PREFIX = f"hil-rs-{os.getpid() % 100000}"
-NS_SERVER = f"{PREFIX}-s"
-NS_CLIENT = f"{PREFIX}-c"
-SERVER_IP = "10.77.0.1"
-CLIENT_IP = "10.77.0.2"
-TIMEOUT_S = 30
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from harness.errors import LabError
+from harness.lab.netns import Lab
+from harness.lab.traffic import iperf3, ping
 
-def sh(*args: str, timeout: float = TIMEOUT_S) -> str:
-    """Run a command, fail loudly, return its stdout."""
-    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
-    return done.stdout
+SERVER_READY_S = 10
 
 
-def in_ns(ns: str, *args: str, timeout: float = TIMEOUT_S) -> str:
-    return sh("ip", "netns", "exec", ns, *args, timeout=timeout)
+def iperf3_runs(lab: Lab, server_ip: str, runs: int) -> list[float]:
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    lab.spawn("iperf3-server", lab.dut, ["iperf3", "-s", "-B", server_ip], **quiet)
+    return [_iperf3_mbps(lab, server_ip) for _ in range(runs)]
 
 
-def build_lab() -> None:
-    sh("ip", "netns", "add", NS_SERVER)
-    sh("ip", "netns", "add", NS_CLIENT)
-    sh("ip", "link", "add", "veth-s", "netns", NS_SERVER, "type", "veth", "peer", "name", "veth-c", "netns", NS_CLIENT)
-    for ns, dev, ip in ((NS_SERVER, "veth-s", SERVER_IP), (NS_CLIENT, "veth-c", CLIENT_IP)):
-        in_ns(ns, "ip", "link", "set", "lo", "up")
-        in_ns(ns, "ip", "link", "set", dev, "gso_max_segs", "1")
-        in_ns(ns, "ip", "addr", "add", f"{ip}/24", "dev", dev)
-        in_ns(ns, "ip", "link", "set", dev, "up")
-        in_ns(
-            ns,
-            "tc",
-            "qdisc",
-            "add",
-            "dev",
-            dev,
-            "root",
-            "tbf",
-            "rate",
-            "100mbit",
-            "burst",
-            "3076",
-            "limit",
-            "150000",
-            "overhead",
-            "24",
-            "linklayer",
-            "ethernet",
-        )
-
-
-def tear_down() -> None:
-    for ns in (NS_CLIENT, NS_SERVER):
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=TIMEOUT_S, check=False)
-
-
-def iperf3_runs(runs: int) -> list[float]:
-    # `ip netns exec` execs iperf3 in place, so this PID is the server's own.
-    server = subprocess.Popen(
-        ["ip", "netns", "exec", NS_SERVER, "iperf3", "-s", "-B", SERVER_IP],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        return [_iperf3_client() for _ in range(runs)]
-    finally:
-        server.terminate()
-        server.wait(timeout=TIMEOUT_S)
-
-
-def _iperf3_client() -> float:
-    deadline = time.monotonic() + 10
+def _iperf3_mbps(lab: Lab, server_ip: str) -> float:
+    deadline = time.monotonic() + SERVER_READY_S
     while True:
-        done = subprocess.run(
-            ["ip", "netns", "exec", NS_CLIENT, "iperf3", "-c", SERVER_IP, "-t", "3", "-J"],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT_S,
-            check=False,
-        )
-        if done.returncode == 0:
-            report = json.loads(done.stdout)
-            return report["end"]["sum_received"]["bits_per_second"] / 1e6
-        # The server may not be listening yet right after start: retry until the deadline.
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"iperf3 client failed: {done.stdout[-400:]} {done.stderr[-400:]}")
-        time.sleep(0.2)
+        try:
+            return iperf3(lab.host, server_ip, seconds=3).mbps
+        except LabError:
+            # The server may not be listening yet right after start: retry until the deadline.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
-def ping_runs(runs: int) -> dict[str, list[float]]:
+def ping_runs(lab: Lab, server_ip: str, runs: int) -> dict[str, list[float]]:
     figures: dict[str, list[float]] = {"rtt_avg_ms": [], "rtt_p50_ms": [], "rtt_p99_ms": []}
     for _ in range(runs):
-        out = in_ns(NS_CLIENT, "ping", "-c", "50", "-i", "0.01", "-n", SERVER_IP)
-        rtts = sorted(float(m) for m in re.findall(r"time=([0-9.]+) ms", out))
+        rtts = sorted(ping(lab.host, server_ip, count=50, interval=0.01).rtts_ms)
         figures["rtt_avg_ms"].append(statistics.fmean(rtts))
         figures["rtt_p50_ms"].append(statistics.median(rtts))
         figures["rtt_p99_ms"].append(rtts[min(len(rtts) - 1, round(0.99 * (len(rtts) - 1)))])
@@ -133,11 +70,9 @@ def main() -> int:
     if os.geteuid() != 0:
         print("lab_noise: needs root for network namespaces", file=sys.stderr)
         return 2
-    try:
-        build_lab()
-        series = {"iperf3_tcp_mbps": iperf3_runs(args.runs), **ping_runs(args.runs)}
-    finally:
-        tear_down()
+    with Lab() as lab:
+        server_ip = lab.address_dut()
+        series = {"iperf3_tcp_mbps": iperf3_runs(lab, server_ip, args.runs), **ping_runs(lab, server_ip, args.runs)}
     summary = {}
     for name, values in series.items():
         summary[name] = {

@@ -357,6 +357,20 @@ class Lab(Cable):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def address_dut(self, ip: str | None = None) -> str:
+        """Give the DUT end a static address and bring it up, for a server run there without a board.
+
+        Args:
+            ip: the address (default: the first of the DHCP pool).
+
+        Returns:
+            The address.
+        """
+        address = ip or self.addressing.pool_start
+        self.dut.ip("addr", "add", f"{address}/{self.addressing.prefixlen}", "dev", self.dut_if)
+        self.dut.ip("link", "set", self.dut_if, "up")
+        return address
+
     # --- processes -------------------------------------------------------------------------------------
 
     def spawn(

@@ -2,7 +2,7 @@
 iperf3 server side by side with the real `iperf3 -s`, same client, same run.
 
 1. Loopback, unshaped: CPU-bound numbers, printed only.
-2. Two network namespaces joined by a veth pair shaped like 100BASE-TX (gso_max_segs 1 and
+2. The lab's two network namespaces joined by its veth shaped like 100BASE-TX (gso_max_segs 1 and
    tbf 100mbit with Ethernet overhead on both egresses): 10 s TCP each direction for each server;
    the ratio ours/real is printed and must reach the issue's bar of 98 %.
 """
@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness.boards.virtual.services_process import ServicesProcess
+from harness.lab.netns import Lab
 
 pytestmark = [
     pytest.mark.benchmark,
@@ -29,20 +30,12 @@ pytestmark = [
 
 BAR = 0.98
 SHAPED_SECONDS = 10
-SERVER_ADDR = "10.231.0.1"
-CLIENT_ADDR = "10.231.0.2"
 
 
 @pytest.fixture(autouse=True)
 def _opt_in(request: pytest.FixtureRequest) -> None:
     if not (request.config.getoption("--benchmarks", default=False) or os.environ.get("HIL_BENCHMARKS") == "1"):
         pytest.skip("benchmark: run with --benchmarks or HIL_BENCHMARKS=1")
-
-
-def sh(*cmd: str) -> None:
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {result.stderr.strip()}")
 
 
 def client_mbps(port: int, seconds: int, reverse: bool, netns: str | None = None, host: str = "127.0.0.1") -> float:
@@ -92,62 +85,12 @@ class RealIperf3:
 
 
 @pytest.fixture
-def shaped_link() -> Iterator[tuple[str, str]]:
-    """Server and client namespaces joined by a 100BASE-TX-shaped veth pair; always removed."""
+def shaped_link() -> Iterator[tuple[str, str, str]]:
+    """The lab's 100BASE-TX-shaped cable: server namespace, client namespace, server address; always removed."""
     if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("tc") is None:
         pytest.skip("needs root, ip and tc to build network namespaces")
-    tag = str(os.getpid())
-    server_ns, client_ns = f"hil-cs-srv-{tag}", f"hil-cs-cli-{tag}"
-    created: list[str] = []
-    try:
-        for ns in (server_ns, client_ns):
-            sh("ip", "netns", "add", ns)
-            created.append(ns)
-        sh(
-            "ip",
-            "link",
-            "add",
-            "hcs-s",
-            "netns",
-            server_ns,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "hcs-c",
-            "netns",
-            client_ns,
-        )
-        for ns, dev, addr in ((server_ns, "hcs-s", SERVER_ADDR), (client_ns, "hcs-c", CLIENT_ADDR)):
-            sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", "dev", dev, "gso_max_segs", "1")
-            sh("ip", "-n", ns, "link", "set", "dev", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "dev", "lo", "up")
-            sh(
-                "tc",
-                "-n",
-                ns,
-                "qdisc",
-                "add",
-                "dev",
-                dev,
-                "root",
-                "tbf",
-                "rate",
-                "100mbit",
-                "burst",
-                "3076",
-                "limit",
-                "150000",
-                "overhead",
-                "24",
-                "linklayer",
-                "ethernet",
-            )
-        yield server_ns, client_ns
-    finally:
-        for ns in created:
-            subprocess.run(["ip", "netns", "delete", ns], capture_output=True, timeout=30, check=False)
+    with Lab() as lab:
+        yield lab.dut.name, lab.host.name, lab.address_dut()
 
 
 def free_port() -> int:
@@ -170,14 +113,14 @@ def test_loopback_side_by_side() -> None:
         print(f"   ratio {mine / real:.3f}")
 
 
-def test_shaped_100base_tx_ratio(shaped_link: tuple[str, str]) -> None:
-    server_ns, client_ns = shaped_link
+def test_shaped_100base_tx_ratio(shaped_link: tuple[str, str, str]) -> None:
+    server_ns, client_ns, server_addr = shaped_link
     rows = []
     with ServicesProcess(iperf3=5201, netns=server_ns) as ours, RealIperf3(5202, netns=server_ns):
         assert ours.tcp_port("iperf3") == 5201
         for reverse in (False, True):
-            mine = client_mbps(5201, SHAPED_SECONDS, reverse, client_ns, SERVER_ADDR)
-            real = client_mbps(5202, SHAPED_SECONDS, reverse, client_ns, SERVER_ADDR)
+            mine = client_mbps(5201, SHAPED_SECONDS, reverse, client_ns, server_addr)
+            real = client_mbps(5202, SHAPED_SECONDS, reverse, client_ns, server_addr)
             rows.append(("download -R" if reverse else "upload", mine, real))
     print(f"\n100BASE-TX-shaped veth (tbf 100mbit, overhead 24, gso_max_segs 1), {SHAPED_SECONDS} s TCP:")
     for name, mine, real in rows:

@@ -82,3 +82,12 @@ def test_clients_may_reach_lab_addresses_from_the_host_namespace() -> None:
 
     with Lab() as lab:
         lab.host.call(require_lab_namespace, "10.77.0.100", timeout=10)
+
+
+@needs_root
+def test_address_dut_gives_a_reachable_static_address() -> None:
+    with Lab() as lab:
+        address = lab.address_dut()
+        assert address == lab.addressing.pool_start
+        assert f"inet {address}/{lab.addressing.prefixlen}" in lab.dut.ip("addr", "show", lab.dut_if)
+        assert " 0% packet loss" in lab.host.run("ping", "-c", "2", "-i", "0.2", "-W", "2", address)
