@@ -100,11 +100,9 @@ class Board(abc.ABC):
         """Read a boot that starts at console line ``mark``: reset reason, HIL_HELLO, link, address."""
         console = self.monitor
         info = BootInfo(mark=mark, t_reset=t_reset)
-        rst = console.wait_for(
-            lambda ln: _RESET_LINE.search(ln.text), since=mark, timeout=timeout, what="the ROM's reset line (rst:0x..)"
+        rst, match = console.wait_for_text(
+            _RESET_LINE, since=mark, timeout=timeout, what="the ROM's reset line (rst:0x..)"
         )
-        match = _RESET_LINE.search(rst.text)
-        assert match is not None
         info.reset_code, info.reset_reason = int(match.group(1), 16), match.group(2)
         # Everything from the ROM banner on belongs to the new boot; a line the old firmware printed after
         # `mark` but before it was reset must not stand in for this boot's HELLO, link or address.

@@ -221,13 +221,17 @@ class ConsoleMonitor:
                     )
                 self._cond.wait(remaining)
 
-    def wait_for_text(self, pattern: str, *, since: int, timeout: float) -> re.Match[str]:
-        """Wait for a line matching the regular expression ``pattern``; return the match."""
+    def wait_for_text(
+        self, pattern: str | re.Pattern[str], *, since: int, timeout: float, what: str | None = None
+    ) -> tuple[ConsoleLine, re.Match[str]]:
+        """Wait for a line matching the regular expression ``pattern``; return the line and the match."""
         regex = re.compile(pattern)
-        line = self.wait_for(lambda ln: regex.search(ln.text), since=since, timeout=timeout, what=f"/{pattern}/")
+        line = self.wait_for(
+            lambda ln: regex.search(ln.text), since=since, timeout=timeout, what=what or f"/{regex.pattern}/"
+        )
         match = regex.search(line.text)
         assert match is not None
-        return match
+        return line, match
 
     def wait_for_machine(
         self,
