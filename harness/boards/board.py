@@ -182,6 +182,13 @@ class Board(abc.ABC):
         self.monitor.wait_for(lambda ln: ln.text.endswith(PROMPT.rstrip()) or PROMPT in ln.text, since=mark,
                               timeout=timeout, what="the prompt")  # fmt: skip
 
+    def throughput_floor_mbps(self, floor_mbps: float, host_cpu_steal_pct: float) -> float:
+        """The floor one throughput attempt is held to, given the lab machine's CPU steal during it.
+
+        A real board is not slowed by the lab machine's steal: the plain floor.
+        """
+        return floor_mbps
+
     def identity(self) -> dict[str, Any]:
         """Board kind, id and MAC, and the firmware it runs (from HIL_HELLO), for the results file."""
         mac = self.hello.get("mac", "")

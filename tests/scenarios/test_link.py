@@ -11,7 +11,7 @@ import time
 from harness.boards.board import Board
 from harness.errors import DutTimeoutError, LabError
 from harness.lab.http_client import HttpConnection
-from harness.lab.traffic import StealMeter, http_download, steal_adjusted_floor
+from harness.lab.traffic import StealMeter, http_download
 
 PULL_S = 2.0
 AFTER_PULL_BYTES = 20_000_000
@@ -53,9 +53,7 @@ def _check_pull(board: Board, lab, dut_ip: str, hil_config, metrics, before: dic
         transfer = http_download(lab.host, board.wait_for_ip(), AFTER_PULL_BYTES)
     metrics.record(f"{prefix}_after_pull_mbps", transfer.mbps, "Mbit/s", "higher", ceiling=ceiling)
     metrics.record(f"{prefix}_after_pull_cpu_steal_pct", steal.percent, "%", "lower")
-    floor = hil_config.throughput_floor_mbps(ceiling)
-    if board.kind == "virtual":  # the virtual DUT stops while the hypervisor holds the machine's CPUs
-        floor = steal_adjusted_floor(floor, steal.percent)
+    floor = board.throughput_floor_mbps(hil_config.throughput_floor_mbps(ceiling), steal.percent)
     assert transfer.mbps >= floor, (
         f"after the pull a download ran at {transfer.mbps:.1f} Mbit/s, floor {floor:.1f} "
         f"({steal.percent:.1f} % CPU steal)"

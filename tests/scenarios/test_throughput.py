@@ -4,7 +4,7 @@ A result below the floor is measured once more before the test fails: a DUT that
 slow twice, while a stall of a shared CI machine (recorded as `lab_host_cpu_steal_pct`) is not. Every
 attempt is recorded; the metric is the best one. The virtual board runs on the lab machine's CPUs, so
 an attempt during which the hypervisor stole a share of them is held to the floor less that share
-(`steal_adjusted_floor`); a real board keeps the plain floor.
+(`Board.throughput_floor_mbps`); a real board keeps the plain floor.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from harness.lab.traffic import (
     http_upload,
     iperf3,
     measure_until,
-    steal_adjusted_floor,
 )
 
 
@@ -47,12 +46,8 @@ def _record_attempts(metrics, name: str, rates: list[float], steals: list[float]
     return best
 
 
-def _attempt_floor(board: Board, floor: float, steal_pct: float) -> float:
-    return steal_adjusted_floor(floor, steal_pct) if board.kind == "virtual" else floor
-
-
 def _check_floor(name: str, board: Board, rates: list[float], steals: list[float], floor: float) -> None:
-    floors = [_attempt_floor(board, floor, steal) for steal in steals]
+    floors = [board.throughput_floor_mbps(floor, steal) for steal in steals]
     detail = ", ".join(
         f"{rate:.2f} Mbit/s ({steal:.1f} % CPU steal, floor {held:.2f})"
         for rate, steal, held in zip(rates, steals, floors, strict=True)
@@ -75,7 +70,7 @@ def test_http_download(board: Board, lab, dut_ip, metrics, ceiling, floor, reque
         cpu_meters.append(cpu)
         return transfer
 
-    transfers = measure_until(measure, lambda t: t.mbps >= _attempt_floor(board, floor, steals[-1]))
+    transfers = measure_until(measure, lambda t: t.mbps >= board.throughput_floor_mbps(floor, steals[-1]))
     rates = [t.mbps for t in transfers]
     best = transfers[rates.index(max(rates))]
     _record_attempts(metrics, "http_download_mbps", rates, steals, ceiling)
@@ -97,7 +92,7 @@ def test_http_upload(board: Board, lab, dut_ip, metrics, ceiling, floor, request
         steals.append(steal.percent)
         return transfer
 
-    rates = [t.mbps for t in measure_until(measure, lambda t: t.mbps >= _attempt_floor(board, floor, steals[-1]))]
+    rates = [t.mbps for t in measure_until(measure, lambda t: t.mbps >= board.throughput_floor_mbps(floor, steals[-1]))]
     _record_attempts(metrics, "http_upload_mbps", rates, steals, ceiling)
     _check_floor("HTTP upload", board, rates, steals, floor)
 
@@ -113,7 +108,7 @@ def test_iperf3_tcp(board: Board, lab, dut_ip, metrics, ceiling, floor, request,
         steals.append(steal.percent)
         return result
 
-    results = measure_until(measure, lambda r: r.mbps >= _attempt_floor(board, floor, steals[-1]))
+    results = measure_until(measure, lambda r: r.mbps >= board.throughput_floor_mbps(floor, steals[-1]))
     rates = [r.mbps for r in results]
     _record_attempts(metrics, f"iperf3_tcp_{direction}_mbps", rates, steals, ceiling)
     retransmits = results[rates.index(max(rates))].retransmits

@@ -17,6 +17,7 @@ from harness.boards.virtual.cbuild import build_services
 from harness.console.monitor import ConsoleMonitor
 from harness.errors import BoardError
 from harness.lab.netns import Lab, ManagedProcess
+from harness.lab.traffic import steal_adjusted_floor
 
 READY_TIMEOUT_S = 15.0
 CONTROL_TIMEOUT_S = 10.0
@@ -123,6 +124,10 @@ class VirtualBoard(Board):
     def download_mode(self) -> None:
         """Pulse EN with IO0 low: the ROM loader answers esptool on `port` until the next reset."""
         self.control("download")
+
+    def throughput_floor_mbps(self, floor_mbps: float, host_cpu_steal_pct: float) -> float:
+        """The floor less the share of CPU the hypervisor stole: this "chip" runs on the lab machine's CPUs."""
+        return steal_adjusted_floor(floor_mbps, host_cpu_steal_pct)
 
     def app_pid(self) -> int | None:
         """PID of the running firmware process (to simulate a hang by killing it)."""
