@@ -205,7 +205,7 @@ def judge(fault: Fault | None, run: SuiteRun | None) -> Verdict:
         verdict.verdict = "false alarm" if verdict.false_alarms else "ok"
     elif run.not_implemented:
         verdict.verdict = "not implemented"
-        verdict.notes.insert(0, f"the virtual board has no mechanism for {fault.name} (owner {fault.owner})")
+        verdict.notes.insert(0, f"the virtual board has no mechanism for {fault.name}")
     elif verdict.detected_by:
         verdict.verdict = "detected"
     else:
