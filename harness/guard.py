@@ -48,7 +48,7 @@ class GuardedBoard(Protocol):
 
 
 @dataclass(frozen=True)
-class TestPolicy:
+class GuardPolicy:
     """What one test declares: its counter budget and the crash kinds it expects."""
 
     budget: Mapping[str, int] = field(default_factory=dict)
@@ -111,7 +111,7 @@ class Guard:
         self.board = board
         self.decoder = decoder
         self.needs_reset = False
-        self._policy = TestPolicy()
+        self._policy = GuardPolicy()
         self._slice_path: Path | None = None
         self._mark = 0
         self._planned = 0
@@ -131,7 +131,7 @@ class Guard:
             raise BoardError(f"the board did not come back after a reset: {exc}") from exc
         self.needs_reset = False
 
-    def before(self, policy: TestPolicy, slice_path: Path | None = None) -> None:
+    def before(self, policy: GuardPolicy, slice_path: Path | None = None) -> None:
         """Start guarding a test: mark the console, count planned restarts, read the counters."""
         self._policy = policy
         self._slice_path = slice_path
@@ -179,9 +179,9 @@ def policy_for(
     base_budget: Mapping[str, int],
     budget_overrides: Iterable[Mapping[str, int]],
     expected_crashes: Iterable[str],
-) -> TestPolicy:
+) -> GuardPolicy:
     """A test's policy: the config's budget for its scenario, overridden by its markers in order."""
     budget = dict(base_budget)
     for override in budget_overrides:
         budget.update(override)
-    return TestPolicy(budget, frozenset(expected_crashes))
+    return GuardPolicy(budget, frozenset(expected_crashes))

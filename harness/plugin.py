@@ -93,7 +93,8 @@ class _Recorder:
 
     def addoption(self, *flags: str, **kwargs: Any) -> None:
         dest = kwargs.get("dest") or flags[-1].lstrip("-").replace("-", "_")
-        self.options[dest] = HarnessOption(flags[-1], kwargs.get("default"), self.owner)
+        implicit = False if kwargs.get("action") == "store_true" else None
+        self.options[dest] = HarnessOption(flags[-1], kwargs.get("default", implicit), self.owner)
 
 
 def harness_options(embedded_plugin: bool) -> dict[str, HarnessOption]:

@@ -18,7 +18,7 @@ from harness.boards.kinds import BoardKind
 from harness.config import LabConfig
 from harness.console.decode import BacktraceDecoder
 from harness.errors import HilError
-from harness.guard import Guard, TestPolicy, Verdict, policy_for
+from harness.guard import Guard, GuardPolicy, Verdict, policy_for
 from harness.lab.base import Lab
 from harness.results.record import RunRecord
 
@@ -102,7 +102,7 @@ class HilSession:
 
     # --- the guard -----------------------------------------------------------------------------------------
 
-    def policy(self, item: pytest.Item) -> TestPolicy:
+    def policy(self, item: pytest.Item) -> GuardPolicy:
         """A test's budget (hil.toml for its scenario module, then its `budget` markers) and expected crashes."""
         module = getattr(item, "module", None)
         scenario = module.__name__.rsplit(".", 1)[-1].removeprefix("test_") if module else "default"
