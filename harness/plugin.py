@@ -71,7 +71,16 @@ def _general_options(group: Any) -> None:
     group.addoption("--soak", action="store_true", help="also run tests marked `soak`")
     group.addoption("--selftest-full", action="store_true",
                     help="also run the full fault x scenario selftest matrix (several minutes)")  # fmt: skip
+    group.addoption("--repeat", type=_positive, default=1, metavar="N",
+                    help="run every selected test N times (test ids get [run1] ... [runN])")  # fmt: skip
     group.addoption("--hil-default-tests", default=None, help=argparse.SUPPRESS)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -249,6 +258,13 @@ class HilPlugin:
             for item in items:
                 if marker in item.keywords:
                     item.add_marker(skip)
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """`--repeat N`: every test N times."""
+        count = metafunc.config.option.repeat
+        if count > 1:
+            metafunc.fixturenames.append("hil_repeat")
+            metafunc.parametrize("hil_repeat", range(1, count + 1), ids=lambda n: f"run{n}")
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:

@@ -40,7 +40,9 @@ class KindOptions:
         self.embedded_plugin = embedded_plugin
 
     def addoption(self, *flags: str, **kwargs: Any) -> None:
-        """Add an option (as `pytest.OptionGroup.addoption`) owned by this kind."""
+        """Add an option (as `pytest.OptionGroup.addoption`) owned by this kind; its help names the kind."""
+        if "help" in kwargs:
+            kwargs["help"] = f"{kwargs['help']} [--board {self._kind}]"
         self._group.addoption(*flags, **kwargs)
         dest = kwargs.get("dest") or flags[-1].lstrip("-").replace("-", "_")
         self._owners[dest] = (self._kind, flags[-1], kwargs.get("default"))
