@@ -32,7 +32,7 @@ from harness.errors import ConfigError, HilError
 from harness.lab.base import Lab
 from harness.lab.netns import new_run_id
 from harness.results.record import Metric, RunRecord
-from harness.session import HilSession
+from harness.session import HilSession, record_nodeid
 
 GROUP = "esp-smoltcp-hil"
 # Fixtures a HIL test uses; a test that uses one is recorded in the results file.
@@ -72,7 +72,8 @@ def _general_options(group: Any) -> None:
     group.addoption("--selftest-full", action="store_true",
                     help="also run the full fault x scenario selftest matrix (several minutes)")  # fmt: skip
     group.addoption("--repeat", type=_positive, default=1, metavar="N",
-                    help="run every selected test N times (test ids get [run1] ... [runN])")  # fmt: skip
+                    help="run every selected test N times (ids get repeat1..N; the results keep one record per test: "
+                    "its worst outcome, every metric)")  # fmt: skip
     group.addoption("--hil-default-tests", default=None, help=argparse.SUPPRESS)
 
 
@@ -264,7 +265,7 @@ class HilPlugin:
         count = metafunc.config.option.repeat
         if count > 1:
             metafunc.fixturenames.append("hil_repeat")
-            metafunc.parametrize("hil_repeat", range(1, count + 1), ids=lambda n: f"run{n}")
+            metafunc.parametrize("hil_repeat", range(1, count + 1), ids=lambda n: f"repeat{n}")
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -394,7 +395,7 @@ class MetricsRecorder:
 
     def __init__(self, item: pytest.Item, record: RunRecord) -> None:
         self.item = item
-        self.test = record.test(item.nodeid)
+        self.test = record.test(record_nodeid(item.nodeid))
 
     def record(self, name: str, value: float, unit: str, better: str, ceiling: float | None = None) -> Metric:
         """Record one metric (``better`` is `higher` or `lower`)."""

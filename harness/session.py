@@ -25,6 +25,14 @@ from harness.results.record import RunRecord
 # A test's outcome from the moment its setup starts until a report says otherwise: a run stopped in the
 # middle of a test (SIGTERM, Ctrl-C, a CI cancel) leaves it so, never as passed.
 INTERRUPTED = "interrupted"
+# Settled outcomes of one test repeated with --repeat: the record keeps the worst.
+_SEVERITY = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
+_REPEAT_ID = re.compile(r"(?<=\[)repeat\d+-|-repeat\d+(?=\])|\[repeat\d+\]")
+
+
+def record_nodeid(nodeid: str) -> str:
+    """The results record a test belongs to: repetitions of one test (`--repeat`) share their test's record."""
+    return _REPEAT_ID.sub("", nodeid)
 
 
 def scenario_name(nodeid: str) -> str:
@@ -57,6 +65,7 @@ class HilSession:
         self.board: Board | None = None
         self.guard: Guard | None = None
         self.hil_tests: set[str] = set()
+        self._settled: dict[str, str] = {}
         self.imported_into: str | None = None
         self.decoder = BacktraceDecoder(options.app_elf)
         self._lock = threading.Lock()
@@ -119,8 +128,8 @@ class HilSession:
 
     def keep_verdict(self, item: pytest.Item, verdict: Verdict) -> None:
         """Store what the guard found with the test's record (and the slice path in the JUnit properties)."""
-        test = self.record.test(item.nodeid)
-        test.events = verdict.events
+        test = self.record.test(record_nodeid(item.nodeid))
+        test.events += verdict.events
         test.counters = verdict.counters
         if verdict.console_slice is not None:
             test.console_slice = self.record.relative(verdict.console_slice)
@@ -131,13 +140,14 @@ class HilSession:
     def test_started(self, nodeid: str) -> None:
         """A HIL test's setup begins: it counts as interrupted until a report says how it ended."""
         self.hil_tests.add(nodeid)
-        self.record.test(nodeid).outcome = INTERRUPTED
+        self.record.test(record_nodeid(nodeid)).outcome = INTERRUPTED
 
     def record_report(self, report: pytest.TestReport) -> None:
         """Fold one phase report (setup/call/teardown) of a HIL test into its record and save the file."""
         if report.nodeid not in self.hil_tests:
             return
-        test = self.record.test(report.nodeid)
+        key = record_nodeid(report.nodeid)
+        test = self.record.test(key)
         test.duration_s += report.duration
         if report.when == "call" or (report.when == "setup" and not report.passed):
             if report.skipped:
@@ -152,6 +162,10 @@ class HilSession:
             test.outcome = "error"
             test.message = _failure_message(report)
         if report.when == "teardown":
+            settled = self._settled.get(key)
+            if settled is not None and _SEVERITY.get(settled, 0) > _SEVERITY.get(test.outcome, 0):
+                test.outcome = settled  # an earlier repetition did worse
+            self._settled[key] = test.outcome
             self.record.save()
 
     def finish(self, interrupted: bool) -> None:

@@ -14,7 +14,7 @@ import pytest
 from harness.boards.kinds import board_kind
 from harness.config import LabConfig
 from harness.results.record import RunRecord
-from harness.session import INTERRUPTED, HilSession
+from harness.session import INTERRUPTED, HilSession, record_nodeid
 
 UNRELATED = """
 import signal
@@ -163,3 +163,27 @@ def test_a_test_left_without_an_outcome_marks_the_run_interrupted(tmp_path: Path
     session.finish(interrupted=False)
     record = json.loads((tmp_path / "run1.json").read_text())
     assert record["tests"][0]["outcome"] == INTERRUPTED and record["interrupted"] is True
+
+
+@pytest.mark.parametrize(
+    ("nodeid", "record"),
+    [
+        ("t.py::test_a[repeat2]", "t.py::test_a"),
+        ("t.py::test_ping[56-repeat3]", "t.py::test_ping[56]"),
+        ("t.py::test_ping[repeat1-56]", "t.py::test_ping[56]"),
+        ("t.py::test_repeat_me[repeated]", "t.py::test_repeat_me[repeated]"),
+    ],
+)
+def test_repetitions_share_their_test_record(nodeid: str, record: str) -> None:
+    assert record_nodeid(nodeid) == record
+
+
+def test_a_repeated_test_keeps_its_worst_outcome(tmp_path: Path) -> None:
+    session = _session(tmp_path)
+    for nodeid, outcome in (("t::a[repeat1]", "passed"), ("t::a[repeat2]", "failed"), ("t::a[repeat3]", "passed")):
+        session.test_started(nodeid)
+        for when in ("setup", "call", "teardown"):
+            session.record_report(_report(nodeid, when, outcome if when == "call" else "passed"))
+    session.finish(interrupted=False)
+    record = json.loads((tmp_path / "run1.json").read_text())
+    assert [(t["nodeid"], t["outcome"]) for t in record["tests"]] == [("t::a", "failed")]
