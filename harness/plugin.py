@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -33,6 +33,9 @@ from harness.lab.base import Lab
 from harness.lab.netns import new_run_id
 from harness.results.record import Metric, RunRecord
 from harness.session import HilSession, record_nodeid
+
+if TYPE_CHECKING:
+    from harness.lab.dhcp import DhcpServer
 
 GROUP = "esp-smoltcp-hil"
 # Fixtures a HIL test uses; a test that uses one is recorded in the results file.
@@ -385,8 +388,9 @@ def dut_ip(board: Board) -> str:
 
 
 @pytest.fixture
-def dhcp_server(hil_session: HilSession, lab: Lab) -> Any:
+def dhcp_server(hil_session: HilSession, lab: Lab) -> DhcpServer:
     """The lab's DHCP server (exchanges, behaviour switches)."""
+    assert hil_session.dhcp is not None  # the lab fixture started it
     return hil_session.dhcp
 
 

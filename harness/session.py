@@ -6,7 +6,7 @@ import io
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from rich.console import Console
@@ -21,6 +21,9 @@ from harness.errors import HilError
 from harness.guard import Guard, GuardPolicy, Verdict, policy_for
 from harness.lab.base import Lab
 from harness.results.record import RunRecord
+
+if TYPE_CHECKING:
+    from harness.lab.dhcp import DhcpServer
 
 # A test's outcome from the moment its setup starts until a report says otherwise: a run stopped in the
 # middle of a test (SIGTERM, Ctrl-C, a CI cancel) leaves it so, never as passed.
@@ -61,7 +64,7 @@ class HilSession:
         self.record = record
         self.kind = kind
         self.lab: Lab | None = None
-        self.dhcp: Any = None
+        self.dhcp: DhcpServer | None = None
         self.board: Board | None = None
         self.guard: Guard | None = None
         self.hil_tests: set[str] = set()
