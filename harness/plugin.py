@@ -137,7 +137,7 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     _general_options(group)
     embedded = _embedded_plugin_coming(pluginmanager)
     for name, kind in board_kinds().items():
-        kind.add_options(KindOptions(group, name, {}, embedded))
+        kind.add_options(KindOptions(group, name, embedded))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -194,8 +194,10 @@ class HilPlugin:
         self._candidates: set[str] = set()
         self._running: str | None = None
         options = harness_options(config.pluginmanager.has_plugin("pytest_embedded"))
-        self._check_options(options)
         self.options_given = self._given(options)
+        self._refuse_foreign_options(options)
+        if self.options_given:
+            self._load_config()  # a bad file stops `hil run` before anything starts
 
     # --- options and activation ----------------------------------------------------------------------------
 
@@ -209,18 +211,25 @@ class HilPlugin:
                 return True
         return False
 
-    def _check_options(self, harness: dict[str, HarnessOption]) -> None:
-        """Refuse, before anything starts, another kind's options, a bad config file and the kind's own checks."""
+    def _refuse_foreign_options(self, harness: dict[str, HarnessOption]) -> None:
+        """An option of another board kind than the chosen one is a usage error."""
         options = self.config.option
         chosen = options.board
         for dest, option in harness.items():
             if option.owner not in (None, chosen) and getattr(options, dest, option.default) != option.default:
                 raise pytest.UsageError(f"{option.flag} belongs to --board {option.owner}, not --board {chosen}")
-        try:
-            self.lab_config = LabConfig.load(options.hil_config)
-            board_kind(chosen).check_options(options, self.lab_config)
-        except ConfigError as exc:
-            raise pytest.UsageError(str(exc)) from exc
+
+    def _load_config(self) -> LabConfig:
+        """The lab config, loaded once and checked with the chosen kind's own option checks."""
+        if self.lab_config is None:
+            options = self.config.option
+            try:
+                config = LabConfig.load(options.hil_config)
+                board_kind(options.board).check_options(options, config)
+            except ConfigError as exc:
+                raise pytest.UsageError(str(exc)) from exc
+            self.lab_config = config
+        return self.lab_config
 
     def set_default_junit(self) -> None:
         """Every run leaves a JUnit file beside its results file unless the user chose another one."""
@@ -231,12 +240,12 @@ class HilPlugin:
         """The run: created when a test first uses the harness (SIGTERM then unwinds like Ctrl-C)."""
         if self.session is not None:
             return self.session
-        assert self.lab_config is not None
+        lab_config = self._load_config()
         options = self.config.option
         record = RunRecord(options.results_dir, self.run_id)
         if getattr(options, "xmlpath", None):
             record.meta["junit"] = record.relative(Path(options.xmlpath))
-        self.session = HilSession(options, self.lab_config, record, board_kind(options.board))
+        self.session = HilSession(options, lab_config, record, board_kind(options.board))
         # SIGTERM (CI cancel, `timeout`, `hil selftest`) unwinds like Ctrl-C, so the lab is torn down and the
         # test that was running is recorded as interrupted.
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):

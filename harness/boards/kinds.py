@@ -26,17 +26,16 @@ if TYPE_CHECKING:
 
 
 class KindOptions:
-    """The option group a kind adds its options to; it remembers which kind owns which option.
+    """The option group a kind adds its options to (their help names the kind).
 
     Attributes:
         embedded_plugin: pytest-embedded's plugin is (or will be) loaded in this session; it already owns
             the spellings it registers (`--port`, `--build-dir`, ...), so a kind must not add those again.
     """
 
-    def __init__(self, group: Any, kind: str, owners: dict[str, tuple[str, str, Any]], embedded_plugin: bool) -> None:
+    def __init__(self, group: Any, kind: str, embedded_plugin: bool) -> None:
         self._group = group
         self._kind = kind
-        self._owners = owners
         self.embedded_plugin = embedded_plugin
 
     def addoption(self, *flags: str, **kwargs: Any) -> None:
@@ -44,8 +43,6 @@ class KindOptions:
         if "help" in kwargs:
             kwargs["help"] = f"{kwargs['help']} [--board {self._kind}]"
         self._group.addoption(*flags, **kwargs)
-        dest = kwargs.get("dest") or flags[-1].lstrip("-").replace("-", "_")
-        self._owners[dest] = (self._kind, flags[-1], kwargs.get("default"))
 
 
 class BoardKind(abc.ABC):
