@@ -20,14 +20,13 @@ import os
 import re
 import secrets
 import select
-import shutil
 import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import LabError, MissingToolError
+from harness.errors import LabError
 from harness.lab.base import LAB_SYSCTLS, Lab, LabAddressing, LinkProfile
 from harness.lab.dhcp_packet import (
     BOOTREPLY,
@@ -229,8 +228,8 @@ class NicLab(Lab):
     ) -> None:
         if not nic:
             raise LabError(
-                "--board esp32p4 needs the host NIC cabled to the board: give --eth-iface (or nic.iface "
-                "in hil.toml); `ip link` lists the interfaces"
+                "a real board needs the host NIC cabled to it: give --eth-iface <nic> (or nic.iface / "
+                "boards.<name>.eth_iface in hil.toml); `ip link` lists the interfaces"
             )
         link = NicLinkProfile(rate_mbit=expect_speed_mbit, mtu=mtu, nic=nic)
         super().__init__(run_id, host_if=nic, addressing=addressing, link=link, log_dir=log_dir)
@@ -395,32 +394,3 @@ class NicLab(Lab):
                 "the board's own counters come from its console (`stats`)"
             )
         return self.host, self.nic
-
-
-def nic_lab_from_options(options: Any, config: Any, run_id: str, log_dir: Path | None) -> NicLab:
-    """The NicLab for a run: `--eth-iface` over the board's `eth_iface` over `[nic].iface` in hil.toml."""
-    nic_cfg = config.data["nic"]
-    iface = getattr(options, "eth_iface", None) or config.nic_iface(getattr(options, "board_name", None))
-    if not iface:
-        raise LabError(
-            "--board esp32p4 needs the host NIC cabled to the board: give --eth-iface <nic> (or "
-            "nic.iface / boards.<name>.eth_iface in hil.toml); `ip link` lists the interfaces"
-        )
-    if shutil.which("ethtool") is None:
-        raise MissingToolError("ethtool is missing: `apt-get install ethtool` (the lab reads the NIC's speed with it)")
-    addressing = LabAddressing(
-        subnet=nic_cfg["subnet"],
-        host_ip=nic_cfg["host_ip"],
-        pool_start=nic_cfg["pool_start"],
-        pool_end=nic_cfg["pool_end"],
-    )
-    return NicLab(
-        iface,
-        run_id=run_id,
-        addressing=addressing,
-        mtu=config.data["link"]["mtu"],
-        log_dir=log_dir,
-        force=bool(getattr(options, "dhcp_force", False)),
-        expect_speed_mbit=nic_cfg["expect_speed_mbit"],
-        expect_duplex=nic_cfg["expect_duplex"],
-    )
