@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.errors import LabError, MissingToolError
+from harness.processes import spawn
 
 T = TypeVar("T")
 
@@ -42,16 +43,24 @@ def require_tools(*names: str) -> None:
 
 
 def run_command(argv: Sequence[str], timeout: float = COMMAND_TIMEOUT_S, check: bool = True) -> str:
-    """Run a short command, returning its stdout; raise LabError with its stderr on failure."""
+    """Run a short command, returning its stdout; raise LabError with its stderr on failure.
+
+    The command dies with the harness (an iperf3 or ping client must not outlive a killed run).
+    """
     try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        raise LabError(f"`{' '.join(argv)}` did not finish within {timeout:.0f} s") from exc
+        process = spawn(argv, own_group=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                        stdin=subprocess.DEVNULL)  # fmt: skip
     except FileNotFoundError as exc:
         raise MissingToolError(f"`{argv[0]}` not found; run `ci/install.sh` to install the lab's tools") from exc
-    if check and done.returncode != 0:
-        raise LabError(f"`{' '.join(argv)}` failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
-    return done.stdout
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        process.kill()
+        process.communicate()
+        raise LabError(f"`{' '.join(argv)}` did not finish within {timeout:.0f} s") from exc
+    if check and process.returncode != 0:
+        raise LabError(f"`{' '.join(argv)}` failed ({process.returncode}): {stderr.strip() or stdout.strip()}")
+    return stdout
 
 
 def require_lab_namespace(host: str) -> None:
