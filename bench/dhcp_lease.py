@@ -18,14 +18,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from harness.lab.dhcp import DhcpServer  # noqa: E402
-from harness.lab.netns import Lab  # noqa: E402
+from harness.lab.veth import VethLab  # noqa: E402
 
 
-def _virtual_client_round(lab: Lab, server: DhcpServer) -> float:
+def _virtual_client_round(lab: VethLab, server: DhcpServer) -> float:
     since = time.monotonic()
     argv = [sys.executable, "-m", "harness.boards.virtual.dhcp_client", "--ifname", lab.dut_if]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    client = lab.spawn("dhcp-client", lab.dut, argv, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    client = lab.spawn("dhcp-client", argv, ns=lab.dut, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
     try:
         assert client.popen.stdout is not None
         client.popen.stdout.readline()  # got_ip
@@ -35,7 +35,7 @@ def _virtual_client_round(lab: Lab, server: DhcpServer) -> float:
         lab.processes.remove(client)
 
 
-def _udhcpc_round(lab: Lab, server: DhcpServer) -> float:
+def _udhcpc_round(lab: VethLab, server: DhcpServer) -> float:
     since = time.monotonic()
     lab.dut.run("busybox", "udhcpc", "-f", "-q", "-n", "-t", "3", "-T", "1", "-i", lab.dut_if, "-s", "/bin/true")
     return server.lease_time_s(since=since, timeout=10)
@@ -45,7 +45,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    with Lab() as lab:
+    with VethLab() as lab:
         lab.dut.ip("link", "set", lab.dut_if, "up")
         with DhcpServer(lab.host, lab.host_if, lab.addressing) as server:
             for name, one_round in (("virtual board client", _virtual_client_round), ("busybox udhcpc", _udhcpc_round)):

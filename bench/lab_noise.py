@@ -1,6 +1,6 @@
 """Measure run-to-run noise of the virtual lab's throughput and ping figures.
 
-Builds the lab (``harness.lab.netns.Lab``: two namespaces joined by the veth shaped like 100BASE-TX), runs
+Builds the lab (``harness.lab.veth.VethLab``: two namespaces joined by the veth shaped like 100BASE-TX), runs
 ``iperf3 -s`` at a static address on its DUT end, then repeats a 3 s iperf3 TCP run and a 50-probe ping and prints the
 coefficient of variation (stdev / mean) of each figure. The regression gate is calibrated against these numbers
 (see ``bench/regress_calibration.py``).
@@ -24,19 +24,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.errors import LabError
-from harness.lab.netns import Lab
 from harness.lab.traffic import iperf3, ping
+from harness.lab.veth import VethLab
 
 SERVER_READY_S = 10
 
 
-def iperf3_runs(lab: Lab, server_ip: str, runs: int) -> list[float]:
+def iperf3_runs(lab: VethLab, server_ip: str, runs: int) -> list[float]:
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    lab.spawn("iperf3-server", lab.dut, ["iperf3", "-s", "-B", server_ip], **quiet)
+    lab.spawn("iperf3-server", ["iperf3", "-s", "-B", server_ip], ns=lab.dut, **quiet)
     return [_iperf3_mbps(lab, server_ip) for _ in range(runs)]
 
 
-def _iperf3_mbps(lab: Lab, server_ip: str) -> float:
+def _iperf3_mbps(lab: VethLab, server_ip: str) -> float:
     deadline = time.monotonic() + SERVER_READY_S
     while True:
         try:
@@ -48,7 +48,7 @@ def _iperf3_mbps(lab: Lab, server_ip: str) -> float:
             time.sleep(0.2)
 
 
-def ping_runs(lab: Lab, server_ip: str, runs: int) -> dict[str, list[float]]:
+def ping_runs(lab: VethLab, server_ip: str, runs: int) -> dict[str, list[float]]:
     figures: dict[str, list[float]] = {"rtt_avg_ms": [], "rtt_p50_ms": [], "rtt_p99_ms": []}
     for _ in range(runs):
         rtts = sorted(ping(lab.host, server_ip, count=50, interval=0.01).rtts_ms)
@@ -70,7 +70,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("lab_noise: needs root for network namespaces", file=sys.stderr)
         return 2
-    with Lab() as lab:
+    with VethLab() as lab:
         server_ip = lab.address_dut()
         series = {"iperf3_tcp_mbps": iperf3_runs(lab, server_ip, args.runs), **ping_runs(lab, server_ip, args.runs)}
     summary = {}

@@ -34,5 +34,6 @@ then
   [[ -x .venv/bin/python ]] || python3 -m venv .venv
   PYTHON=.venv/bin/python
 fi
-"$PYTHON" -m pip install -q --disable-pip-version-check -e ".[dev]"
+# Exact versions for reproducible CI (pyproject.toml declares ranges; ci/constraints.txt pins them).
+"$PYTHON" -m pip install -q --disable-pip-version-check -c ci/constraints.txt -e ".[dev]"
 echo "ci/install.sh: ready ($("$PYTHON" --version), $(iperf3 --version | head -1))"

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config import LabConfig
+from harness.config import BoardTable, LabConfig
 from harness.errors import ConfigError, HilError
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -31,7 +31,6 @@ LAB_TOOLS: dict[str, str] = {
     "openssl": "openssl",
     "cc": "gcc",
 }
-EMBEDDED_PACKAGES = ("pytest-embedded", "pytest-embedded-serial", "pytest-embedded-serial-esp", "pytest-embedded-idf")
 PANIC_GDB = "riscv32-esp-elf-gdb"
 
 
@@ -95,13 +94,13 @@ def check_tools(inputs: DoctorInputs) -> list[Check]:
 
 
 def check_python_packages() -> list[Check]:
-    """esptool and pytest-embedded, at the versions installed."""
+    """esptool (flashing runs it as a program), at the version installed."""
     checks = []
-    for package in ("esptool", *EMBEDDED_PACKAGES):
+    for package in ("esptool",):
         try:
             version = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
-            checks.append(Check(FAIL, f"python {package}", "not installed", "`pip install -e .` in the repository"))
+            checks.append(Check(FAIL, f"python {package}", "not installed", "`ci/install.sh` in the checkout"))
             continue
         checks.append(Check(OK, f"python {package}", version))
     return checks
@@ -144,7 +143,7 @@ def check_config(inputs: DoctorInputs) -> tuple[list[Check], LabConfig | None]:
         return [Check(FAIL, "config file", str(exc), "fix the file (docs/configuration.md has a full example)")], None
     if config.source is None:
         return [Check(OK, "config file", "none (./hil.toml absent): built-in defaults")], config
-    boards = ", ".join(sorted(config.data["boards"])) or "no [boards.*]"
+    boards = ", ".join(sorted(config.boards)) or "no [boards.*]"
     return [Check(OK, "config file", f"{config.source} ({boards})")], config
 
 
@@ -153,7 +152,7 @@ def check_serial(inputs: DoctorInputs, config: LabConfig | None) -> list[Check]:
     from harness.boards.esp32p4 import board_ports, list_serial_ports
 
     table = _board_table(config, inputs.board_name)
-    port = inputs.port or table.get("port")
+    port = inputs.port or table.port
     if port:
         if port.startswith(("rfc2217://", "socket://")) or Path(port).exists():
             return [Check(OK, "serial port", f"{port} (configured)")]
@@ -234,7 +233,7 @@ def check_nic(inputs: DoctorInputs, config: LabConfig | None) -> list[Check]:
 def check_esp_idf(inputs: DoctorInputs, config: LabConfig | None) -> list[Check]:
     """ESP-IDF (to build the firmware) and the RISC-V gdb pytest-embedded-idf uses to decode panics."""
     env = inputs.environ if inputs.environ is not None else dict(os.environ)
-    idf_path = env.get("IDF_PATH") or _board_table(config, inputs.board_name).get("idf_path")
+    idf_path = env.get("IDF_PATH") or _board_table(config, inputs.board_name).idf_path
     install = "install ESP-IDF v5.5 or v6.0 and `. $IDF_PATH/export.sh` (see ci/RUNNER.md)"
     checks = []
     if not idf_path:
@@ -264,13 +263,13 @@ def check_esp_idf(inputs: DoctorInputs, config: LabConfig | None) -> list[Check]
     return checks
 
 
-def _board_table(config: LabConfig | None, name: str | None) -> dict[str, str]:
+def _board_table(config: LabConfig | None, name: str | None) -> BoardTable:
     if config is None:
-        return {}
+        return BoardTable()
     try:
         return config.board_table(name)
     except ConfigError:
-        return {}
+        return BoardTable()
 
 
 def run_checks(inputs: DoctorInputs | None = None) -> list[Check]:

@@ -1,37 +1,60 @@
 """pytest plugin: options and fixtures that wire boards, lab, console and results together.
 
-Kept thin on purpose: behaviour lives in `harness.boards`, `harness.lab`, `harness.console` and
-`harness.results`; this module only decides when things start and stop and what gets recorded.
+Kept thin on purpose: behaviour lives in `harness.boards` (kinds), `harness.lab`, `harness.guard`,
+`harness.console` and `harness.results`; the hooks here are methods of one `HilPlugin` object that
+`pytest_configure` registers and `pytest_unconfigure` unregisters, so no state lives in this module.
+
+Inert unless used: the plugin loads into every pytest session of the environment (`pytest11`), but it
+writes nothing and installs no signal handler until a test uses one of its fixtures or a harness option
+is given. `hil run` names its default tests with `--hil-default-tests`, which pytest uses only when the
+command line gives no path, so `hil run PATH...` runs exactly those paths.
 """
 
 from __future__ import annotations
 
-import atexit
+import argparse
+import importlib.metadata
+import os
 import signal
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from harness.boards.board import Board
-from harness.boards.esp32p4 import add_real_board_options
+from harness.boards.kinds import KindOptions, board_kind, board_kinds, default_kind
 from harness.config import LabConfig
-from harness.console.protocol import counter_deltas
-from harness.console.verdict import decode_crashes, judge
-from harness.errors import BoardError, ConfigError, DutTimeoutError, HilError
-from harness.lab.netns import Lab, new_run_id
+from harness.console.monitor import ConsoleMonitor
+from harness.errors import ConfigError, HilError
+from harness.lab.base import Lab
+from harness.lab.netns import new_run_id
 from harness.results.record import Metric, RunRecord
-from harness.session import HilSession
+from harness.session import HilSession, record_nodeid
 
-BOARDS = ("virtual", "esp32p4")
+if TYPE_CHECKING:
+    from harness.lab.dhcp import DhcpServer
+
+GROUP = "esp-smoltcp-hil"
+# Fixtures a HIL test uses; a test that uses one is recorded in the results file.
+HIL_FIXTURES = frozenset({"hil_session", "hil_config", "board", "lab", "metrics", "dut_ip", "console", "dhcp_server"})
+MARKERS = (
+    "budget(**counters): per-test budget for HIL_STATS counter deltas",
+    "expect_crash(*kinds): these crash kinds do not fail the test",
+    "benchmark: slow measurement, runs only with --benchmarks",
+    "soak: long run, runs only with --soak",
+    "needs_lab: needs root and network namespaces",
+)
+OPT_IN = (("benchmark", "benchmarks", "--benchmarks"), ("soak", "soak", "--soak"))
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    """Options of the harness (all in the `esp-smoltcp-hil` group)."""
-    group = parser.getgroup("esp-smoltcp-hil", "esp-smoltcp HIL harness")
-    group.addoption("--board", choices=BOARDS, default="virtual",
-                    help="board under test: the virtual ESP32-P4 (default) or a real ESP32-P4 (esp32p4)")  # fmt: skip
+def _general_options(group: Any) -> None:
+    """The options of every run, whatever the board."""
+    kinds = board_kinds()
+    summaries = "; ".join(f"{name}: {kind.summary}" for name, kind in kinds.items())
+    group.addoption("--board", choices=tuple(kinds), default=default_kind(), help=f"board under test ({summaries})")
     group.addoption("--results-dir", type=Path, default=Path("results"),
                     help="where <run-id>.json, console logs and slices go (default: results/)")  # fmt: skip
     group.addoption("--results-db", default=None,
@@ -45,82 +68,287 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--iperf-seconds", type=int, default=10, help="duration of each iperf3 test (default 10)")
     group.addoption("--dhcp-force", action="store_true",
                     help="let the DHCP server serve on an interface that fails the safety check")  # fmt: skip
-    group.addoption("--fault", action="append", default=[],
-                    help="start the virtual board with this fault from the catalogue (repeatable)")  # fmt: skip
     group.addoption("--app-elf", type=Path, default=None,
                     help="firmware ELF for decoding crash backtraces (checked against the printed SHA256)")  # fmt: skip
     group.addoption("--benchmarks", action="store_true", help="also run tests marked `benchmark`")
+    group.addoption("--soak", action="store_true", help="also run tests marked `soak`")
     group.addoption("--selftest-full", action="store_true",
                     help="also run the full fault x scenario selftest matrix (several minutes)")  # fmt: skip
-    add_real_board_options(group)
-    group.addoption("--soak", action="store_true", help="also run tests marked `soak`")
+    group.addoption("--repeat", type=_positive, default=1, metavar="N",
+                    help="run every selected test N times (ids get repeat1..N; the results keep one record per test: "
+                    "its worst outcome, every metric)")  # fmt: skip
+    group.addoption("--hil-default-tests", default=None, help=argparse.SUPPRESS)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class HarnessOption:
+    """One option of the harness: its spelling, its default and the board kind that owns it (None: all)."""
+
+    flag: str
+    default: Any
+    owner: str | None
+
+
+class _Recorder:
+    """An option group that only notes the options added to it (which options are the harness's)."""
+
+    def __init__(self, owner: str | None = None, embedded_plugin: bool = False) -> None:
+        self.owner = owner
+        self.options: dict[str, HarnessOption] = {}
+        self.embedded_plugin = embedded_plugin
+
+    def addoption(self, *flags: str, **kwargs: Any) -> None:
+        dest = kwargs.get("dest") or flags[-1].lstrip("-").replace("-", "_")
+        implicit = False if kwargs.get("action") == "store_true" else None
+        self.options[dest] = HarnessOption(flags[-1], kwargs.get("default", implicit), self.owner)
+
+
+def harness_options(embedded_plugin: bool) -> dict[str, HarnessOption]:
+    """Every option the harness and its board kinds add, by destination (as `pytest_addoption` added them)."""
+    general = _Recorder()
+    _general_options(general)
+    options = dict(general.options)
+    for name, kind in board_kinds().items():
+        owned = _Recorder(name, embedded_plugin)
+        kind.add_options(owned)  # type: ignore[arg-type]
+        options.update(owned.options)
+    return options
+
+
+def _embedded_plugin_coming(pluginmanager: pytest.PytestPluginManager) -> bool:
+    """Whether pytest-embedded's plugin is, or is about to be, loaded (it owns `--port`, `--build-dir`...)."""
+    if pluginmanager.has_plugin("pytest_embedded"):
+        return True
+    if pluginmanager.is_blocked("pytest_embedded") or os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return False
+    return any(entry.name == "pytest_embedded" for entry in importlib.metadata.entry_points(group="pytest11"))
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """The harness's options, and each board kind's own (all in the `esp-smoltcp-hil` group)."""
+    group = parser.getgroup(GROUP, "esp-smoltcp HIL harness")
+    _general_options(group)
+    embedded = _embedded_plugin_coming(pluginmanager)
+    for name, kind in board_kinds().items():
+        kind.add_options(KindOptions(group, name, embedded))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) -> None:
+    """`--hil-default-tests PATH` (what `hil run`/`hil test` pass): the tests to run when no path is given."""
+    known = early_config.known_args_namespace
+    default = getattr(known, "hil_default_tests", None)
+    if default and not known.file_or_dir:
+        known.file_or_dir = [default]
+        args.append(default)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """Create the run's session object; the lab and board start lazily when a test needs them."""
-    config.addinivalue_line("markers", "budget(**counters): per-test budget for HIL_STATS counter deltas")
-    config.addinivalue_line("markers", "expect_crash(*kinds): these crash kinds do not fail the test")
-    config.addinivalue_line("markers", "benchmark: slow measurement, runs only with --benchmarks")
-    config.addinivalue_line("markers", "soak: long run, runs only with --soak")
-    config.addinivalue_line("markers", "needs_lab: needs root and network namespaces")
+    """Register the markers and the plugin object; check the options and the lab config of the chosen board."""
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
     # pytest-embedded's autouse fixtures call record_xml_attribute for every test; in a project that keeps
     # pytest's default junit_family (xunit2) that is two warnings per test about an attribute nobody asked for.
     config.addinivalue_line("filterwarnings", "ignore::pytest.PytestExperimentalApiWarning")
     config.addinivalue_line("filterwarnings", "ignore:record_xml_attribute is incompatible:pytest.PytestWarning")
-    if config.option.board not in BOARDS:  # pragma: no cover - argparse enforces the choice
-        raise pytest.UsageError(f"unknown --board {config.option.board}")
-    try:
-        lab_config = LabConfig.load(config.option.hil_config)
-        config.option.fault = _checked_faults(config.option.board, config.option.fault)
-    except ConfigError as exc:
-        raise pytest.UsageError(str(exc)) from exc
-    run_id = new_run_id()
-    record = RunRecord(config.option.results_dir, run_id)
-    # Runs before the junitxml plugin reads its option: every run leaves a JUnit file beside its results.
-    if getattr(config.option, "xmlpath", None) is None and not hasattr(config, "workerinput"):
-        config.option.xmlpath = str(config.option.results_dir / f"{run_id}.junit.xml")
-    if getattr(config.option, "xmlpath", None):
-        record.meta["junit"] = record.relative(Path(config.option.xmlpath))
-    session = HilSession(config.option, lab_config, record)
-    config.stash[SESSION_KEY] = session
-    atexit.register(session.close)
-    # SIGTERM (CI cancel, `timeout`) unwinds like Ctrl-C, so fixtures tear the lab down.
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    plugin = HilPlugin(config)
+    config.pluginmanager.register(plugin, HilPlugin.NAME)
+    if plugin.options_given:
+        if not hasattr(config, "workerinput"):
+            plugin.set_default_junit()
+        plugin.activate()
 
 
-def _checked_faults(board: str, faults: list[str]) -> list[str]:
-    """Faults exist only on the virtual board, and only those of the catalogue."""
-    if not faults:
-        return []
-    if board != "virtual":
-        raise ConfigError(f"--fault works only with --board virtual (its fault catalogue), not --board {board}")
-    from harness.boards.virtual.faults import validate_faults
-
-    return validate_faults(faults)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Tear down what is left and put the signal handlers back; unregister the plugin object."""
+    plugin = config.pluginmanager.get_plugin(HilPlugin.NAME)
+    if isinstance(plugin, HilPlugin):
+        plugin.shut_down()
+        config.pluginmanager.unregister(plugin)
 
 
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-SESSION_KEY = pytest.StashKey[HilSession]()
+class HilPlugin:
+    """The harness in one pytest session: its run (created on first use), the per-test guard, the results."""
+
+    NAME = "esp-smoltcp-hil-session"
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.session: HilSession | None = None
+        self.lab_config: LabConfig | None = None
+        self.run_id = new_run_id()
+        self._previous_sigterm: Any = None
+        self._interrupted = False
+        self._candidates: set[str] = set()
+        self._running: str | None = None
+        options = harness_options(config.pluginmanager.has_plugin("pytest_embedded"))
+        self.options_given = self._given(options)
+        self._refuse_foreign_options(options)
+        if self.options_given:
+            self._load_config()  # a bad file stops `hil run` before anything starts
+
+    # --- options and activation ----------------------------------------------------------------------------
+
+    def _given(self, options: dict[str, HarnessOption]) -> bool:
+        """Whether the command line (or addopts) sets a harness option: then the run is on from the start."""
+        argv = [str(arg) for arg in self.config.invocation_params.args]
+        for dest, option in options.items():
+            if any(arg == option.flag or arg.startswith(option.flag + "=") for arg in argv):
+                return True
+            if getattr(self.config.option, dest, option.default) != option.default:
+                return True
+        return False
+
+    def _refuse_foreign_options(self, harness: dict[str, HarnessOption]) -> None:
+        """An option of another board kind than the chosen one is a usage error."""
+        options = self.config.option
+        chosen = options.board
+        for dest, option in harness.items():
+            if option.owner not in (None, chosen) and getattr(options, dest, option.default) != option.default:
+                raise pytest.UsageError(f"{option.flag} belongs to --board {option.owner}, not --board {chosen}")
+
+    def _load_config(self) -> LabConfig:
+        """The lab config, loaded once and checked with the chosen kind's own option checks."""
+        if self.lab_config is None:
+            options = self.config.option
+            try:
+                config = LabConfig.load(options.hil_config)
+                board_kind(options.board).check_options(options, config)
+            except ConfigError as exc:
+                raise pytest.UsageError(str(exc)) from exc
+            self.lab_config = config
+        return self.lab_config
+
+    def set_default_junit(self) -> None:
+        """Every run leaves a JUnit file beside its results file unless the user chose another one."""
+        if getattr(self.config.option, "xmlpath", None) is None:
+            self.config.option.xmlpath = str(self.config.option.results_dir / f"{self.run_id}.junit.xml")
+
+    def activate(self) -> HilSession:
+        """The run: created when a test first uses the harness (SIGTERM then unwinds like Ctrl-C)."""
+        if self.session is not None:
+            return self.session
+        lab_config = self._load_config()
+        options = self.config.option
+        record = RunRecord(options.results_dir, self.run_id)
+        if getattr(options, "xmlpath", None):
+            record.meta["junit"] = record.relative(Path(options.xmlpath))
+        self.session = HilSession(options, lab_config, record, board_kind(options.board))
+        # SIGTERM (CI cancel, `timeout`, `hil selftest`) unwinds like Ctrl-C, so the lab is torn down and the
+        # test that was running is recorded as interrupted.
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        return self.session
+
+    def shut_down(self) -> None:
+        """Close the run if the session did not finish it, and restore the signal handler."""
+        if self.session is not None:
+            self.session.close()
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
+
+    # --- hooks ---------------------------------------------------------------------------------------------
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """Skip opt-in tests unless their flag was given."""
+        for marker, dest, flag in OPT_IN:
+            if getattr(config.option, dest):
+                continue
+            skip = pytest.mark.skip(reason=f"opt-in: run with {flag}")
+            for item in items:
+                if marker in item.keywords:
+                    item.add_marker(skip)
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """`--repeat N`: every test N times."""
+        count = metafunc.config.option.repeat
+        if count > 1:
+            metafunc.fixturenames.append("hil_repeat")
+            metafunc.parametrize("hil_repeat", range(1, count + 1), ids=lambda n: f"repeat{n}")
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """Note a HIL test (it counts as interrupted until it reports); reset a board that failed the last test."""
+        names = set(getattr(item, "fixturenames", ()))
+        if not names & HIL_FIXTURES:
+            return
+        self._candidates.add(item.nodeid)
+        self._running = item.nodeid
+        session = self.session  # None until the first test uses a harness fixture (it starts the run)
+        if session is None:
+            return
+        session.test_started(item.nodeid)
+        if session.guard is not None and "board" in names:
+            session.guard.recover()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
+        """Around each test that uses the board: the guard's before and after (harness/guard.py)."""
+        session = self.session
+        guard = session.guard if session is not None else None
+        if session is None or guard is None or "board" not in getattr(item, "fixturenames", ()):
+            return (yield)
+        guard.before(session.policy(item), session.slice_path(item.nodeid))
+        error: BaseException | None = None
+        try:
+            result = yield
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # judged with the console below, then raised again (or explained)
+            error = exc
+        verdict = guard.after(error)
+        session.keep_verdict(item, verdict)
+        problem = verdict.exception(error)
+        if problem is not None:
+            raise problem
+        return result
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Record outcome and duration of every phase of a HIL test."""
+        if self.session is None:
+            return
+        if report.nodeid in self._candidates and report.nodeid not in self.session.hil_tests:
+            self.session.test_started(report.nodeid)  # the run began in this test's setup
+        self.session.record_report(report)
+        if report.when == "teardown":
+            self._running = None
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """Ctrl-C or SIGTERM: the run is marked interrupted."""
+        self._interrupted = True
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Write the final results file and tear the run down."""
+        if self.session is not None:
+            interrupted = self._interrupted or exitstatus == pytest.ExitCode.INTERRUPTED
+            if interrupted and self._running is not None and self._running not in self.session.hil_tests:
+                self.session.test_started(self._running)  # stopped in the setup that began the run
+            self.session.finish(interrupted)
+
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+        """The summary table of scenarios and metrics."""
+        if self.session is not None:
+            self.session.print_summary(terminalreporter)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip opt-in tests unless their flag was given."""
-    for marker, flag in (("benchmark", "--benchmarks"), ("soak", "--soak")):
-        if getattr(config.option, flag.lstrip("-")):
-            continue
-        skip = pytest.mark.skip(reason=f"opt-in: run with {flag}")
-        for item in items:
-            if marker in item.keywords:
-                item.add_marker(skip)
-
-
-def _session(request: pytest.FixtureRequest) -> HilSession:
-    return request.config.stash[SESSION_KEY]
+def _plugin(request: pytest.FixtureRequest) -> HilPlugin:
+    plugin = request.config.pluginmanager.get_plugin(HilPlugin.NAME)
+    assert isinstance(plugin, HilPlugin)
+    return plugin
 
 
 # --- fixtures -------------------------------------------------------------------------------------------
@@ -129,7 +357,7 @@ def _session(request: pytest.FixtureRequest) -> HilSession:
 @pytest.fixture(scope="session")
 def hil_session(request: pytest.FixtureRequest) -> HilSession:
     """The run: config, results record, and (lazily) lab and board."""
-    return _session(request)
+    return _plugin(request).activate()
 
 
 @pytest.fixture(scope="session")
@@ -140,7 +368,7 @@ def hil_config(hil_session: HilSession) -> LabConfig:
 
 @pytest.fixture(scope="session")
 def lab(hil_session: HilSession) -> Iterator[Lab]:
-    """The started network lab (namespaces, shaped cable, DHCP server)."""
+    """The started lab: the host side of the cable (namespace, DHCP server, peers, traffic clients)."""
     try:
         yield hil_session.start_lab()
     except HilError as exc:
@@ -157,7 +385,7 @@ def board(hil_session: HilSession, lab: Lab) -> Iterator[Board]:
 
 
 @pytest.fixture
-def console(board: Board) -> Any:
+def console(board: Board) -> ConsoleMonitor:
     """The board's console monitor."""
     return board.monitor
 
@@ -169,8 +397,9 @@ def dut_ip(board: Board) -> str:
 
 
 @pytest.fixture
-def dhcp_server(hil_session: HilSession, lab: Lab) -> Any:
+def dhcp_server(hil_session: HilSession, lab: Lab) -> DhcpServer:
     """The lab's DHCP server (exchanges, behaviour switches)."""
+    assert hil_session.dhcp is not None  # the lab fixture started it
     return hil_session.dhcp
 
 
@@ -179,7 +408,7 @@ class MetricsRecorder:
 
     def __init__(self, item: pytest.Item, record: RunRecord) -> None:
         self.item = item
-        self.test = record.test(item.nodeid)
+        self.test = record.test(record_nodeid(item.nodeid))
 
     def record(self, name: str, value: float, unit: str, better: str, ceiling: float | None = None) -> Metric:
         """Record one metric (``better`` is `higher` or `lower`)."""
@@ -193,123 +422,3 @@ class MetricsRecorder:
 def metrics(request: pytest.FixtureRequest, hil_session: HilSession) -> MetricsRecorder:
     """Record metrics: ``metrics.record("ping_rtt_p50_ms", 0.21, "ms", "lower")``."""
     return MetricsRecorder(request.node, hil_session.record)
-
-
-# --- per-test guard: console slice, counters, budgets, crash and hang handling ---------------------------------
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """Around each test that uses the board: counters and budgets, crash/reset detection, console slice."""
-    session = item.config.stash[SESSION_KEY]
-    board = session.board if "board" in getattr(item, "fixturenames", ()) else None
-    if board is None:
-        return (yield)
-    test = session.record.test(item.nodeid)
-    mark = board.monitor.mark()
-    planned_before = board.planned_restarts
-    before = _stats_or_none(board)
-    failure: BaseException | None = None
-    try:
-        result = yield
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # re-raised below, after the console has been judged
-        failure = exc
-    after = _stats_or_none(board)  # also flushes the parser: a dump ends when the next line arrives
-    verdict = judge(
-        board.monitor.events_between(mark),
-        board.planned_restarts - planned_before,
-        (kind for marker in item.iter_markers("expect_crash") for kind in marker.args),
-    )
-    notes = decode_crashes(verdict.crashes, session.decoder)
-    test.events = [event.to_dict() for event in verdict.recorded]
-    test.console_slice = session.write_slice(item, mark)
-    if after is None or verdict.failed:
-        session.board_needs_reset = True
-    if before is not None and after is not None:
-        test.counters = counter_deltas(before, after)  # recorded for failed tests too: they explain failures
-    if verdict.failed:
-        raise AssertionError("\n".join([verdict.message(), *notes])) from failure
-    if failure is not None:
-        raise failure
-    if after is None:
-        raise DutTimeoutError("DUT stopped answering on its console (no HIL_STATS reply within 10 s)")
-    if before is not None:
-        over = _budget_violations(item, session, test.counters)
-        if over:
-            raise AssertionError(f"counter budget exceeded: {over}")
-    return result
-
-
-def _stats_or_none(board: Board) -> dict[str, Any] | None:
-    try:
-        return board.stats()
-    except (DutTimeoutError, BoardError):
-        return None
-
-
-def _budget_violations(item: pytest.Item, session: HilSession, deltas: dict[str, int]) -> str:
-    scenario = item.module.__name__.rsplit(".", 1)[-1].removeprefix("test_") if item.module else "default"
-    budget = session.config.budget(scenario)
-    for marker in item.iter_markers("budget"):
-        budget = {**budget, **marker.kwargs}
-    over = {name: (deltas[name], limit) for name, limit in budget.items() if deltas.get(name, 0) > limit}
-    return ", ".join(f"{name} +{got} (budget {limit})" for name, (got, limit) in over.items())
-
-
-HIL_FIXTURES = frozenset({"board", "lab", "metrics", "dut_ip", "console", "dhcp_server"})
-
-
-def _uses_hil_fixtures(item: pytest.Item) -> bool:
-    """Whether the test uses this plugin's board/lab fixtures (not a local fixture of the same name)."""
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return False
-    for name in HIL_FIXTURES & set(info.names_closure):
-        definitions = info.name2fixturedefs.get(name, ())
-        if definitions and definitions[-1].func.__module__ == __name__:
-            return True
-    return False
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Note which tests are HIL tests (recorded in the results); reset a board that hung in the previous test."""
-    session = item.config.stash[SESSION_KEY]
-    if _uses_hil_fixtures(item):
-        session.hil_tests.add(item.nodeid)
-    if session.board is not None and session.board_needs_reset and "board" in getattr(item, "fixturenames", ()):
-        session.recover_board()
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Record outcome and duration of every test phase."""
-    config = getattr(report, "config", None) or _CONFIG.get("config")
-    if config is None:
-        return
-    session = config.stash[SESSION_KEY]
-    session.record_report(report)
-
-
-_CONFIG: dict[str, pytest.Config] = {}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Remember the config for report hooks that do not receive it."""
-    _CONFIG["config"] = session.config
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write the final results file."""
-    hil = session.config.stash.get(SESSION_KEY, None)
-    if hil is not None:
-        hil.finish()
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    """The Rich summary table of scenarios and metrics."""
-    hil = config.stash.get(SESSION_KEY, None)
-    if hil is not None:
-        hil.print_summary(terminalreporter)

@@ -30,10 +30,11 @@ from rich.table import Table
 
 from harness.boards.virtual.faults import CATALOGUE, FAULTS, Fault, matches, scenario_group, validate_faults
 from harness.errors import ConfigError
-from harness.run_command import SCENARIOS
+from harness.paths import scenarios_dir as suite_dir
+from harness.processes import spawn
+from harness.run_command import pytest_argv
 from harness.session import scenario_name
 
-REPO = SCENARIOS.parent.parent
 # One fault per scenario group, mechanisms owned here: the default project test command runs these.
 SHORT_FAULTS = ("tx_cap_60pct", "large_icmp_dropped", "no_dhcp_renewal", "rust_panic_under_load")
 # Quick scenarios every fault run includes, so a fault that breaks more than it should shows up.
@@ -50,7 +51,7 @@ FALSE_ALARM, MISSED, WRONG_MESSAGE, DETECTED, COLLATERAL, OK = (
 LABEL_ORDER = (FALSE_ALARM, MISSED, WRONG_MESSAGE, DETECTED, COLLATERAL, OK)
 
 
-def available_groups(scenarios_dir: Path = SCENARIOS) -> list[str]:
+def available_groups(scenarios_dir: Path) -> list[str]:
     """Scenario groups present in the suite (`test_ping.py` -> `ping`), sorted."""
     return sorted(path.stem.removeprefix("test_") for path in scenarios_dir.glob("test_*.py"))
 
@@ -83,11 +84,11 @@ class SuiteRun:
 
 
 def pytest_command(run: SuiteRun, *, dl_bytes: int, iperf_seconds: int, db: Path,
-                   scenarios_dir: Path = SCENARIOS) -> list[str]:  # fmt: skip
+                   scenarios_dir: Path) -> list[str]:  # fmt: skip
     """The pytest command line of one run (its own results dir and JUnit file, the shared store)."""
     files = [str(scenarios_dir / f"test_{group}.py") for group in run.groups]
     command = [
-        sys.executable, "-m", "pytest", *files, "-p", "no:cacheprovider", "-q",
+        *pytest_argv(scenarios_dir, files), "-p", "no:cacheprovider", "-q",
         "--results-dir", str(run.results_dir), "--results-db", str(db), f"--junitxml={run.junit}",
         "--dl-bytes", str(dl_bytes), "--iperf-seconds", str(iperf_seconds),
     ]  # fmt: skip
@@ -102,8 +103,9 @@ def execute(run: SuiteRun, command: Sequence[str], timeout: float = RUN_TIMEOUT_
     log_path = run.results_dir / "pytest-output.log"
     started = time.monotonic()
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(list(command), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        # SIGTERM if this process dies: the run unwinds, tears its lab down and records what it was doing.
+        process = spawn(command, death_signal=signal.SIGTERM, stdout=log, stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL)  # fmt: skip
         try:
             run.returncode = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -205,7 +207,7 @@ def judge(fault: Fault | None, run: SuiteRun | None) -> Verdict:
         verdict.verdict = "false alarm" if verdict.false_alarms else "ok"
     elif run.not_implemented:
         verdict.verdict = "not implemented"
-        verdict.notes.insert(0, f"the virtual board has no mechanism for {fault.name} (owner {fault.owner})")
+        verdict.notes.insert(0, f"the virtual board has no mechanism for {fault.name}")
     elif verdict.detected_by:
         verdict.verdict = "detected"
     else:
@@ -228,7 +230,7 @@ class SelftestOptions:
     all_scenarios: bool = False
     full_healthy: bool = False
     run_timeout_s: float = RUN_TIMEOUT_S
-    scenarios_dir: Path = SCENARIOS
+    scenarios_dir: Path = field(default_factory=suite_dir)
 
 
 def plan(options: SelftestOptions) -> list[tuple[Fault | None, list[str]]]:

@@ -1,11 +1,12 @@
-"""One run of the suite: starts the lab and the board on demand, records results, tears everything down."""
+"""One run of the suite: starts the lab and the board on demand, guards each test, records results, tears down."""
 
 from __future__ import annotations
 
 import io
 import re
 import threading
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from rich.console import Console
@@ -13,11 +14,28 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.boards.board import Board
+from harness.boards.kinds import BoardKind
 from harness.config import LabConfig
 from harness.console.decode import BacktraceDecoder
-from harness.errors import BoardError, HilError
-from harness.lab.netns import Lab, LinkProfile
+from harness.errors import HilError
+from harness.guard import Guard, GuardPolicy, Verdict, policy_for
+from harness.lab.base import Lab
 from harness.results.record import RunRecord
+
+if TYPE_CHECKING:
+    from harness.lab.dhcp import DhcpServer
+
+# A test's outcome from the moment its setup starts until a report says otherwise: a run stopped in the
+# middle of a test (SIGTERM, Ctrl-C, a CI cancel) leaves it so, never as passed.
+INTERRUPTED = "interrupted"
+# Settled outcomes of one test repeated with --repeat: the record keeps the worst.
+_SEVERITY = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
+_REPEAT_ID = re.compile(r"(?<=\[)repeat\d+-|-repeat\d+(?=\])|\[repeat\d+\]")
+
+
+def record_nodeid(nodeid: str) -> str:
+    """The results record a test belongs to: repetitions of one test (`--repeat`) share their test's record."""
+    return _REPEAT_ID.sub("", nodeid)
 
 
 def scenario_name(nodeid: str) -> str:
@@ -31,54 +49,46 @@ def scenario_name(nodeid: str) -> str:
 
 
 class HilSession:
-    """Owns the lab, the DHCP server, the board and the results record of one pytest run.
+    """Owns the lab, the DHCP server, the board, its guard and the results record of one pytest run.
 
     Args:
         options: pytest's parsed options.
         config: the lab configuration.
         record: the run's results record.
+        kind: the kind of board under test (it makes the lab and the board).
     """
 
-    def __init__(self, options: Any, config: LabConfig, record: RunRecord) -> None:
+    def __init__(self, options: Any, config: LabConfig, record: RunRecord, kind: BoardKind) -> None:
         self.options = options
         self.config = config
         self.record = record
+        self.kind = kind
         self.lab: Lab | None = None
-        self.dhcp: Any = None
+        self.dhcp: DhcpServer | None = None
         self.board: Board | None = None
-        self.board_needs_reset = False
+        self.guard: Guard | None = None
         self.hil_tests: set[str] = set()
+        self._settled: dict[str, str] = {}
         self.imported_into: str | None = None
         self.decoder = BacktraceDecoder(options.app_elf)
         self._lock = threading.Lock()
         self._closed = False
         record.meta["config"] = {"fingerprint": config.fingerprint(), "source": str(config.source or "")}
+        record.meta["interrupted"] = False
 
     # --- lab and board ----------------------------------------------------------------------------------
 
     def start_lab(self) -> Lab:
-        """Create the lab (once per run) and start its DHCP server.
-
-        The virtual board gets a veth cable between two new namespaces; a real board gets the NIC it is
-        cabled to, moved into the run's host namespace for the duration of the run.
-        """
+        """Create the lab (once per run) and start its DHCP server on the lab's host end of the cable."""
         with self._lock:
             if self.lab is not None:
                 return self.lab
             from harness.lab.dhcp import DhcpServer
 
-            log_dir = self.record.artifacts_dir / "lab"
-            if self.options.board == "virtual":
-                link = self.config.data["link"]
-                lab: Any = Lab(run_id=self.record.run_id, link=LinkProfile(rate_mbit=link["rate_mbit"],
-                               mtu=link["mtu"]), log_dir=log_dir)  # fmt: skip
-            else:
-                from harness.lab.nic import nic_lab_from_options
-
-                lab = nic_lab_from_options(self.options, self.config, self.record.run_id, log_dir)
+            lab = self.kind.make_lab(self.options, self.config, self.record.run_id, self.record.artifacts_dir / "lab")
             self.lab = lab
             lab.start()
-            for warning in getattr(lab, "warnings", ()):
+            for warning in lab.warnings:
                 print(f"hil: warning: {warning}")
             self.dhcp = DhcpServer(lab.host, lab.host_if, lab.addressing, force=self.options.dhcp_force)
             self.dhcp.start()
@@ -92,49 +102,55 @@ class HilSession:
         with self._lock:
             if self.board is not None:
                 return self.board
-            board: Board
-            if self.options.board == "virtual":
-                from harness.boards.virtual.board import VirtualBoard
-
-                board = VirtualBoard(lab, self.record.artifacts_dir, faults=tuple(self.options.fault))
-            else:
-                from harness.boards.esp32p4 import board_from_options
-
-                board = board_from_options(self.options, self.config, self.record.artifacts_dir)
+            board = self.kind.make_board(self.options, self.config, lab, self.record.artifacts_dir)
             self.board = board
             board.start()
+            self.guard = Guard(board, self.decoder)
             self.record.meta["board"] = board.identity()
             self.record.meta["firmware"] = board.firmware_info()
             self.record.meta["console_log"] = self.record.relative(board.monitor.log_path)
             self.record.save()
             return board
 
-    def recover_board(self) -> None:
-        """Bring a hung or crashed board back: pulse reset and wait until it is online again."""
-        assert self.board is not None
-        try:
-            self.board.reset(wait_online=True)
-        except HilError as exc:
-            raise BoardError(f"the board did not come back after a reset: {exc}") from exc
-        self.board_needs_reset = False
+    # --- the guard -----------------------------------------------------------------------------------------
 
-    def write_slice(self, item: pytest.Item, mark: int) -> str | None:
-        """Write the test's console lines to its slice file; return the path stored in the results."""
-        if self.board is None or self.board.console is None:
-            return None
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid.split("/")[-1])[:150]
-        path = self.record.artifacts_dir / "slices" / f"{safe}.log"
-        self.board.console.write_slice(path, mark)
-        item.user_properties.append(("console_slice", str(path)))
-        return self.record.relative(path)
+    def policy(self, item: pytest.Item) -> GuardPolicy:
+        """A test's budget (hil.toml for its scenario module, then its `budget` markers) and expected crashes."""
+        module = getattr(item, "module", None)
+        scenario = module.__name__.rsplit(".", 1)[-1].removeprefix("test_") if module else "default"
+        return policy_for(
+            self.config.budget(scenario),
+            (marker.kwargs for marker in item.iter_markers("budget")),
+            (kind for marker in item.iter_markers("expect_crash") for kind in marker.args),
+        )
+
+    def slice_path(self, nodeid: str) -> Path:
+        """Where a test's console slice goes."""
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid.split("/")[-1])[:150]
+        return self.record.artifacts_dir / "slices" / f"{safe}.log"
+
+    def keep_verdict(self, item: pytest.Item, verdict: Verdict) -> None:
+        """Store what the guard found with the test's record (and the slice path in the JUnit properties)."""
+        test = self.record.test(record_nodeid(item.nodeid))
+        test.events += verdict.events
+        test.counters = verdict.counters
+        if verdict.console_slice is not None:
+            test.console_slice = self.record.relative(verdict.console_slice)
+            item.user_properties.append(("console_slice", str(verdict.console_slice)))
 
     # --- results -----------------------------------------------------------------------------------------
+
+    def test_started(self, nodeid: str) -> None:
+        """A HIL test's setup begins: it counts as interrupted until a report says how it ended."""
+        self.hil_tests.add(nodeid)
+        self.record.test(record_nodeid(nodeid)).outcome = INTERRUPTED
 
     def record_report(self, report: pytest.TestReport) -> None:
         """Fold one phase report (setup/call/teardown) of a HIL test into its record and save the file."""
         if report.nodeid not in self.hil_tests:
             return
-        test = self.record.test(report.nodeid)
+        key = record_nodeid(report.nodeid)
+        test = self.record.test(key)
         test.duration_s += report.duration
         if report.when == "call" or (report.when == "setup" and not report.passed):
             if report.skipped:
@@ -149,11 +165,17 @@ class HilSession:
             test.outcome = "error"
             test.message = _failure_message(report)
         if report.when == "teardown":
+            settled = self._settled.get(key)
+            if settled is not None and _SEVERITY.get(settled, 0) > _SEVERITY.get(test.outcome, 0):
+                test.outcome = settled  # an earlier repetition did worse
+            self._settled[key] = test.outcome
             self.record.save()
 
-    def finish(self) -> None:
-        """Final save of the results file, then tear down."""
+    def finish(self, interrupted: bool) -> None:
+        """Final save of the results file (the run marked interrupted when it was), then tear down."""
         self.close()
+        if interrupted or any(test.outcome == INTERRUPTED for test in self.record.tests.values()):
+            self.record.meta["interrupted"] = True
         if self.record.tests or self.lab is not None:
             self.record.save(finished=True)
             self.import_into_store()
@@ -172,7 +194,7 @@ class HilSession:
             print(f"hil: the run was not imported into {db_url}: {exc} (the results file is kept: {self.record.path})")
 
     def close(self) -> None:
-        """Stop board, DHCP server and lab; idempotent (also runs at interpreter exit)."""
+        """Stop board, DHCP server and lab; idempotent."""
         if self._closed:
             return
         self._closed = True

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from harness.lab.netns import NETNS_DIR
+from harness.paths import CHECKOUT_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = CHECKOUT_ROOT
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces (run as root or in CI)")
 

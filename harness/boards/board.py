@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.console.monitor import ConsoleMonitor
-from harness.console.protocol import PROMPT
 from harness.errors import BoardError, DutTimeoutError
 
 COMMAND_TIMEOUT_S = 10.0
@@ -37,7 +36,10 @@ class Board(abc.ABC):
     """A DUT running the HIL test firmware (firmware/PROTOCOL.md), seen through its console.
 
     Subclasses provide how the board is started, reset and stopped; everything that is plain protocol
-    (commands, stats, waiting for the address) lives here so both boards behave the same.
+    (commands, stats, waiting for the address) lives here so every board behaves the same. What differs
+    between boards beyond that is an optional capability: a method here with a default that fits a real
+    board (`throughput_floor_mbps`, `dut_processes`), overridden where a board differs. Nothing asks
+    which kind a board is; `kind` is recorded with the results, never compared.
     """
 
     kind: str = "abstract"
@@ -175,19 +177,19 @@ class Board(abc.ABC):
             except DutTimeoutError as exc:
                 raise DutTimeoutError(f"DUT has no IPv4 address after {timeout:g} s (no DHCP lease)") from exc
 
-    def prompt_ready(self, timeout: float = COMMAND_TIMEOUT_S) -> None:
-        """Check that the console answers at all (an empty line brings back the prompt)."""
-        mark = self.monitor.mark()
-        self.monitor.send("")
-        self.monitor.wait_for(lambda ln: ln.text.endswith(PROMPT.rstrip()) or PROMPT in ln.text, since=mark,
-                              timeout=timeout, what="the prompt")  # fmt: skip
-
     def throughput_floor_mbps(self, floor_mbps: float, host_cpu_steal_pct: float) -> float:
         """The floor one throughput attempt is held to, given the lab machine's CPU steal during it.
 
         A real board is not slowed by the lab machine's steal: the plain floor.
         """
         return floor_mbps
+
+    def dut_processes(self) -> list[int]:
+        """PIDs of the lab machine's processes that stand for the DUT (their CPU use is the DUT's).
+
+        A real board runs on its own silicon: none.
+        """
+        return []
 
     def identity(self) -> dict[str, Any]:
         """Board kind, id and MAC, and the firmware it runs (from HIL_HELLO), for the results file."""

@@ -1,12 +1,13 @@
 """`Esp32P4Board`: a real ESP32-P4 (Waveshare P4-Nano) on a serial port, flashed with esptool.
 
 What comes from where:
-- The build is read with pytest-embedded-idf's `IdfApp` (flasher_args.json, sdkconfig.json, ELF), so
-  the harness flashes exactly the files and settings `idf.py flash` would.
+- The build directory is read directly (flasher_args.json, project_description.json,
+  config/sdkconfig.json), so the harness flashes exactly the files and settings `idf.py flash` would,
+  without pytest-embedded's plugin (docs/ARCHITECTURE.md says why).
 - Flashing runs the real esptool as a child process *before* the console opens (the console monitor
   holds the port exclusively), with ``--after no-reset``: the harness then pulses reset itself with
   the console already open, so no boot line is lost. The esptool baud rate honours ``--esptool-baud``
-  (pytest-embedded's `IdfSerial.flash()` ignores it and reads ``$ESPBAUD``).
+  (default: ``$ESPBAUD``, else 921600).
 - Reset is the classic two-transistor auto-reset circuit driven by DTR/RTS on the open console port.
 - The console is the harness's `ConsoleMonitor` (pyserial, survives USB re-enumeration and resets).
 """
@@ -14,6 +15,7 @@ What comes from where:
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import subprocess
@@ -25,15 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from harness.boards.board import BOOT_TIMEOUT_S, Board, BootInfo
+from harness.boards.kinds import BoardKind, KindOptions
 from harness.console.monitor import ConsoleLine, ConsoleMonitor
 from harness.errors import BoardError, ConfigError, DutTimeoutError
+from harness.paths import firmware_dir
 
 CONSOLE_BAUD = 115200
 DEFAULT_ESPTOOL_BAUD = 921600
 ESPTOOL_TIMEOUT_S = 180.0
 READ_MAC_TIMEOUT_S = 30.0
 RESET_PULSE_S = 0.1  # EN held low this long: the RC on EN needs ~tens of ms to discharge
-DEFAULT_APP_PATH = Path(__file__).resolve().parents[2] / "firmware" / "hil_app"
 
 # USB bridges a P4-Nano (or a similar board) shows up with. The P4-Nano carries a WCH CH343.
 USB_BRIDGES: dict[tuple[int, int], str] = {
@@ -49,32 +52,6 @@ REV_FIX = (
     "and rebuild (`hil build` or `idf.py build`)"
 )
 
-# --- options ---------------------------------------------------------------------------------------------
-
-# pytest-embedded 2.9.3 already registers --port, --port-mac, --app-path, --build-dir, --skip-autoflash,
-# --esptool-baud and --target; the real board reuses those (a second registration raises at startup).
-REUSED_EMBEDDED_OPTIONS = ("--port", "--port-mac", "--app-path", "--build-dir", "--skip-autoflash", "--esptool-baud")
-
-
-def add_real_board_options(group: Any) -> None:
-    """Add the real-board options pytest-embedded does not already have to the harness's option group."""
-    group.addoption(
-        "--eth-iface",
-        default=None,
-        help="host NIC cabled to the board's Ethernet port (--board esp32p4); it is moved into the run's "
-        "namespace and restored afterwards",
-    )
-    group.addoption(
-        "--chip-rev",
-        default=None,
-        help="the board's chip revision, e.g. v1.0 or v3.1; checked against the build before flashing",
-    )
-    group.addoption(
-        "--board-name",
-        default=None,
-        help="which [boards.<name>] table of hil.toml describes the board (default: the only one)",
-    )
-
 
 def parse_chip_rev(text: str) -> int:
     """`v1.0`, `1.0`, `v3.1` -> 100, 100, 301 (esptool's major*100+minor)."""
@@ -85,7 +62,7 @@ def parse_chip_rev(text: str) -> int:
 
 
 def truthy(value: Any) -> bool:
-    """pytest-embedded's y/yes/true spelling of booleans (its options are strings)."""
+    """A flag's value: True/False, or pytest-embedded's y/yes/true strings when its plugin owns the option."""
     if isinstance(value, bool):
         return value
     return str(value or "").strip().lower() in ("y", "yes", "true", "1")
@@ -359,10 +336,12 @@ class FirmwareBuild:
 
     @classmethod
     def load(cls, app_path: Path | str | None, build_dir: Path | str | None) -> FirmwareBuild:
-        """Read ``build_dir`` (absolute, or relative to ``app_path``) through pytest-embedded-idf's `IdfApp`."""
-        from pytest_embedded_idf.app import IdfApp
+        """Read ``build_dir`` (absolute, or relative to ``app_path``) as `idf.py flash` does.
 
-        app_path = Path(app_path or DEFAULT_APP_PATH)
+        flasher_args.json says what to write where and with which esptool settings; project_description.json
+        names the target and the ELF; config/sdkconfig.json holds the configuration (the chip revision range).
+        """
+        app_path = Path(app_path or firmware_dir() / "hil_app")
         build = Path(build_dir or "build")
         path = build if build.is_absolute() else app_path / build
         fix = f"build the firmware first: `hil build` or `idf.py -C {app_path} build`, or point --build-dir at a build"
@@ -370,21 +349,32 @@ class FirmwareBuild:
             raise BoardError(f"no build directory {path}: {fix}")
         if not (path / "flasher_args.json").is_file():
             raise BoardError(f"{path} has no flasher_args.json (not an ESP-IDF build, or it did not finish): {fix}")
+        flasher = _read_json(path / "flasher_args.json", fix)
+        description = _read_json(path / "project_description.json", fix, required=False)
+        sdkconfig = _read_json(path / "config" / "sdkconfig.json", fix, required=False)
         try:
-            app = IdfApp(app_path=str(app_path), build_dir=str(path.resolve()))
-        except (ValueError, KeyError, OSError) as exc:
-            raise BoardError(f"cannot read the build in {path}: {exc}; {fix}") from exc
-        if not app.flash_files:
+            flash_files = tuple(
+                sorted(
+                    (int(str(offset), 0), path / str(name)) for offset, name in flasher.get("flash_files", {}).items()
+                )
+            )
+        except (ValueError, AttributeError) as exc:
+            raise BoardError(f"{path}/flasher_args.json has a malformed flash_files table ({exc}): {fix}") from exc
+        if not flash_files:
             raise BoardError(f"{path}/flasher_args.json lists no files to flash: {fix}")
-        extra = app.flash_args.get("extra_esptool_args", {})
+        missing = [str(file) for _, file in flash_files if not file.is_file()]
+        if missing:
+            raise BoardError(f"{path}/flasher_args.json names files that are not there ({', '.join(missing)}): {fix}")
+        extra = flasher.get("extra_esptool_args", {})
+        chip = extra.get("chip") or description.get("target") or sdkconfig.get("IDF_TARGET") or "unknown"
         return cls(
             build_dir=path,
-            chip=str(extra.get("chip") or app.target),
-            flash_files=tuple((f.offset, Path(f.file_path)) for f in app.flash_files),
-            write_flash_args=tuple(app.flash_args.get("write_flash_args", [])),
+            chip=str(chip),
+            flash_files=flash_files,
+            write_flash_args=tuple(str(arg) for arg in flasher.get("write_flash_args", [])),
             stub=extra.get("stub", True) is not False,
-            sdkconfig=app.sdkconfig,
-            elf=Path(app.elf_file) if app.elf_file else None,
+            sdkconfig=sdkconfig,
+            elf=_find_elf(path, description),
         )
 
     def check_chip(self, chip_rev: str | None) -> None:
@@ -544,6 +534,27 @@ class Esp32P4Board(Board):
             self.console.stop()
 
 
+def _read_json(path: Path, fix: str, *, required: bool = True) -> dict[str, Any]:
+    if not path.is_file() and not required:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BoardError(f"cannot read {path} ({exc}): {fix}") from exc
+    if not isinstance(data, dict):
+        raise BoardError(f"{path} is not a JSON object: {fix}")
+    return data
+
+
+def _find_elf(build: Path, description: dict[str, Any]) -> Path | None:
+    """The app's ELF: project_description.json's `app_elf`, else the build directory's only *.elf."""
+    named = description.get("app_elf")
+    if named and (build / str(named)).is_file():
+        return build / str(named)
+    elves = sorted(build.glob("*.elf"))
+    return elves[0] if len(elves) == 1 else None
+
+
 def pulse_reset(link: Any, pulse_s: float = RESET_PULSE_S) -> None:
     """Reset into the app through the two-transistor circuit: EN low with IO0 high, then release EN.
 
@@ -561,6 +572,71 @@ def _is_busy(exc: BaseException) -> bool:
     return any(s in text for s in ("Errno 16", "Errno 11", "busy", "exclusively lock"))
 
 
+# --- the board kind -------------------------------------------------------------------------------------------
+
+# Spellings pytest-embedded's plugin registers itself; when it is loaded they are its options (its
+# --skip-autoflash then takes y/n), otherwise the harness registers them (--skip-autoflash is a flag).
+EMBEDDED_SPELLINGS = ("--port", "--port-mac", "--app-path", "--build-dir", "--skip-autoflash", "--esptool-baud")
+
+
+class Esp32P4Kind(BoardKind):
+    """A real ESP32-P4 on a serial port, flashed with esptool, cabled to a NIC of this machine."""
+
+    name = "esp32p4"
+    summary = "a real ESP32-P4 (Waveshare P4-Nano) on a serial port and a NIC"
+    uses_board_tables = True
+
+    def add_options(self, group: KindOptions) -> None:
+        """Serial port, build, flashing, chip revision, the NIC and which [boards.<name>] table applies."""
+        if not group.embedded_plugin:
+            group.addoption("--port", default=None,
+                            help="serial port of the board, or rfc2217://host:port (default: auto-detect)")  # fmt: skip
+            group.addoption("--port-mac", default=None, help="the board's base MAC, to pick its port among several")
+            group.addoption("--app-path", default=None, help="ESP-IDF project directory (default firmware/hil_app)")
+            group.addoption("--build-dir", default=None,
+                            help="ESP-IDF build directory, absolute or under --app-path (default build)")  # fmt: skip
+            group.addoption("--skip-autoflash", action="store_true", default=False,
+                            help="boot what is already on the board instead of flashing the build")  # fmt: skip
+            group.addoption("--esptool-baud", default=None, help="flashing baud rate (default $ESPBAUD or 921600)")
+        group.addoption("--eth-iface", default=None,
+                        help="host NIC cabled to the board's Ethernet port; it is moved into the run's namespace "
+                        "and restored afterwards")  # fmt: skip
+        group.addoption("--chip-rev", default=None,
+                        help="the board's chip revision, e.g. v1.0 or v3.1; checked against the build "
+                        "before flashing")  # fmt: skip
+        group.addoption("--board-name", default=None,
+                        help="which [boards.<name>] table of hil.toml describes the board "
+                        "(default: the only one)")  # fmt: skip
+
+    def check_options(self, options: Any, config: Any) -> None:
+        """The board table exists, the chip revision and the baud rate parse."""
+        table = config.board_table(getattr(options, "board_name", None))
+        chip_rev = getattr(options, "chip_rev", None) or table.chip_rev
+        if chip_rev:
+            parse_chip_rev(chip_rev)
+        baud = getattr(options, "esptool_baud", None)
+        if baud not in (None, "") and not str(baud).isdigit():
+            raise ConfigError(f"--esptool-baud {baud!r} is not a number of bits per second, e.g. 921600")
+
+    def make_lab(self, options: Any, config: Any, run_id: str, log_dir: Path) -> Any:
+        """The NIC lab: `--eth-iface` over the board's `eth_iface` over `[nic].iface` in hil.toml."""
+        from harness.lab.base import LabAddressing
+        from harness.lab.nic import NicLab
+
+        iface = getattr(options, "eth_iface", None) or config.nic_iface(getattr(options, "board_name", None))
+        nic = config.nic
+        addressing = LabAddressing(str(nic.subnet), str(nic.host_ip), str(nic.pool_start), str(nic.pool_end))
+        return NicLab(
+            iface or "", run_id=run_id, addressing=addressing, mtu=config.link.mtu, log_dir=log_dir,
+            force=bool(getattr(options, "dhcp_force", False)), expect_speed_mbit=nic.expect_speed_mbit,
+            expect_duplex=nic.expect_duplex,
+        )  # fmt: skip
+
+    def make_board(self, options: Any, config: Any, lab: Any, log_dir: Path) -> Esp32P4Board:
+        """The board from the options, falling back to its `[boards.<name>]` table (options win)."""
+        return board_from_options(options, config, log_dir)
+
+
 def board_from_options(
     options: Any, config: Any, log_dir: Path, reset_line: Callable[[], None] | None = None
 ) -> Esp32P4Board:
@@ -568,11 +644,11 @@ def board_from_options(
 
     Command-line options win over the file; the file wins over defaults.
     """
-    table = config.board_table(getattr(options, "board_name", None)) if hasattr(config, "board_table") else {}
+    table = config.board_table(getattr(options, "board_name", None))
 
     def pick(option: str, key: str) -> Any:
         value = getattr(options, option, None)
-        return value if value not in (None, "") else table.get(key)
+        return value if value not in (None, "") else getattr(table, key)
 
     baud = getattr(options, "esptool_baud", None)
     return Esp32P4Board(
@@ -586,3 +662,6 @@ def board_from_options(
         esptool_baud=int(baud) if baud else None,
         reset_line=reset_line,
     )
+
+
+BOARD_KIND = Esp32P4Kind()

@@ -258,10 +258,6 @@ class ConsoleMonitor:
             stop = len(self.lines) if end is None else end
             return [event for event in self.events if start <= event.lineno - 1 < stop]
 
-    def machine_lines(self, keyword: str, since: int = 0) -> list[MachineLine]:
-        """Every HIL_* line with ``keyword`` from ``since`` on."""
-        return [ln.machine for ln in self.slice(since) if ln.machine is not None and ln.machine.keyword == keyword]
-
     # --- writing -----------------------------------------------------------------------------------------
 
     def send(self, line: str) -> None:

@@ -9,9 +9,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from harness.errors import HilError, MissingToolError
+from harness.paths import firmware_dir
 
-REPO = Path(__file__).resolve().parents[2]
-APP_DIR = REPO / "firmware" / "hil_app"
+APP_DIR = firmware_dir() / "hil_app"
 TARGET = "esp32p4"
 # Directories whose files go into the image besides the app itself.
 EXTRA_SOURCE_DIRS = ("services", "certs")

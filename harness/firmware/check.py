@@ -9,7 +9,9 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from harness.paths import project_root
+
+REPO = project_root()
 
 # Options the shim needs, and the tuning behind the 91.15 Mbit/s reference figure (CONTEXT.md),
 # plus what the protocol's services and `crash` kinds depend on.

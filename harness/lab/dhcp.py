@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from harness.errors import DutTimeoutError, LabError
+from harness.lab.base import LabAddressing
 from harness.lab.dhcp_packet import (
     BOOTREPLY,
     BOOTREQUEST,
@@ -35,7 +36,7 @@ from harness.lab.dhcp_packet import (
     ip_bytes,
     u32_bytes,
 )
-from harness.lab.netns import PREFIX, LabAddressing, Namespace
+from harness.lab.netns import PREFIX, Namespace
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ overrides those refusals. Link speed and duplex are read with ethtool: anything 
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import json
 import logging
@@ -21,15 +20,14 @@ import os
 import re
 import secrets
 import select
-import shutil
 import socket
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import LabError, MissingToolError
+from harness.errors import LabError
+from harness.lab.base import LAB_SYSCTLS, Lab, LabAddressing, LinkProfile
 from harness.lab.dhcp_packet import (
     BOOTREPLY,
     BOOTREQUEST,
@@ -42,21 +40,7 @@ from harness.lab.dhcp_packet import (
     Opt,
     build_options,
 )
-from harness.lab.netns import (
-    LAB_SYSCTLS,
-    LOCK_DIR,
-    PREFIX,
-    Cable,
-    Lab,
-    LabAddressing,
-    LinkProfile,
-    ManagedProcess,
-    Namespace,
-    _delete_namespace,
-    require_tools,
-    run_command,
-    sweep_stale_namespaces,
-)
+from harness.lab.netns import Namespace, delete_namespace, require_tools, run_command
 
 log = logging.getLogger(__name__)
 
@@ -213,8 +197,8 @@ def _probe(ifname: str, mac: str, timeout: float) -> list[str]:
     return servers
 
 
-class NicLab(Cable):
-    """The lab of one run on a real NIC; the same public surface scenarios use on the virtual `Lab`.
+class NicLab(Lab):
+    """The lab of one run on a real NIC: the NIC, moved into the run's host namespace, is the cable.
 
     Args:
         nic: the host interface cabled to the board.
@@ -244,61 +228,50 @@ class NicLab(Cable):
     ) -> None:
         if not nic:
             raise LabError(
-                "--board esp32p4 needs the host NIC cabled to the board: give --eth-iface (or nic.iface "
-                "in hil.toml); `ip link` lists the interfaces"
+                "a real board needs the host NIC cabled to it: give --eth-iface <nic> (or nic.iface / "
+                "boards.<name>.eth_iface in hil.toml); `ip link` lists the interfaces"
             )
-        self.run_id = run_id
+        link = NicLinkProfile(rate_mbit=expect_speed_mbit, mtu=mtu, nic=nic)
+        super().__init__(run_id, host_if=nic, addressing=addressing, link=link, log_dir=log_dir)
         self.nic = nic
-        self.host_if = nic
-        self.addressing = addressing or LabAddressing()
         self.mtu = mtu
-        self.log_dir = log_dir
         self.force = force
         self.expect_speed_mbit = expect_speed_mbit
         self.expect_duplex = expect_duplex
         self.home = home
         self.dhcp_probe_s = dhcp_probe_s
-        self.host = Namespace(f"{PREFIX}{run_id}-host")
-        self.link: NicLinkProfile = NicLinkProfile(rate_mbit=expect_speed_mbit, mtu=mtu, nic=nic)
-        self.processes: list[ManagedProcess] = []
-        self.warnings: list[str] = []
         self.saved: NicState | None = None
         self.foreign_dhcp: list[str] = []
         self._moved = False
-        self._lock_fd: int | None = None
-        self._started = False
-        self._closed = False
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
-    def start(self) -> NicLab:
-        """Check the NIC, record its state, move it into the lab namespace and configure it there."""
+    def _check(self) -> None:
+        """The tools, the privileges, and a NIC that is safe to take (its state is recorded for the restore)."""
         require_tools("ip", "ethtool")
         from harness.privileges import require_lab_privileges
 
         require_lab_privileges(nic=True)
         self.saved = self._check_nic()
-        sweep_stale_namespaces()
-        self._take_lock()
-        self._started = True
-        try:
-            self._take_nic()
-            self._read_ethtool()
-            self.foreign_dhcp = probe_foreign_dhcp(self.host, self.nic, self.dhcp_probe_s)
-            if self.foreign_dhcp:
-                message = (
-                    f"a DHCP server other than the lab's answers on {self.nic} ({', '.join(self.foreign_dhcp)}): "
-                    "the NIC "
-                    "is on a real network. Cable the board directly to the NIC (or to a switch with nothing else on "
-                    "it), or pass --dhcp-force if you really mean to run a second DHCP server there"
-                )
-                if not self.force:
-                    raise LabError(message)
-                self._warn(message + " (continuing: --dhcp-force)")
-        except BaseException:
-            self.close()
-            raise
-        return self
+
+    def namespaces(self) -> list[Namespace]:
+        """The host namespace only: the board is on the other end of a real cable."""
+        return [self.host]
+
+    def _build(self) -> None:
+        """Move the NIC into the lab namespace, configure it, read its link, look for a foreign DHCP server."""
+        self._take_nic()
+        self._read_ethtool()
+        self.foreign_dhcp = probe_foreign_dhcp(self.host, self.nic, self.dhcp_probe_s)
+        if self.foreign_dhcp:
+            message = (
+                f"a DHCP server other than the lab's answers on {self.nic} ({', '.join(self.foreign_dhcp)}): "
+                "the NIC is on a real network. Cable the board directly to the NIC (or to a switch with nothing "
+                "else on it), or pass --dhcp-force if you really mean to run a second DHCP server there"
+            )
+            if not self.force:
+                raise LabError(message)
+            self.warn(message + " (continuing: --dhcp-force)")
 
     def _check_nic(self) -> NicState:
         where = f"namespace {self.home.name}" if self.home else "this machine"
@@ -326,7 +299,7 @@ class NicLab(Cable):
             )
             if not self.force:
                 raise LabError(message)
-            self._warn(message + " (continuing: --dhcp-force)")
+            self.warn(message + " (continuing: --dhcp-force)")
         return state
 
     def _routes_via_default(self) -> list[dict[str, Any]]:
@@ -346,9 +319,9 @@ class NicLab(Cable):
                 break
             time.sleep(0.2)  # polling the carrier; bounded by the deadline above
         if info.link is False:
-            self._warn(f"{self.nic} has no link: is the board powered and the cable plugged in?")
+            self.warn(f"{self.nic} has no link: is the board powered and the cable plugged in?")
         if info.speed_mbit is None:
-            self._warn(f"ethtool reports no speed for {self.nic}; assuming {self.expect_speed_mbit} Mbit/s")
+            self.warn(f"ethtool reports no speed for {self.nic}; assuming {self.expect_speed_mbit} Mbit/s")
             self.link = NicLinkProfile(
                 rate_mbit=self.expect_speed_mbit,
                 mtu=self.mtu,
@@ -358,7 +331,7 @@ class NicLab(Cable):
             )
             return
         if (info.speed_mbit, info.duplex) != (self.expect_speed_mbit, self.expect_duplex):
-            self._warn(
+            self.warn(
                 f"{self.nic} negotiated {info.speed_mbit} Mbit/s {info.duplex or '?'}-duplex, not "
                 f"{self.expect_speed_mbit}/{self.expect_duplex}: results are measured on the real rate (check the "
                 "cable, or `ethtool -s <nic> speed 100 duplex full autoneg on`)"
@@ -378,14 +351,8 @@ class NicLab(Cable):
         self.host.ip("addr", "add", f"{self.addressing.host_ip}/{self.addressing.prefixlen}", "dev", self.nic)
         self.host.ip("link", "set", "dev", self.nic, "up")
 
-    def close(self) -> None:
-        """Stop the lab's processes, give the NIC back with its old settings, delete the namespace. Idempotent."""
-        if self._closed or not self._started:
-            return
-        self._closed = True
-        for process in reversed(self.processes):
-            process.stop()
-        self.host.shutdown()
+    def _teardown(self) -> None:
+        """Give the NIC back with its old settings and delete the namespace."""
         if self._moved:
             # Give the NIC back explicitly: a physical device would return by itself when the namespace
             # goes, but only after its last user exits, and a virtual one would be destroyed instead.
@@ -394,28 +361,11 @@ class NicLab(Cable):
                 self.host.ip("link", "set", "dev", self.nic, "netns", home)
                 self._moved = False
             except LabError as exc:
-                self._warn(f"could not move {self.nic} back: {exc}")
-        _delete_namespace(self.host.name)
+                self.warn(f"could not move {self.nic} back: {exc}")
+        delete_namespace(self.host.name)
         if self.saved is not None and not self._moved:
-            problems = self._restore()
-            for problem in problems:
-                self._warn(f"restoring {self.nic}: {problem}")
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            (LOCK_DIR / f"{self.run_id}.lock").unlink(missing_ok=True)
-            self._lock_fd = None
-
-    def _take_lock(self) -> None:
-        # Same lock as the virtual lab: a held lock tells sweep_stale_namespaces() this run is alive.
-        LOCK_DIR.mkdir(parents=True, exist_ok=True)
-        fd = os.open(LOCK_DIR / f"{self.run_id}.lock", os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(fd)
-            raise LabError(f"run id {self.run_id} is already in use by another run") from exc
-        os.set_inheritable(fd, False)
-        self._lock_fd = fd
+            for problem in self._restore():
+                self.warn(f"restoring {self.nic}: {problem}")
 
     def _restore(self) -> list[str]:
         assert self.saved is not None
@@ -431,74 +381,16 @@ class NicLab(Cable):
                 time.sleep(0.1)  # polling for the device to reappear; bounded by the deadline above
         return restore_nic_state(self.saved, self.home)
 
-    def __enter__(self) -> NicLab:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _warn(self, message: str) -> None:
-        self.warnings.append(message)
+    def warn(self, message: str) -> None:
+        """Note a problem that does not stop the run, and log it at once."""
+        super().warn(message)
         log.warning("%s", message)
 
-    # --- processes and the cable -------------------------------------------------------------------------
-
-    def spawn(
-        self, name: str, ns: Namespace, command: Sequence[str], *, log_name: str | None = None, **popen_kwargs: Any
-    ) -> ManagedProcess:
-        """Start a long-running program inside ``ns`` (the host namespace); it is stopped at `close()`."""
-        # The virtual lab's spawn needs only `log_dir` and `processes`, which this lab has too.
-        return Lab.spawn(self, name, ns, command, log_name=log_name, **popen_kwargs)  # type: ignore[arg-type]
-
-    def set_link(self, up: bool, side: str = "host") -> None:
-        """Take the host NIC down (the board sees its carrier drop, as with a cable pull) or up again."""
+    def cable_end(self, side: str) -> tuple[Namespace, str]:
+        """The host end only: the board's end of a real cable is out of the harness's reach."""
         if side != "host":
-            raise LabError("with a real board only the host end of the cable can be switched (side='host')")
-        self.host.ip("link", "set", "dev", self.nic, "up" if up else "down")
-
-    def interface_counters(self, side: str = "host") -> dict[str, int]:
-        """Kernel counters of the host NIC (rx/tx packets, bytes, drops)."""
-        if side != "host":
-            raise LabError("a real board's own counters come from its console (`stats`), not from the host")
-        names = ("rx_packets", "rx_bytes", "rx_dropped", "tx_packets", "tx_bytes", "tx_dropped")
-        text = self.host.run("cat", *(f"/sys/class/net/{self.nic}/statistics/{n}" for n in names))
-        return dict(zip(names, (int(v) for v in text.split()), strict=True))
-
-    def describe(self) -> dict[str, Any]:
-        """What gets recorded about the lab with each run."""
-        return {
-            **self.link.as_dict(),
-            "host_ns": self.host.name,
-            **vars(self.addressing),
-            "warnings": list(self.warnings),
-            "foreign_dhcp": list(self.foreign_dhcp),
-        }
-
-
-def nic_lab_from_options(options: Any, config: Any, run_id: str, log_dir: Path | None) -> NicLab:
-    """The NicLab for a run: `--eth-iface` over the board's `eth_iface` over `[nic].iface` in hil.toml."""
-    nic_cfg = config.data["nic"]
-    iface = getattr(options, "eth_iface", None) or config.nic_iface(getattr(options, "board_name", None))
-    if not iface:
-        raise LabError(
-            "--board esp32p4 needs the host NIC cabled to the board: give --eth-iface <nic> (or "
-            "nic.iface / boards.<name>.eth_iface in hil.toml); `ip link` lists the interfaces"
-        )
-    if shutil.which("ethtool") is None:
-        raise MissingToolError("ethtool is missing: `apt-get install ethtool` (the lab reads the NIC's speed with it)")
-    addressing = LabAddressing(
-        subnet=nic_cfg["subnet"],
-        host_ip=nic_cfg["host_ip"],
-        pool_start=nic_cfg["pool_start"],
-        pool_end=nic_cfg["pool_end"],
-    )
-    return NicLab(
-        iface,
-        run_id=run_id,
-        addressing=addressing,
-        mtu=config.data["link"]["mtu"],
-        log_dir=log_dir,
-        force=bool(getattr(options, "dhcp_force", False)),
-        expect_speed_mbit=nic_cfg["expect_speed_mbit"],
-        expect_duplex=nic_cfg["expect_duplex"],
-    )
+            raise LabError(
+                "with a real board only the host end of the cable can be switched or counted (side='host'); "
+                "the board's own counters come from its console (`stats`)"
+            )
+        return self.host, self.nic

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import LabError
-from harness.lab.netns import Lab, ManagedProcess, require_lab_namespace, require_tools
+from harness.lab.base import Lab, ManagedProcess
+from harness.lab.netns import require_lab_namespace, require_tools
+from harness.paths import certs_dir
 
-CERTS_DIR = Path(__file__).resolve().parents[2] / "firmware" / "certs"
-CA_CERT = CERTS_DIR / "hil_test_ca.crt"
 MQTT_PORT = 1883
 MQTTS_PORT = 8883
 READY_TIMEOUT_S = 10.0
@@ -37,14 +37,15 @@ class CertPair:
     @property
     def cert(self) -> Path:
         """The PEM certificate."""
-        return CERTS_DIR / f"{self.name}.crt"
+        return certs_dir() / f"{self.name}.crt"
 
     @property
     def key(self) -> Path:
         """The PEM private key."""
-        return CERTS_DIR / f"{self.name}.key"
+        return certs_dir() / f"{self.name}.key"
 
 
+TEST_CA = CertPair("hil_test_ca")
 LAB_SERVER = CertPair("lab_server")
 WRONG_HOST = CertPair("wrong_host")
 DUT_SERVER = CertPair("dut_server")
@@ -52,7 +53,7 @@ DUT_SERVER = CertPair("dut_server")
 
 def client_context() -> ssl.SSLContext:
     """A TLS client context that trusts only the HIL test CA and checks the host name."""
-    return ssl.create_default_context(cafile=str(CA_CERT))
+    return ssl.create_default_context(cafile=str(TEST_CA.cert))
 
 
 def wait_for_port(lab: Lab, host: str, port: int, timeout: float = READY_TIMEOUT_S, what: str = "server") -> float:
@@ -122,7 +123,7 @@ class MosquittoBroker:
             lines += [
                 f"listener {self.tls_port} {self.host}",
                 "allow_anonymous true",
-                f"cafile {CA_CERT}",
+                f"cafile {TEST_CA.cert}",
                 f"certfile {LAB_SERVER.cert}",
                 f"keyfile {LAB_SERVER.key}",
             ]
@@ -132,7 +133,7 @@ class MosquittoBroker:
         """Start mosquitto and wait until it accepts connections."""
         if self.process is not None and self.process.alive():
             return self
-        self.process = self.lab.spawn("mosquitto", self.lab.host, ["mosquitto", "-c", str(self.config_path)])
+        self.process = self.lab.spawn("mosquitto", ["mosquitto", "-c", str(self.config_path)])
         try:
             wait_for_port(self.lab, self.host, self.port, what="mosquitto")
         except LabError as exc:

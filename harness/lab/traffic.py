@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from harness.boards.virtual.netstats import process_cpu_seconds
 from harness.errors import DutTimeoutError, LabError
 from harness.lab.netns import Namespace, require_lab_namespace
+from harness.processes import cpu_seconds
 
 RECV_CHUNK = 256 * 1024
 
@@ -275,7 +275,7 @@ class CpuMeter:
 
 def _cpu_or_zero(pid: int) -> float:
     try:
-        return process_cpu_seconds(pid)
+        return cpu_seconds(pid)
     except (OSError, IndexError, ValueError):
         return 0.0
 

@@ -6,39 +6,23 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
-from harness.errors import ConfigError, HilError
+from harness.config import LabConfig
+from harness.errors import HilError
 from harness.results.regress import ThresholdPolicy, Verdict, any_regressed, evaluate_run
 from harness.results.store import DEFAULT_DB, open_store
 from harness.results.terminal import compare_table, make_console, run_tables, runs_table, verdict_table
 
-DEFAULT_CONFIG = "hil.toml"
 
-
-def load_policy(config_path: str | None) -> ThresholdPolicy:
+def load_policy(config_path: Path | None) -> ThresholdPolicy:
     """Thresholds from the ``[regress]`` table of the lab config (defaults when there is no config file).
 
     ``[regress]`` holds the defaults (``window``, ``min_history``, ``noise_sigmas``, ...) and
-    ``[regress.thresholds.<metric>]`` the per-metric overrides.
+    ``[regress.thresholds.<metric>]`` the per-metric overrides; the file is loaded as `hil run` loads it.
     """
-    path = Path(config_path or DEFAULT_CONFIG)
-    if not path.exists():
-        if config_path:
-            raise ConfigError(f"lab config {path} does not exist; drop --config to use the default thresholds")
-        return ThresholdPolicy()
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    regress: dict[str, Any] = data.get("regress", {})
-    thresholds = regress.get("thresholds", {})
-    defaults = {key: value for key, value in regress.items() if key != "thresholds"}
-    return ThresholdPolicy.from_config(thresholds, defaults)
+    regress = LabConfig.load(config_path).regress
+    per_metric = {metric: table.given() for metric, table in regress.thresholds.items()}
+    return ThresholdPolicy.from_config(per_metric, regress.given())
 
 
 def _common(parser: argparse.ArgumentParser, config: bool = False) -> None:
@@ -50,9 +34,10 @@ def _common(parser: argparse.ArgumentParser, config: bool = False) -> None:
     )
     if config:
         parser.add_argument(
-            "--config",
+            "--hil-config",
+            type=Path,
             metavar="FILE",
-            help=f"lab config with [regress] thresholds (default {DEFAULT_CONFIG} if present)",
+            help="lab config with [regress] thresholds (default ./hil.toml if present)",
         )
 
 
@@ -176,7 +161,7 @@ def cmd_set_accepted(args: argparse.Namespace) -> int:
 
 def cmd_gate(args: argparse.Namespace) -> int:
     """Print the verdicts of a run; 1 if any metric regressed."""
-    policy = load_policy(args.config)
+    policy = load_policy(args.hil_config)
     with open_store(args.db) as store:
         run_id = store.resolve_run_id(args.run)
         verdicts = evaluate_run(store, run_id, policy)
@@ -201,7 +186,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Print one run's facts."""
-    policy = load_policy(args.config)
+    policy = load_policy(args.hil_config)
     with open_store(args.db) as store:
         run_id = store.resolve_run_id(args.run)
         tables = run_tables(store.run_info(run_id), store.tests(run_id), evaluate_run(store, run_id, policy))
@@ -215,7 +200,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     """Build the static site."""
     from harness.results.dashboard import build_dashboard
 
-    policy = load_policy(args.config)
+    policy = load_policy(args.hil_config)
     with open_store(args.db) as store:
         index = build_dashboard(store, args.out, policy, title=args.title)
     print(f"dashboard written: {index}")

@@ -277,8 +277,10 @@ class Store:
     def _connect_postgres(url: str) -> Any:
         try:
             import psycopg
-        except ImportError as exc:  # pragma: no cover - psycopg is a declared dependency
-            raise MissingToolError("PostgreSQL stores need psycopg 3: pip install 'psycopg[binary]'") from exc
+        except ImportError as exc:  # psycopg is the optional `postgres` extra
+            raise MissingToolError(
+                "PostgreSQL stores need psycopg 3 (the postgres extra): pip install 'esp-smoltcp-hil[postgres]'"
+            ) from exc
         try:
             return psycopg.connect(url, connect_timeout=15, autocommit=True)
         except psycopg.OperationalError as exc:

@@ -26,13 +26,13 @@ def test_c_unit_tests_pass_on_the_golden_vectors() -> None:
     result = run(cbuild.build_c_tests())
     assert result.returncode == 0, result.stdout + result.stderr
     assert " 0 failures" in result.stdout
-    vectors = json.loads(cbuild.VECTORS_FILE.read_text())
+    vectors = json.loads(cbuild.vectors_file().read_text())
     assert f"line vectors: {len(vectors['lines'])} checked" in result.stdout
 
 
 def test_c_unit_tests_fail_on_a_wrong_vector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HIL_CACHE_DIR", str(tmp_path / "cache"))
-    vectors = json.loads(cbuild.VECTORS_FILE.read_text())
+    vectors = json.loads(cbuild.vectors_file().read_text())
     vectors["commands"].append({"input": "stats  period 5", "argv": ["stats", "period", "6"]})
     vectors["lines"][0]["fields"]["app"] = "not what the line says"
     wrong = tmp_path / "vectors.json"

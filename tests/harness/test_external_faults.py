@@ -80,6 +80,12 @@ def kill_services(ns: str) -> None:
     """SIGKILL the firmware's services process (iperf3 server, echo services) in the DUT namespace."""
 
     def services_pid() -> int | None:
+        # Only once the services listen (they are up, the board's boot goes on): killing them while they
+        # start would stall the boot instead of breaking iperf3.
+        listening = subprocess.run(["ip", "netns", "exec", ns, "ss", "-Hltn", "sport", "=", ":5201"],
+                                   capture_output=True, text=True, timeout=15).stdout.strip()  # fmt: skip
+        if not listening:
+            return None
         pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=15).stdout.split()
         for pid in pids:
             try:

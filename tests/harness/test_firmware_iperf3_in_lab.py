@@ -17,7 +17,7 @@ def test_firmware_iperf3_server_matches_real_iperf3(board, lab, dut_ip, metrics,
     """Same link, same run: the firmware's server reaches >= 98 % of what Debian's iperf3 -s reaches."""
     if board.kind != "virtual":
         pytest.skip("the reference iperf3 -s runs inside the virtual board's namespace")
-    reference = lab.spawn(f"iperf3-reference-{direction}", lab.dut, ["iperf3", "-s", "-p", str(REFERENCE_PORT)])
+    reference = lab.spawn(f"iperf3-reference-{direction}", ["iperf3", "-s", "-p", str(REFERENCE_PORT)], ns=lab.dut)
 
     def side_by_side() -> tuple[float, float]:
         ours = iperf3(lab.host, dut_ip, seconds=SECONDS, reverse=direction == "tx")

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness.boards.virtual.services_process import ServicesProcess
-from harness.lab.netns import Lab
+from harness.lab.veth import VethLab
 
 pytestmark = [
     pytest.mark.benchmark,
@@ -89,7 +89,7 @@ def shaped_link() -> Iterator[tuple[str, str, str]]:
     """The lab's 100BASE-TX-shaped cable: server namespace, client namespace, server address; always removed."""
     if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("tc") is None:
         pytest.skip("needs root, ip and tc to build network namespaces")
-    with Lab() as lab:
+    with VethLab() as lab:
         yield lab.dut.name, lab.host.name, lab.address_dut()
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.testing import REPO, hil_command, hil_namespaces, needs_root, processes_mentioning
+from harness.lab.netns import Namespace
+from harness.lab.veth import VethLab
+from harness.testing import REPO, hil_command, hil_namespaces, needs_root, processes_mentioning, wait_for
 
 pytestmark = needs_root
 
@@ -81,22 +83,44 @@ def test_two_concurrent_runs_pass_and_record_everything(tmp_path: Path) -> None:
     assert ids[0] != ids[1]
 
 
-def test_ctrl_c_mid_transfer_cleans_up_and_keeps_results(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_mid_transfer_cleans_up_and_records_the_test_as_interrupted(tmp_path: Path, sig: int) -> None:
     before = hil_namespaces()
     command = hil_command("-k", "http_download", "--dl-bytes", "2000000000", results_dir=tmp_path)
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         new = _wait_for_transfer(before, timeout=60)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sig)
         output, _ = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode != 0
-    assert not new & hil_namespaces(), f"namespaces left after Ctrl-C: {new & hil_namespaces()}\n{output[-2000:]}"
-    assert not processes_mentioning(str(tmp_path)), "a process of the run outlived Ctrl-C"
+    assert not new & hil_namespaces(), f"namespaces left after {sig!r}: {new & hil_namespaces()}\n{output[-2000:]}"
+    assert not processes_mentioning(str(tmp_path)), f"a process of the run outlived {sig!r}"
     (record,) = _results(tmp_path)
     assert record["board"]["kind"] == "virtual"
+    (test,) = [test for test in record["tests"] if "http_download" in test["nodeid"]]
+    assert test["outcome"] == "interrupted", f"{test}\n{output[-2000:]}"
+    assert record["interrupted"] is True and record["finished"]
+
+
+def test_nothing_outlives_a_sigkilled_run_and_the_next_run_sweeps_its_namespaces(tmp_path: Path) -> None:
+    before = hil_namespaces()
+    command = hil_command("-k", "http_download", "--dl-bytes", "2000000000", results_dir=tmp_path)
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        new = _wait_for_transfer(before, timeout=60)
+        process.kill()  # no teardown runs: the board, its firmware and services must die on their own
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    running = lambda: [pid for name in new & hil_namespaces() for pid in Namespace(name).pids()]  # noqa: E731
+    assert wait_for(lambda: not running(), timeout_s=10), f"processes outlived a SIGKILLed run: {running()}"
+    assert new <= hil_namespaces(), "nothing should have cleaned up after a SIGKILL"
+    with VethLab():  # the next run's start proves the dead run dead and removes what it left
+        assert not new & hil_namespaces(), f"the sweep left {new & hil_namespaces()}"
 
 
 def _wait_for_transfer(before: set[str], timeout: float) -> set[str]:

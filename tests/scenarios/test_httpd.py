@@ -99,7 +99,7 @@ def test_chunked_download(board: Board, lab, dut_ip: str, metrics) -> None:
 
 def test_concurrent_clients(board: Board, lab, dut_ip: str, hil_config, metrics) -> None:
     """Several clients at once, each doing one-shot GETs; every response is complete and correct."""
-    clients = int(hil_config.data["thresholds"].get("httpd_concurrent_clients", 8))
+    clients = hil_config.thresholds.httpd_concurrent_clients
     per_client = 10
 
     def client(index: int, start: threading.Barrier) -> list[float]:
@@ -221,7 +221,7 @@ def test_malformed_request(board: Board, lab, dut_ip: str, request_bytes: bytes,
 def test_heap_over_many_connections(board: Board, lab, dut_ip: str, hil_config, metrics) -> None:
     """heap_min_free must not fall by more than the budget over 200 connections (a per-connection leak shows)."""
     connections = 200
-    budget = int(hil_config.data["thresholds"].get("httpd_heap_drop_max_bytes", 256 * 1024))
+    budget = hil_config.thresholds.httpd_heap_drop_max_bytes
 
     def connect_many(count: int) -> float:
         started = time.monotonic()

@@ -39,7 +39,7 @@ def _wait_answering(lab, dut_ip: str, timeout: float) -> float:
 
 
 def _check_pull(board: Board, lab, dut_ip: str, hil_config, metrics, before: dict, mark: int, prefix: str) -> None:
-    recover_s = _wait_answering(lab, dut_ip, hil_config.data["thresholds"]["link_recover_max_s"])
+    recover_s = _wait_answering(lab, dut_ip, hil_config.thresholds.link_recover_max_s)
     after = board.stats()
     downs, ups = after["link_downs"] - before["link_downs"], after["link_ups"] - before["link_ups"]
     assert (downs, ups) == (1, 1), (
@@ -109,7 +109,7 @@ def test_cable_pull_during_dhcp(board: Board, lab, dhcp_server, hil_config, metr
         plugged = time.monotonic()
         lab.set_link(True)
         ack = dhcp_server.wait_for("ACK", since=plugged, predicate=lambda e: e.mac == mac and e.direction == "tx",
-                                   timeout=hil_config.data["thresholds"]["link_recover_max_s"])  # fmt: skip
+                                   timeout=hil_config.thresholds.link_recover_max_s)  # fmt: skip
     finally:
         dhcp_server.behaviour = original
         lab.set_link(True)

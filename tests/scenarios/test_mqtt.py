@@ -71,14 +71,14 @@ def test_round_trip(board: Board, lab: Any, mqtt_broker: Any, dut_mqtt: dict[str
                 metrics.record(f"mqtt_rtt_p99_ms_{size}B", percentile(rtts, 99), "ms", "lower")
     loss_pct = 100 * (sent - answered) / sent
     metrics.record("mqtt_loss_pct", loss_pct, "%", "lower")
-    allowed = hil_config.data["thresholds"]["mqtt_loss_max_pct"]
+    allowed = hil_config.thresholds.mqtt_loss_max_pct
     assert loss_pct <= allowed, f"MQTT QoS {qos} echoes lost: {', '.join(lost)} (allowed {allowed} %)"
 
 
 def test_broker_restart(board: Board, lab: Any, mqtt_broker: Any, dut_mqtt: dict[str, Any], hil_config: Any,
                         metrics: Any) -> None:  # fmt: skip
     """After a broker restart the DUT reconnects on its own (HIL_EVENT mqtt connected) and echoes again."""
-    bound = hil_config.data["thresholds"]["mqtt_reconnect_max_s"]
+    bound = hil_config.thresholds.mqtt_reconnect_max_s
     console = board.monitor
     mark = console.mark()
     mqtt_broker.stop()

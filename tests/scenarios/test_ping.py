@@ -19,7 +19,7 @@ def test_ping(board: Board, lab, dut_ip: str, hil_config, metrics, size: int) ->
     p99 = percentile(result.rtts_ms, 99)
     metrics.record("ping_rtt_p99_ms", p99, "ms", "lower")
     metrics.record("ping_rtt_max_ms", max(result.rtts_ms), "ms", "lower")
-    allowed = hil_config.data["thresholds"]["ping_loss_max_pct"]
+    allowed = hil_config.thresholds.ping_loss_max_pct
     assert result.loss_pct <= allowed, f"{result.sent - result.received} of {result.sent} echoes lost ({size} B)"
-    p99_max = hil_config.data["thresholds"]["ping_rtt_p99_max_ms"]
+    p99_max = hil_config.thresholds.ping_rtt_p99_max_ms
     assert p99 <= p99_max, f"RTT p99 {p99:.2f} ms above ping_rtt_p99_max_ms {p99_max:g} ms ({size} B)"

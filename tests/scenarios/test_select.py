@@ -40,7 +40,7 @@ def _client_limit(board: Board, hil_config) -> int:
     reply = _sockets(board)
     free_fds = int(reply["fds_max"]) - int(reply["fds_used"])
     max_clients = int(reply["select_echo"].get("max_clients", free_fds))
-    return min(int(hil_config.data["thresholds"]["select_fd_limit"]), free_fds, max_clients)
+    return min(hil_config.thresholds.select_fd_limit, free_fds, max_clients)
 
 
 def _wait_clients_closed(board: Board, baseline: int, timeout: float = 3.0) -> dict:
@@ -131,14 +131,14 @@ def test_select_connection_churn(board: Board, lab, dut_ip: str, hil_config, met
     assert after["fds_used"] <= before["fds_used"], (
         f"{after['fds_used'] - before['fds_used']} more file descriptors in use after the churn: sockets leaked"
     )
-    budget = int(hil_config.data["thresholds"]["select_heap_drop_max_bytes"])
+    budget = hil_config.thresholds.select_heap_drop_max_bytes
     assert heap_drop <= budget, f"heap_min_free fell by {heap_drop} B over the churn (budget {budget} B)"
 
 
 def test_select_udp_wakes_select(board: Board, lab, dut_ip: str, hil_config, metrics) -> None:
     """With no TCP traffic at all, a datagram on each UDP port is echoed promptly: UDP alone wakes select()."""
     _, udp_ports = _ports(board)
-    bound_s = hil_config.data["thresholds"]["select_udp_wake_max_ms"] / 1000
+    bound_s = hil_config.thresholds.select_udp_wake_max_ms / 1000
     wait_s = max(2.0, 3 * bound_s)  # long enough to see a late echo (the loop's own 1 s timeout) as late, not lost
 
     def run() -> list[tuple[int, float]]:

@@ -51,7 +51,7 @@ def test_soak(board: Board, lab: Any, dut_ip: str, hil_config: Any, hil_session:
     minutes = request.config.option.soak_minutes
     duration_s = minutes * 60
     period_s = max(MIN_SAMPLE_PERIOD_S, duration_s / SAMPLES_WANTED)
-    thresholds = hil_config.data["thresholds"]
+    thresholds = hil_config.thresholds
     first = board.stats()
     series: list[dict[str, Any]] = []
     started = time.monotonic()
@@ -103,10 +103,10 @@ def test_soak(board: Board, lab: Any, dut_ip: str, hil_config: Any, hil_session:
     metrics.record("soak_http_bytes", downloaded, "B", "higher")
     print(f"soak series: {path}")
 
-    floor = thresholds["soak_heap_min_free_bytes"]
+    floor = thresholds.soak_heap_min_free_bytes
     low = [sample for sample in series if sample["heap_min_free"] < floor]
     assert not low, f"heap minimum-free watermark fell to {low[0]['heap_min_free']} B at {low[0]['t_s']} s " \
                     f"(floor {floor} B; series in {path})"  # fmt: skip
-    assert loss_pct <= thresholds["soak_loss_max_pct"], (
+    assert loss_pct <= thresholds.soak_loss_max_pct, (
         f"{total_sent - total_answered} of {total_sent} UDP echoes lost during the soak (series in {path})"
     )

@@ -16,8 +16,9 @@ from harness.boards.board import Board
 from harness.boards.virtual.cbuild import build_services
 from harness.console.monitor import ConsoleMonitor
 from harness.errors import BoardError
-from harness.lab.netns import Lab, ManagedProcess
+from harness.lab.base import ManagedProcess
 from harness.lab.traffic import steal_adjusted_floor
+from harness.lab.veth import VethLab
 
 READY_TIMEOUT_S = 15.0
 CONTROL_TIMEOUT_S = 10.0
@@ -59,7 +60,7 @@ class VirtualBoard(Board):
 
     kind = "virtual"
 
-    def __init__(self, lab: Lab, log_dir: Path, faults: tuple[str, ...] = ()) -> None:
+    def __init__(self, lab: VethLab, log_dir: Path, faults: tuple[str, ...] = ()) -> None:
         super().__init__(log_dir)
         self.lab = lab
         self.faults = faults
@@ -89,7 +90,7 @@ class VirtualBoard(Board):
         stderr = open(self.state_dir / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
         try:
             self.process = self.lab.spawn(
-                "virtual-board", self.lab.dut, command, stdout=subprocess.PIPE, stderr=stderr,
+                "virtual-board", command, ns=self.lab.dut, stdout=subprocess.PIPE, stderr=stderr,
                 env={**os.environ, "HIL_SERVICES_BINARY": str(services)},
             )  # fmt: skip
         finally:
@@ -114,8 +115,22 @@ class VirtualBoard(Board):
         return json.loads(line)
 
     def control(self, op: str, **fields: Any) -> dict[str, Any]:
-        """Send one request to the board's control channel (reset line, status)."""
-        return control_request(self._control, op, **fields)
+        """Send one request to the board's control channel (reset line, status).
+
+        Raises:
+            BoardError: the channel failed; when the board process itself is gone, the message says so and
+                names its log.
+        """
+        try:
+            return control_request(self._control, op, **fields)
+        except BoardError as exc:
+            process = self.process
+            if process is not None and not process.alive():
+                raise BoardError(
+                    f"the virtual board's supervisor (pid {process.pid}) is dead (exit status "
+                    f"{process.popen.returncode}); its log: {self.state_dir / 'supervisor.log'}"
+                ) from exc
+            raise
 
     def hard_reset(self) -> None:
         """Pulse EN."""
@@ -132,6 +147,11 @@ class VirtualBoard(Board):
     def app_pid(self) -> int | None:
         """PID of the running firmware process (to simulate a hang by killing it)."""
         return self.control("status").get("app_pid")
+
+    def dut_processes(self) -> list[int]:
+        """The running firmware process: the virtual DUT is a process of the lab machine."""
+        pid = self.app_pid()
+        return [pid] if pid else []
 
     def close(self) -> None:
         """Stop the console and the board process."""

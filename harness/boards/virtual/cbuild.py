@@ -21,10 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import ConfigError, MissingToolError
+from harness.paths import firmware_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-SERVICES_DIR = REPO_ROOT / "firmware" / "services"
-VECTORS_FILE = REPO_ROOT / "firmware" / "protocol_vectors.json"
 CFLAGS: tuple[str, ...] = ("-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-pthread")
 COMPILE_TIMEOUT_S = 120
 SERVICES_BINARY = "hil-services"
@@ -47,6 +45,16 @@ class _Target:
     sources: tuple[Path, ...]
     headers: tuple[Path, ...]
     vectors: Path | None  # generate protocol_vectors.h from this file
+
+
+def services_dir() -> Path:
+    """The firmware's portable C services (`firmware/services`)."""
+    return firmware_dir() / "services"
+
+
+def vectors_file() -> Path:
+    """The protocol's golden vectors (`firmware/protocol_vectors.json`)."""
+    return firmware_dir() / "protocol_vectors.json"
 
 
 def cache_root() -> Path:
@@ -82,12 +90,11 @@ def _compiler_identity(compiler: str) -> str:
 
 
 def _services_files() -> tuple[tuple[Path, ...], tuple[Path, ...]]:
-    if not SERVICES_DIR.is_dir():
-        raise ConfigError(
-            f"firmware sources not found at {SERVICES_DIR}: run the harness from a checkout of the repository"
-        )
-    sources = tuple(SERVICES_DIR / rel for rel in _LIBRARY_SOURCES)
-    headers = tuple(sorted((SERVICES_DIR / "include").glob("*.h")) + sorted((SERVICES_DIR / "src").glob("*.h")))
+    services = services_dir()
+    if not services.is_dir():
+        raise ConfigError(f"firmware sources not found at {services}: reinstall the package or use a checkout")
+    sources = tuple(services / rel for rel in _LIBRARY_SOURCES)
+    headers = tuple(sorted((services / "include").glob("*.h")) + sorted((services / "src").glob("*.h")))
     return sources, headers
 
 
@@ -98,21 +105,22 @@ def _digest(target: _Target, compiler_id: str, flags: Sequence[str]) -> str:
     h.update("\0".join(flags).encode())
     inputs = [*target.sources, *target.headers]
     if target.vectors is not None:
-        inputs += [target.vectors, SERVICES_DIR / "tests" / "gen_vectors.py"]
+        inputs += [target.vectors, services_dir() / "tests" / "gen_vectors.py"]
     for path in inputs:
-        h.update(str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path).encode())
+        root = firmware_dir()  # names relative to it: a checkout and an installed wheel share builds
+        h.update(str(path.relative_to(root) if path.is_relative_to(root) else path).encode())
         h.update(b"\0")
         h.update(path.read_bytes())
     return h.hexdigest()[:24]
 
 
 def _compile(target: _Target, compiler: str, flags: Sequence[str], out_dir: Path) -> None:
-    include_dirs = [SERVICES_DIR / "include", SERVICES_DIR / "src", out_dir]
+    include_dirs = [services_dir() / "include", services_dir() / "src", out_dir]
     if target.vectors is not None:
         gen = subprocess.run(
             [
                 sys.executable,
-                str(SERVICES_DIR / "tests" / "gen_vectors.py"),
+                str(services_dir() / "tests" / "gen_vectors.py"),
                 str(target.vectors),
                 str(out_dir / "protocol_vectors.h"),
             ],
@@ -173,7 +181,7 @@ def build_services() -> Path:
         ConfigError: the sources are missing or do not compile.
     """
     sources, headers = _services_files()
-    main = SERVICES_DIR / "host" / "hil_services_main.c"
+    main = services_dir() / "host" / "hil_services_main.c"
     return _build(_Target(SERVICES_BINARY, (*sources, main), headers, None))
 
 
@@ -188,9 +196,9 @@ def build_c_tests(vectors: Path | None = None) -> Path:
         MissingToolError: no C compiler.
         ConfigError: the sources or vectors are missing or do not compile.
     """
-    vectors = (vectors or VECTORS_FILE).resolve()
+    vectors = (vectors or vectors_file()).resolve()
     if not vectors.is_file():
         raise ConfigError(f"golden vectors file {vectors} not found")
     sources, headers = _services_files()
-    test_main = SERVICES_DIR / "tests" / "test_main.c"
+    test_main = services_dir() / "tests" / "test_main.c"
     return _build(_Target(C_TESTS_BINARY, (*sources, test_main), headers, vectors))

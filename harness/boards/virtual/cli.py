@@ -22,13 +22,13 @@ from harness.boards.virtual.standalone import (
     state_dir,
 )
 from harness.errors import BoardError, LabError
-from harness.lab.netns import NETNS_DIR
+from harness.lab.netns import NETNS_DIR, delete_namespace
+from harness.paths import import_root
 
 DEFAULT_NAME = "vboard"
 START_TIMEOUT_S = 40.0
 STOP_TIMEOUT_S = 20.0
 MODULE = "harness.boards.virtual.standalone"
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -106,7 +106,8 @@ def run_start(args: argparse.Namespace) -> int:
         command += ["--flash-dir", str(Path(args.flash_dir).resolve())]
     if args.external_lab:
         command.append("--external-lab")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (_PACKAGE_ROOT, os.environ.get("PYTHONPATH"))))}
+    python_path = os.pathsep.join(filter(None, (str(import_root()), os.environ.get("PYTHONPATH"))))
+    env = {**os.environ, "PYTHONPATH": python_path}
     log_path = directory / "standalone.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
@@ -165,9 +166,7 @@ def run_stop(args: argparse.Namespace) -> int:
     # After a SIGKILL nothing ran its teardown: remove what the state file names.
     for ns in (state.get("host_ns"), state.get("dut_ns")):
         if ns and ns.startswith("hil-") and (NETNS_DIR / ns).exists():
-            from harness.lab.netns import _delete_namespace
-
-            _delete_namespace(ns)
+            delete_namespace(ns)
     if state.get("external_lab") and state.get("host_if"):
         delete_root_veth(state["host_if"])
     for leftover in (STATE_FILE, "control.sock"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from harness.boards.virtual import bootlog
-from harness.boards.virtual.crashes import CRASH_KINDS, crash_lines, reset_reason_for
+from harness.boards.virtual.crashes import CRASH_KINDS
 from harness.boards.virtual.registry import COMMANDS, command
 
 if TYPE_CHECKING:
@@ -68,7 +68,4 @@ def crash(fw: Firmware, args: list[str]) -> int | None:
         return None
     kind = args[0]
     fw.result("crash", kind=kind)
-    for line in crash_lines(kind, ms=fw.console.ms(), elf_sha256=fw.app.elf_sha256, task="hil_console"):
-        fw.console.line(line)
-    code, _ = reset_reason_for(kind)
-    return fw.reset_exit_code(code)
+    fw.crash(kind, task="hil_console")

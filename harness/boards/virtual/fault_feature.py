@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import select
 import socket
 import subprocess
@@ -20,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.boards.virtual.crashes import crash_lines, reset_reason_for
 from harness.boards.virtual.registry import fault_mechanism, service
 
 if TYPE_CHECKING:
@@ -176,15 +174,6 @@ def _counter(fw: Firmware, name: str) -> int:
         return 0
 
 
-def _crash(fw: Firmware, kind: str, task: str) -> None:
-    """Print the crash report and reset the chip, from a background task (the REPL is blocked in select)."""
-    for line in crash_lines(kind, ms=fw.console.ms(), elf_sha256=fw.app.elf_sha256, task=task):
-        fw.console.line(line)
-    code, _ = reset_reason_for(kind)
-    fw.shutdown()
-    os._exit(fw.reset_exit_code(code))
-
-
 def _watch_load(fw: Firmware) -> None:
     """Crash when the load condition of rust_panic_under_load or task_wdt_under_load is met."""
     sent_under_load = 0
@@ -198,12 +187,12 @@ def _watch_load(fw: Firmware) -> None:
         if fw.has_fault("rust_panic_under_load") and tx_mbps > LOAD_MBPS:
             sent_under_load += now[0] - last[0]
             if sent_under_load >= RUST_PANIC_AFTER_BYTES:
-                _crash(fw, "rust_panic", "net_poll")
+                fw.crash("rust_panic", "net_poll")
         if fw.has_fault("task_wdt_under_load"):
             if tx_mbps + rx_mbps > LOAD_MBPS:
                 loaded_since = loaded_since or last[2]
                 if now[2] - loaded_since >= WDT_AFTER_S:
-                    _crash(fw, "wdt", "net_poll")
+                    fw.crash("wdt", "net_poll")
             else:
                 loaded_since = None
         last = now

@@ -1,6 +1,6 @@
 """The fault catalogue: DUT misbehaviours the virtual board can be started with, as data.
 
-Each entry models a real failure mode of esp-smoltcp (see /work/shared/CONTEXT.md and docs/faults.md) and
+Each entry models a real failure mode of esp-smoltcp (docs/faults.md says where each comes from) and
 names the scenario(s) of `tests/scenarios` that must catch it and the text their failure message must
 contain. `hil selftest` (harness/selftest.py) proves the suite against this table; docs/faults.md shows it.
 
@@ -28,7 +28,6 @@ class Fault:
 
     Attributes:
         name: the name given to ``--fault``.
-        owner: who implements the twin-side mechanism (C: faults, A: scenarios-net, B: scenarios-apps).
         description: what the DUT does, and the real failure mode it models.
         caught_by: scenarios that must fail (see the module docstring for the pattern forms).
         expected: a fragment the failure message of a catching test contains (it names the problem).
@@ -37,7 +36,6 @@ class Fault:
     """
 
     name: str
-    owner: str
     description: str
     caught_by: tuple[str, ...]
     expected: str
@@ -74,7 +72,6 @@ ALL_OTHER_SCENARIOS = ("boot", "dhcp", "throughput", "select", "httpd", "mqtt", 
 CATALOGUE: tuple[Fault, ...] = (
     Fault(
         "rx_pool_starvation",
-        "C",
         "Under load the RX frame pool runs empty and received frames are dropped (counted in frame_pool_drops), "
         "as with too few slab slots or a poll task that falls behind the EMAC's DMA ring.",
         ("throughput::http_upload", "throughput::iperf3_tcp[rx]"),
@@ -85,7 +82,6 @@ CATALOGUE: tuple[Fault, ...] = (
     ),
     Fault(
         "tx_cap_60pct",
-        "C",
         "Transmits at most 60 % of line rate, like the performance cliffs of CONFIG_COMPILER_OPTIMIZATION_PERF "
         "or PSRAM-backed buffers.",
         ("throughput::http_download", "throughput::iperf3_tcp[tx]"),
@@ -94,7 +90,6 @@ CATALOGUE: tuple[Fault, ...] = (
     ),
     Fault(
         "rust_panic_under_load",
-        "C",
         "A Rust panic in the glue (an unwrap on None in iface.rs) under sustained transmit load, which calls "
         "abort() and reboots the chip.",
         ("throughput::http_download", "throughput::iperf3_tcp[tx]"),
@@ -105,7 +100,6 @@ CATALOGUE: tuple[Fault, ...] = (
     ),
     Fault(
         "task_wdt_under_load",
-        "C",
         "The poll task starves the IDLE task during sustained traffic and the task watchdog fires.",
         ("throughput::iperf3_tcp", "select"),
         "DUT crashed: watchdog timeout",
@@ -115,7 +109,6 @@ CATALOGUE: tuple[Fault, ...] = (
     ),
     Fault(
         "no_dhcp_renewal",
-        "C",
         "Never renews or rebinds its DHCP lease, so the address silently expires (DHCP lease events are not even "
         "logged by the component).",
         ("dhcp::dhcp_renewal_between_t1_and_t2",),
@@ -125,7 +118,6 @@ CATALOGUE: tuple[Fault, ...] = (
     ),
     Fault(
         "dhcp_nak_ignored",
-        "C",
         "Keeps using its address after the server NAKs the renewal instead of starting over.",
         ("dhcp_edge::nak_on_renew_rediscovers",),
         "ignored the NAK",
@@ -133,7 +125,6 @@ CATALOGUE: tuple[Fault, ...] = (
     ),
     Fault(
         "large_icmp_dropped",
-        "C",
         "Drops ICMP echo requests larger than 1000 B (a frame-pool slot or reassembly limit below the MTU).",
         ("ping[1472]",),
         "no echo reply",
@@ -142,7 +133,6 @@ CATALOGUE: tuple[Fault, ...] = (
     ),
     Fault(
         "link_flap_storm",
-        "C",
         "Its link flaps every 3 s (a marginal PHY or a bad reset GPIO): carrier drops for 0.3 s each time.",
         ("link",),
         "link_downs +",
@@ -151,7 +141,6 @@ CATALOGUE: tuple[Fault, ...] = (
     ),
     Fault(
         "rtt_spikes",
-        "C",
         "Round trips spike by tens of ms every few hundred ms (the poll task is held off by a higher-priority "
         "task, as with a vTaskDelay(1) spin in select()).",
         ("ping",),
@@ -161,7 +150,6 @@ CATALOGUE: tuple[Fault, ...] = (
     ),
     Fault(
         "heap_leak_per_connection",
-        "A",
         "Leaks ~32 KiB of heap per HTTP connection (a socket's buffers never freed).",
         ("httpd::heap_over_many_connections",),
         "leaks heap per connection",
@@ -169,7 +157,6 @@ CATALOGUE: tuple[Fault, ...] = (
     ),
     Fault(
         "panic_on_nth_connection",
-        "A",
         "Panics on the 20th accepted HTTP connection.",
         ("httpd",),
         "DUT crashed",
@@ -177,7 +164,6 @@ CATALOGUE: tuple[Fault, ...] = (
     ),
     Fault(
         "socket_slot_leak",
-        "A",
         "The select() echo service stops accepting after 24 connections: socket-handle slots are never recycled "
         "(the historical 32-entry map bug).",
         ("select::select_connection_churn", "select::select_concurrent_tcp_and_udp[limit]"),
@@ -186,7 +172,6 @@ CATALOGUE: tuple[Fault, ...] = (
     ),
     Fault(
         "udp_never_readable",
-        "A",
         "select() never reports UDP sockets readable (the shim's zero-length recvfrom check).",
         ("select",),
         "UDP",
@@ -194,7 +179,6 @@ CATALOGUE: tuple[Fault, ...] = (
     ),
     Fault(
         "httpd_malformed_crash",
-        "A",
         "Crashes on a malformed HTTP request.",
         ("httpd::malformed_request", "httpd::long_header_line"),
         "DUT crashed",
@@ -202,7 +186,6 @@ CATALOGUE: tuple[Fault, ...] = (
     ),
     Fault(
         "tls_wrong_cert",
-        "B",
         "Its HTTPS server presents a certificate for the wrong hostname.",
         ("tls",),
         "certificate",
@@ -210,7 +193,6 @@ CATALOGUE: tuple[Fault, ...] = (
     ),
     Fault(
         "no_mqtt_reconnect",
-        "B",
         "Does not reconnect to the MQTT broker after the broker restarts.",
         ("mqtt",),
         "reconnect",
@@ -218,7 +200,6 @@ CATALOGUE: tuple[Fault, ...] = (
     ),
     Fault(
         "l2_tap_deaf",
-        "B",
         "The L2 tap never delivers frames, so EtherType 0x88B5 frames are not echoed.",
         ("mcast_l2",),
         "0x88b5",
@@ -226,7 +207,6 @@ CATALOGUE: tuple[Fault, ...] = (
     ),
     Fault(
         "mcast_deaf",
-        "B",
         "Ignores `mcast join`: no IGMP report, no echo of group datagrams.",
         ("mcast_l2",),
         "IGMP",
@@ -234,7 +214,6 @@ CATALOGUE: tuple[Fault, ...] = (
     ),
     Fault(
         "ipv6_ll_missing",
-        "C",
         "Has no IPv6 link-local address (IPv6 left off on its interface).",
         ("ipv6",),
         "link-local",
@@ -275,13 +254,10 @@ def validate_faults(names: Iterable[str]) -> list[str]:
 def catalogue_markdown() -> str:
     """The catalogue as a Markdown table (docs/faults.md embeds it; a test keeps the two in sync)."""
     rows = [
-        "| fault | owner | what the DUT does | caught by | failure names | mechanism on the virtual board |",
-        "|---|---|---|---|---|---|",
+        "| fault | what the DUT does | caught by | failure names | mechanism on the virtual board |",
+        "|---|---|---|---|---|",
     ]
     for fault in CATALOGUE:
         caught = ", ".join(f"`{pattern}`" for pattern in fault.caught_by)
-        rows.append(
-            f"| `{fault.name}` | {fault.owner} | {fault.description} | {caught} | `{fault.expected}` | "
-            f"{fault.mechanism} |"
-        )
+        rows.append(f"| `{fault.name}` | {fault.description} | {caught} | `{fault.expected}` | {fault.mechanism} |")
     return "\n".join(rows) + "\n"

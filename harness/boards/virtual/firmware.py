@@ -24,10 +24,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from harness import __version__
 from harness.boards.virtual import bootlog
+from harness.boards.virtual.crashes import crash_lines, reset_reason_for
 from harness.boards.virtual.dhcp_client import FAULTS as DHCP_CLIENT_FAULTS
 from harness.boards.virtual.dhcp_client import DhcpClient
 from harness.boards.virtual.httpd import HilHttpServer
@@ -305,6 +306,14 @@ class Firmware:
     def reset_exit_code(reset_code: int) -> int:
         """The exit code that makes the supervisor boot again with this `rst:` reset reason."""
         return EXIT_RESET_BASE + reset_code
+
+    def crash(self, kind: str, task: str) -> NoReturn:
+        """Crash the chip from any task: print what ESP-IDF prints for ``kind``, then reset with its reason."""
+        for line in crash_lines(kind, ms=self.console.ms(), elf_sha256=self.app.elf_sha256, task=task):
+            self.console.line(line)
+        code, _ = reset_reason_for(kind)
+        self.shutdown()
+        os._exit(self.reset_exit_code(code))
 
     def shutdown(self) -> None:
         """Stop background work before the process exits (the supervisor resets the interface)."""

@@ -27,7 +27,6 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from harness.boards.virtual.crashes import crash_lines, reset_reason_for
 from harness.boards.virtual.registry import fault_mechanism
 
 if TYPE_CHECKING:
@@ -306,10 +305,6 @@ class HilHttpServer(ThreadingHTTPServer):
             self.crash("panic")
 
     def crash(self, kind: str) -> None:
-        """Crash the chip from the httpd task: print what ESP-IDF prints, then reset (never returns)."""
-        fw = self.firmware
-        assert fw is not None
-        for line in crash_lines(kind, ms=fw.console.ms(), elf_sha256=fw.app.elf_sha256, task="httpd"):
-            fw.console.line(line)
-        code, _ = reset_reason_for(kind)
-        os._exit(fw.reset_exit_code(code))
+        """Crash the chip from the httpd task (never returns)."""
+        assert self.firmware is not None
+        self.firmware.crash(kind, task="httpd")

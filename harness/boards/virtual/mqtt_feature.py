@@ -10,7 +10,6 @@ from __future__ import annotations
 import ssl
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -18,6 +17,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from harness.boards.virtual.registry import command, fault_mechanism
+from harness.lab.peers import TEST_CA
 
 if TYPE_CHECKING:
     from harness.boards.virtual.firmware import Firmware
@@ -29,7 +29,6 @@ USAGE = "usage: mqtt connect <uri> | mqtt disconnect"
 CONNECT_TIMEOUT_S = 10.0
 # hil_app sets esp-mqtt's buffer to this size; larger messages arrive split and are not echoed.
 MAX_MESSAGE_BYTES = 64 * 1024 + 512
-CA_CERT = Path(__file__).resolve().parents[3] / "firmware" / "certs" / "hil_test_ca.crt"
 # esp-mqtt retries after `reconnect_timeout_ms`; paho backs off from 1 s, which a restart shows clearly.
 RECONNECT_DELAY_S = (1, 4)
 
@@ -59,7 +58,7 @@ class MqttEcho:
             raise ValueError("bad uri")
         port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
         if parts.scheme == "mqtts":
-            self.client.tls_set(ca_certs=str(CA_CERT), cert_reqs=ssl.CERT_REQUIRED)
+            self.client.tls_set(ca_certs=str(TEST_CA.cert), cert_reqs=ssl.CERT_REQUIRED)
         self.client.connect_async(parts.hostname, port, keepalive=30)
         self.client.loop_start()
 

@@ -17,7 +17,6 @@ Mapping (each is a counter of the same nature as the firmware's):
 from __future__ import annotations
 
 import json
-import os
 import resource
 import subprocess
 from pathlib import Path
@@ -154,10 +153,3 @@ class NetStats:
             "heap_min_free": self.heap_min_free,
             "uptime_ms": uptime_ms,
         }
-
-
-def process_cpu_seconds(pid: int | None = None) -> float:
-    """User+system CPU seconds used by a process (default: this one)."""
-    stat = Path(f"/proc/{pid or os.getpid()}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

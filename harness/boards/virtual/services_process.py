@@ -21,6 +21,7 @@ from typing import Any
 
 from harness.boards.virtual.cbuild import build_services
 from harness.errors import BoardError, DutTimeoutError
+from harness.processes import spawn
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ class ServicesProcess:
         netns: run inside this network namespace (``ip netns exec``); None for the current one.
         binary: the program to run; built on demand by default.
         ready_timeout_s: how long the services may take to bind.
-        own_session: start it in a session of its own (False: it dies with its parent's process group).
+        own_session: start it in a process group of its own (False: it is stopped with its parent's group).
+            Either way it dies with the process that started it.
         faults: fault names for the C code (passed as HIL_FAULTS; names it does not know are ignored).
     """
 
@@ -108,10 +110,9 @@ class ServicesProcess:
         # The log goes to a file, not a pipe: an unread pipe would fill up and stall the services.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         env = {**os.environ, "HIL_FAULTS": ",".join(self._faults)}
-        self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, start_new_session=self._own_session,
-            env=env,
-        )  # fmt: skip
+        self._proc = spawn(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, own_group=self._own_session, env=env
+        )
         try:
             ready = self._read_json(self._ready_timeout_s + 5)
         except BoardError:

@@ -32,7 +32,9 @@ from typing import Any
 
 from harness.boards.virtual.board import control_request, virtual_mac
 from harness.errors import BoardError, ConfigError, LabError
-from harness.lab.netns import LOCK_DIR, WIRE_OVERHEAD_BYTES, Lab, ManagedProcess, run_command
+from harness.lab.base import WIRE_OVERHEAD_BYTES, ManagedProcess
+from harness.lab.netns import LOCK_DIR, Namespace, delete_namespace, run_command
+from harness.lab.veth import VethLab
 
 STATE_ROOT = LOCK_DIR / "virtual"
 STATE_FILE = "state.json"
@@ -73,16 +75,20 @@ def write_state(name: str, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-class ExternalLab(Lab):
+class ExternalLab(VethLab):
     """A lab whose host end of the cable stays in the root namespace, unaddressed, for a NIC lab to claim.
 
     Only the DUT namespace is created; the veth pair is created inside it and the host end moved out to
     the root namespace with the name ``hv<run id>``, so nothing of the machine's own is touched.
     """
 
-    def __post_init__(self) -> None:
+    def __init__(self, run_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(run_id, **kwargs)
         self.host_if = f"hv{self.run_id}"[:15]
-        super().__post_init__()
+
+    def namespaces(self) -> list[Namespace]:
+        """The DUT namespace only: the host end is left for whoever takes it."""
+        return [self.dut]
 
     def _build(self) -> None:
         dut = self.dut
@@ -100,9 +106,9 @@ class ExternalLab(Lab):
                 "overhead", str(WIRE_OVERHEAD_BYTES), "linklayer", "ethernet",
             ])  # fmt: skip
 
-    def close(self) -> None:
+    def _teardown(self) -> None:
         """Delete the DUT namespace (its veth end takes the root-namespace end with it)."""
-        super().close()
+        delete_namespace(self.dut.name)
         delete_root_veth(self.host_if)
 
 
@@ -127,7 +133,7 @@ class StandaloneBoard:
         self.name = check_name(args.name)
         self.dir = state_dir(self.name)
         self.flash_dir = Path(args.flash_dir).resolve() if args.flash_dir else self.dir / "flash"
-        lab_class = ExternalLab if args.external_lab else Lab
+        lab_class = ExternalLab if args.external_lab else VethLab
         self.lab = lab_class(log_dir=self.dir / "logs")
         self.dhcp: Any = None
         self.board: ManagedProcess | None = None
@@ -152,7 +158,9 @@ class StandaloneBoard:
             "--chip-rev", self.args.chip_rev,
         ]  # fmt: skip
         with open(self.dir / "supervisor.log", "ab") as stderr:
-            self.board = self.lab.spawn("virtual-board", self.lab.dut, command, stdout=subprocess.PIPE, stderr=stderr)
+            self.board = self.lab.spawn(
+                "virtual-board", command, ns=self.lab.dut, stdout=subprocess.PIPE, stderr=stderr
+            )
         ready = self._read_ready()
         self.rfc2217 = Rfc2217Server(ready["port"], lambda op: control_request(ready["control"], op)).start()
         self.state = {

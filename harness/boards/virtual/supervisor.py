@@ -63,12 +63,10 @@ from harness.boards.virtual.image import (
 )
 from harness.boards.virtual.rom import RomExit, RomLoader, parse_chip_rev
 from harness.lab.netns import LOCK_DIR
+from harness.processes import signal_group, spawn
 
 APP_ENV = "HIL_VIRTUAL_APP"
 UNIX_PATH_MAX = 108
-# firmware.py prints its app_init block from HIL_VIRTUAL_APP, so the bootloader part of the boot log
-# leaves the app_init lines to the app (on hardware the app prints them, not the bootloader).
-TWIN_PRINTS_FLASHED_APP = True
 
 # ROM without a 2nd-stage bootloader: it retries the header read and the main watchdog resets the chip
 # (pattern of the ESP32-C3's ROM, the same ROM family: a burst of `invalid header` lines, then a
@@ -148,10 +146,6 @@ class VirtualChip:
                 self.state, self.boot_mode = ("download", "download") if download else ("booting", "spi")
             thread.start()
 
-    def power_on(self, reset_code: int = bootlog.POWERON) -> None:
-        """Power-on reset into SPI boot (kept for callers of the old interface)."""
-        self.reset(reset_code=reset_code)
-
     def hold(self, state: str = "held") -> None:
         """Hold EN low (or remove power): nothing runs until the next reset."""
         with self._transition:
@@ -213,12 +207,8 @@ class VirtualChip:
         header = bootlog.bootloader_lines(ms, IDF_VERSION, format_rev(self.chip_rev))
         cut = next(i for i, line in enumerate(header) if "Partition Table:" in line)
         lines = header[:cut] + self._partition_lines(ms)
-        # The twin prints the app_init block of whatever app was flashed.
-        app_prints_it = TWIN_PRINTS_FLASHED_APP or flashed_app_json(decision) == twin_app_json()
-        for line in decision.lines:
-            if app_prints_it and " app_init: " in line:
-                continue
-            lines.append(colour(line))
+        # The app prints its own app_init block (firmware.py, from HIL_VIRTUAL_APP), as on hardware.
+        lines += [colour(line) for line in decision.lines if " app_init: " not in line]
         return lines
 
     def _partition_lines(self, ms: int) -> list[str]:
@@ -258,15 +248,14 @@ class VirtualChip:
         with self._lock:
             if stop.is_set():  # a reset came in while the bootloader ran
                 return
-            self.app = subprocess.Popen(
-                command, pass_fds=(self.master,), start_new_session=True, stdin=subprocess.DEVNULL, env=env
-            )
+            # It dies with this process: a supervisor that is killed takes its firmware along.
+            self.app = spawn(command, pass_fds=(self.master,), stdin=subprocess.DEVNULL, env=env)
             self.state = "running"
             threading.Thread(target=self._wait_app, args=(self.app,), daemon=True).start()
 
     def _wait_app(self, app: subprocess.Popen) -> None:
         code = app.wait()
-        _kill_group(app.pid)  # the firmware's own helpers (iperf3) die with it, as on a reset
+        signal_group(app.pid, signal.SIGKILL)  # the firmware's own helpers (iperf3) die with it, as on a reset
         with self._lock:
             if app is not self.app or self._closing.is_set():
                 return
@@ -279,10 +268,10 @@ class VirtualChip:
     def _stop_app(self) -> None:
         app, self.app = self.app, None
         if app is not None and app.poll() is None:
-            _kill_group(app.pid, signal.SIGKILL)
+            signal_group(app.pid, signal.SIGKILL)
             app.wait(timeout=5)
         elif app is not None:
-            _kill_group(app.pid)
+            signal_group(app.pid, signal.SIGKILL)
 
     def _reset_ethernet(self) -> None:
         # A chip reset also resets the EMAC/PHY: carrier drops and the address is gone.
@@ -316,15 +305,6 @@ def twin_descriptor() -> FactoryApp:
     return FactoryApp("hil_app", __version__, IDF_VERSION, firmware_sha256())
 
 
-def twin_app_json() -> dict[str, str]:
-    """`flashed_app_json` of the factory image (what the twin prints when told nothing)."""
-    app = twin_descriptor()
-    return {
-        "project_name": app.project_name, "version": app.version, "idf_version": app.idf_ver,
-        "elf_sha256": app.elf_sha256, "compile_time": f"{app.date} {app.time}",
-    }  # fmt: skip
-
-
 def flashed_app_json(decision: BootDecision) -> dict[str, str] | None:
     """What ``HIL_VIRTUAL_APP`` carries: the booted image's descriptor."""
     if decision.app is None:
@@ -344,11 +324,6 @@ def control_socket_path(state_dir: Path) -> Path:
     digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:16]
     LOCK_DIR.mkdir(parents=True, exist_ok=True)
     return LOCK_DIR / f"vb-{digest}.sock"
-
-
-def _kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 def serve_control(chip: VirtualChip, server: socket.socket, stop: threading.Event) -> None:
@@ -402,11 +377,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mac", required=True)
     parser.add_argument("--chip-rev", default="v1.0")
     parser.add_argument("--fault", action="append", default=[])
-    parser.add_argument(
-        "--power-on",
-        action="store_true",
-        help="boot at once (otherwise wait for a reset request, so a console opened first sees the whole boot log)",
-    )
     args = parser.parse_args(argv)
     args.state_dir.mkdir(parents=True, exist_ok=True)
     args.flash_dir = args.flash_dir or args.state_dir / "flash"
@@ -426,8 +396,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ready = {"port": chip.port, "control": str(control_path), "pid": os.getpid(), "flash_dir": str(chip.flash_dir)}
         print(json.dumps(ready), flush=True)
-        if args.power_on:
-            chip.reset()
         while not stop.wait(0.5):
             pass
     finally:

@@ -11,12 +11,12 @@ import contextlib
 import http.client
 import ssl
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from harness.boards.virtual.httpd import HilHttpServer
 from harness.boards.virtual.registry import command, fault_mechanism, service
+from harness.paths import certs_dir
 
 if TYPE_CHECKING:
     from harness.boards.virtual.firmware import Firmware
@@ -25,7 +25,6 @@ fault_mechanism("tls_wrong_cert")  # catalogue faults (faults.py) this module im
 
 
 HTTPS_PORT = 443
-CERTS = Path(__file__).resolve().parents[3] / "firmware" / "certs"
 USAGE = "usage: tls get <https-url>"
 TIMEOUT_S = 10.0
 HANDSHAKE_TIMEOUT_S = 10.0
@@ -35,7 +34,7 @@ def server_context(cert_name: str) -> ssl.SSLContext:
     """TLS 1.2/1.3 with the named certificate (ECDSA P-256), like hil_app's esp_https_server config."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(CERTS / f"{cert_name}.crt"), str(CERTS / f"{cert_name}.key"))
+    context.load_cert_chain(str(certs_dir() / f"{cert_name}.crt"), str(certs_dir() / f"{cert_name}.key"))
     return context
 
 
@@ -73,7 +72,7 @@ def start_https(fw: Firmware) -> None:
 
 
 def _client_context() -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(CERTS / "hil_test_ca.crt"))
+    return ssl.create_default_context(cafile=str(certs_dir() / "hil_test_ca.crt"))
 
 
 @command("tls", "tls get <https-url>: GET verified against the HIL test CA")

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import DutTimeoutError, LabError
+from harness.lab.base import ManagedProcess
 from harness.lab.dhcp import DhcpBehaviour, DhcpServer, Exchange
 from harness.lab.dhcp_packet import (
     BOOTREQUEST,
@@ -39,7 +40,8 @@ from harness.lab.dhcp_packet import (
     ip_bytes,
     udp_frame,
 )
-from harness.lab.netns import Lab, ManagedProcess, Namespace, run_command
+from harness.lab.netns import Namespace, run_command
+from harness.lab.veth import VethLab
 
 REPO = Path(__file__).resolve().parents[3]
 DUT_MAC = "02:00:00:12:34:56"
@@ -51,15 +53,15 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    with Lab() as lab:
+def lab() -> Iterator[VethLab]:
+    with VethLab() as lab:
         lab.dut.ip("link", "set", lab.dut_if, "address", DUT_MAC)
         lab.dut.ip("link", "set", lab.dut_if, "up")
         yield lab
 
 
 @pytest.fixture
-def make_server(lab: Lab) -> Iterator[Callable[..., DhcpServer]]:
+def make_server(lab: VethLab) -> Iterator[Callable[..., DhcpServer]]:
     servers: list[DhcpServer] = []
 
     def make(**kwargs: object) -> DhcpServer:
@@ -75,13 +77,13 @@ def make_server(lab: Lab) -> Iterator[Callable[..., DhcpServer]]:
 class ClientProcess:
     """The virtual board's DHCP client in its own process in the DUT namespace, with its events."""
 
-    def __init__(self, lab: Lab, faults: tuple[str, ...] = ()) -> None:
+    def __init__(self, lab: VethLab, faults: tuple[str, ...] = ()) -> None:
         argv = [sys.executable, "-m", "harness.boards.virtual.dhcp_client", "--ifname", lab.dut_if]
         for fault in faults:
             argv += ["--fault", fault]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         self.process: ManagedProcess = lab.spawn(
-            "dhcp-client", lab.dut, argv, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO
+            "dhcp-client", argv, ns=lab.dut, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO
         )
         self.events: list[dict] = []
         self._changed = threading.Condition()
@@ -116,7 +118,7 @@ class ClientProcess:
 
 
 @pytest.fixture
-def start_client(lab: Lab) -> Iterator[Callable[..., ClientProcess]]:
+def start_client(lab: VethLab) -> Iterator[Callable[..., ClientProcess]]:
     clients: list[ClientProcess] = []
 
     def start(*faults: str) -> ClientProcess:
@@ -131,12 +133,12 @@ def start_client(lab: Lab) -> Iterator[Callable[..., ClientProcess]]:
     assert dut_addresses(lab) == []
 
 
-def dut_addresses(lab: Lab) -> list[str]:
+def dut_addresses(lab: VethLab) -> list[str]:
     data = json.loads(lab.dut.ip("-j", "-4", "addr", "show", "dev", lab.dut_if))
     return [f"{a['local']}/{a['prefixlen']}" for link in data for a in link.get("addr_info", [])]
 
 
-def dut_default_routes(lab: Lab) -> list[str]:
+def dut_default_routes(lab: VethLab) -> list[str]:
     return [r.get("gateway", "") for r in json.loads(lab.dut.ip("-j", "-4", "route", "show", "default"))]
 
 
@@ -147,7 +149,7 @@ def kinds(server: DhcpServer) -> list[str]:
 # --- leases end to end -----------------------------------------------------------------------------------
 
 
-def test_lease_end_to_end(lab: Lab, make_server, start_client) -> None:
+def test_lease_end_to_end(lab: VethLab, make_server, start_client) -> None:
     server = make_server()
     client = start_client()
     _, got = client.wait_event("got_ip", timeout=10)
@@ -181,7 +183,7 @@ def test_lease_end_to_end(lab: Lab, make_server, start_client) -> None:
     assert dut_default_routes(lab) == []
 
 
-def test_same_mac_gets_the_same_address_again(lab: Lab, make_server, start_client) -> None:
+def test_same_mac_gets_the_same_address_again(lab: VethLab, make_server, start_client) -> None:
     server = make_server()
     first = start_client()
     _, got = first.wait_event("got_ip", timeout=10)
@@ -192,7 +194,7 @@ def test_same_mac_gets_the_same_address_again(lab: Lab, make_server, start_clien
     assert kinds(server).count("ACK") == 2
 
 
-def test_renewal_between_t1_and_t2(lab: Lab, make_server, start_client) -> None:
+def test_renewal_between_t1_and_t2(lab: VethLab, make_server, start_client) -> None:
     server = make_server(lease_s=8, t1_s=4, t2_s=7)
     client = start_client()
     _, got = client.wait_event("got_ip", timeout=10)
@@ -210,7 +212,7 @@ def test_renewal_between_t1_and_t2(lab: Lab, make_server, start_client) -> None:
     assert dut_addresses(lab) == [f"{got['ip']}/24"]
 
 
-def test_nak_on_renew_leads_to_rediscovery(lab: Lab, make_server, start_client) -> None:
+def test_nak_on_renew_leads_to_rediscovery(lab: VethLab, make_server, start_client) -> None:
     server = make_server(lease_s=6, t1_s=2, t2_s=5)
     server.behaviour = DhcpBehaviour(lease_s=6, t1_s=2, t2_s=5, nak_renewals=True)  # selecting still gets an ACK
     client = start_client()
@@ -225,7 +227,7 @@ def test_nak_on_renew_leads_to_rediscovery(lab: Lab, make_server, start_client) 
     assert kinds(server)[4:6] == ["REQUEST/renewing", "NAK"]
 
 
-def test_server_silent_at_t1_means_rebind_at_t2(lab: Lab, make_server, start_client) -> None:
+def test_server_silent_at_t1_means_rebind_at_t2(lab: VethLab, make_server, start_client) -> None:
     server = make_server(lease_s=8, t1_s=3, t2_s=6)
     server.configure(ignore_renewals=True)
     client = start_client()
@@ -242,7 +244,7 @@ def test_server_silent_at_t1_means_rebind_at_t2(lab: Lab, make_server, start_cli
     assert dut_addresses(lab) == [f"{got['ip']}/24"]
 
 
-def test_lease_expiry_drops_address_and_regains_it(lab: Lab, make_server, start_client) -> None:
+def test_lease_expiry_drops_address_and_regains_it(lab: VethLab, make_server, start_client) -> None:
     server = make_server(lease_s=5, t1_s=2, t2_s=4)
     client = start_client()
     _, got = client.wait_event("got_ip", timeout=10)
@@ -260,7 +262,7 @@ def test_lease_expiry_drops_address_and_regains_it(lab: Lab, make_server, start_
     assert dut_addresses(lab) == [f"{got['ip']}/24"]
 
 
-def test_cable_pull_rerequests_the_same_address(lab: Lab, make_server, start_client) -> None:
+def test_cable_pull_rerequests_the_same_address(lab: VethLab, make_server, start_client) -> None:
     server = make_server()
     client = start_client()
     _, got = client.wait_event("got_ip", timeout=10)
@@ -273,7 +275,7 @@ def test_cable_pull_rerequests_the_same_address(lab: Lab, make_server, start_cli
     assert dut_addresses(lab) == [f"{got['ip']}/24"]
 
 
-def test_option_variety_no_router_several_dns(lab: Lab, make_server, start_client) -> None:
+def test_option_variety_no_router_several_dns(lab: VethLab, make_server, start_client) -> None:
     make_server(router=False, dns=("10.77.0.53", "10.77.0.54", "10.77.0.55"))
     client = start_client()
     _, got = client.wait_event("got_ip", timeout=10)
@@ -285,7 +287,7 @@ def test_option_variety_no_router_several_dns(lab: Lab, make_server, start_clien
 # --- the client's fault switches ---------------------------------------------------------------------------
 
 
-def test_fault_no_renewal_lets_the_lease_run_out(lab: Lab, make_server, start_client) -> None:
+def test_fault_no_renewal_lets_the_lease_run_out(lab: VethLab, make_server, start_client) -> None:
     server = make_server(lease_s=4, t1_s=1, t2_s=3)
     client = start_client("no_renewal")
     index, _ = client.wait_event("got_ip", timeout=10)
@@ -296,7 +298,7 @@ def test_fault_no_renewal_lets_the_lease_run_out(lab: Lab, make_server, start_cl
     client.wait_event("got_ip", after=lost, timeout=10)  # it rediscovers after the expiry
 
 
-def test_fault_ignore_nak_keeps_the_address(lab: Lab, make_server, start_client) -> None:
+def test_fault_ignore_nak_keeps_the_address(lab: VethLab, make_server, start_client) -> None:
     server = make_server(lease_s=8, t1_s=1, t2_s=7)
     server.configure(nak_renewals=True)
     client = start_client("ignore_nak")
@@ -320,16 +322,16 @@ exit 0
 """
 
 
-def test_busybox_udhcpc_gets_a_lease_and_releases_it(lab: Lab, make_server, tmp_path: Path) -> None:
+def test_busybox_udhcpc_gets_a_lease_and_releases_it(lab: VethLab, make_server, tmp_path: Path) -> None:
     server = make_server(lease_s=120, dns=("10.77.0.53", "10.77.0.54"))
     script = tmp_path / "udhcpc.sh"
     script.write_text(UDHCPC_SCRIPT)
     script.chmod(0o755)
     udhcpc = lab.spawn(
-        "udhcpc", lab.dut,
+        "udhcpc",
         ["busybox", "udhcpc", "-f", "-R", "-t", "3", "-T", "1", "-i", lab.dut_if, "-x", "hostname:bbox",
          "-s", str(script)],
-        stdout=subprocess.PIPE, text=True,
+        ns=lab.dut, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in udhcpc.popen.stdout], daemon=True).start()
@@ -386,7 +388,7 @@ def _send_raw_from_dut(ifname: str, payloads: list[bytes]) -> None:
             sock.send(udp_frame(DUT_MAC, BROADCAST_MAC, ZERO_IP, BROADCAST_IP, CLIENT_PORT, SERVER_PORT, payload))
 
 
-def test_malformed_messages_do_not_stop_the_server(lab: Lab, make_server, start_client) -> None:
+def test_malformed_messages_do_not_stop_the_server(lab: VethLab, make_server, start_client) -> None:
     server = make_server()
     payloads = _malformed_payloads()
     lab.dut.call(_send_raw_from_dut, lab.dut_if, payloads, timeout=10)
@@ -398,7 +400,9 @@ def test_malformed_messages_do_not_stop_the_server(lab: Lab, make_server, start_
     assert kinds(server)[:4] == ["DISCOVER", "OFFER", "REQUEST/selecting", "ACK"]
 
 
-def test_decline_retires_the_address_and_inform_gets_configuration_only(lab: Lab, make_server, start_client) -> None:
+def test_decline_retires_the_address_and_inform_gets_configuration_only(
+    lab: VethLab, make_server, start_client
+) -> None:
     server = make_server()
     other = "02:00:00:00:00:99"
     decline = DhcpMessage(
@@ -420,7 +424,7 @@ def test_decline_retires_the_address_and_inform_gets_configuration_only(lab: Lab
 
 
 @contextlib.contextmanager
-def foreign_namespace(lab: Lab) -> Iterator[Namespace]:
+def foreign_namespace(lab: VethLab) -> Iterator[Namespace]:
     """A namespace without the project's prefix, holding an interface that looks like the lab's."""
     ns = Namespace(f"nohil-{lab.run_id}")
     run_command(["ip", "netns", "add", ns.name])
@@ -436,7 +440,7 @@ def foreign_namespace(lab: Lab) -> Iterator[Namespace]:
         run_command(["ip", "netns", "delete", ns.name], check=False)
 
 
-def test_refuses_a_namespace_outside_the_project_unless_forced(lab: Lab) -> None:
+def test_refuses_a_namespace_outside_the_project_unless_forced(lab: VethLab) -> None:
     with foreign_namespace(lab) as ns:
         with pytest.raises(LabError, match=r"refusing .* namespace 'nohil-.*--dhcp-force"):
             DhcpServer(ns, "lab0", lab.addressing).start()
@@ -450,7 +454,7 @@ def test_refuses_a_namespace_outside_the_project_unless_forced(lab: Lab) -> None
             assert not server.running
 
 
-def test_refuses_a_namespace_with_foreign_routes_unless_forced(lab: Lab) -> None:
+def test_refuses_a_namespace_with_foreign_routes_unless_forced(lab: VethLab) -> None:
     lab.host.ip("link", "add", "other0", "type", "veth", "peer", "name", "other1")
     try:
         lab.host.ip("addr", "add", "192.0.2.1/24", "dev", "other0")
@@ -466,14 +470,14 @@ def test_refuses_a_namespace_with_foreign_routes_unless_forced(lab: Lab) -> None
         lab.host.ip("link", "del", "other0")
 
 
-def test_refuses_a_missing_interface_or_one_without_the_server_address(lab: Lab) -> None:
+def test_refuses_a_missing_interface_or_one_without_the_server_address(lab: VethLab) -> None:
     with pytest.raises(LabError, match="interface 'nope0' does not exist"):
         DhcpServer(lab.host, "nope0", lab.addressing, force=True).start()
     with pytest.raises(LabError, match=r"does not carry the server address 10\.77\.0\.1/24"):
         DhcpServer(lab.dut, lab.dut_if, lab.addressing).start()
 
 
-def test_wait_for_times_out_with_a_clear_message(lab: Lab, make_server) -> None:
+def test_wait_for_times_out_with_a_clear_message(lab: VethLab, make_server) -> None:
     server = make_server()
     with pytest.raises(DutTimeoutError, match=r"no DHCP DISCOVER on lab0 within 0\.3 s; last exchanges: none"):
         server.wait_for("DISCOVER", timeout=0.3)
@@ -481,7 +485,7 @@ def test_wait_for_times_out_with_a_clear_message(lab: Lab, make_server) -> None:
         server.wait_for("HELLO", timeout=0.1)
 
 
-def test_exchange_records_are_json_ready(lab: Lab, make_server, start_client) -> None:
+def test_exchange_records_are_json_ready(lab: VethLab, make_server, start_client) -> None:
     server = make_server()
     start_client().wait_event("got_ip", timeout=10)
     records: list[Exchange] = server.exchanges

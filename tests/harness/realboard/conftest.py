@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 from collections.abc import Iterator
@@ -10,7 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.lab.netns import LOCK_DIR, PREFIX, Namespace, _delete_namespace, new_run_id, run_command
+from harness.lab.base import RunOwnership
+from harness.lab.netns import PREFIX, Namespace, delete_namespace, new_run_id, run_command
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2 (network namespaces)"
@@ -29,12 +29,10 @@ class StandIn:
 
 @pytest.fixture
 def stand_in() -> Iterator[StandIn]:
-    """A veth pair across two `hil-` namespaces of this test (its lock keeps other runs' sweeps off them)."""
+    """A veth pair across two `hil-` namespaces of this test (its owner file keeps other runs' sweeps off them)."""
     tid = new_run_id()
-    LOCK_DIR.mkdir(parents=True, exist_ok=True)
-    lock = os.open(LOCK_DIR / f"{tid}.lock", os.O_CREAT | os.O_RDWR, 0o600)
-    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     home, far = Namespace(f"{PREFIX}{tid}-home"), Namespace(f"{PREFIX}{tid}-far")
+    ownership = RunOwnership(tid, [home.name, far.name]).acquire()
     try:
         for ns in (home, far):
             run_command(["ip", "netns", "add", ns.name])
@@ -45,6 +43,5 @@ def stand_in() -> Iterator[StandIn]:
     finally:
         for ns in (home, far):
             ns.shutdown()
-            _delete_namespace(ns.name)
-        os.close(lock)
-        (LOCK_DIR / f"{tid}.lock").unlink(missing_ok=True)
+            delete_namespace(ns.name)
+        ownership.release()

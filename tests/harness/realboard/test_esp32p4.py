@@ -366,3 +366,19 @@ def test_physical_board_reports_its_mac() -> None:
     from harness.boards.esp32p4 import esptool_read_mac
 
     assert len(esptool_read_mac(resolve_port(os.environ.get("ESPPORT")))) == 17
+
+
+def test_build_directory_is_read_without_pytest_embedded(tmp_path: Path) -> None:
+    blob = tmp_path / "app.bin"
+    blob.write_bytes(bytes(64))
+    build = _fake_build(tmp_path / "b", {"0x10000": blob, "0x2000": blob}, less_v3=True, chip="")
+    (build / "hil_app.elf").write_bytes(b"\x7fELF")
+    (build / "project_description.json").write_text(json.dumps({"target": "esp32p4", "app_elf": "hil_app.elf"}))
+    loaded = FirmwareBuild.load(tmp_path, build)
+    assert loaded.chip == "esp32p4", "the target comes from project_description.json when flasher_args has none"
+    assert loaded.elf == build / "hil_app.elf"
+    assert [offset for offset, _ in loaded.flash_files] == [0x2000, 0x10000]
+    assert loaded.sdkconfig["ESP32P4_SELECTS_REV_LESS_V3"] is True
+    (build / "app.bin").unlink()
+    with pytest.raises(BoardError, match=r"names files that are not there"):
+        FirmwareBuild.load(tmp_path, build)

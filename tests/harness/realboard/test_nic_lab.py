@@ -7,8 +7,9 @@ import json
 import pytest
 
 from harness.errors import LabError
+from harness.lab.base import LabAddressing
 from harness.lab.dhcp import DhcpServer
-from harness.lab.netns import LabAddressing, new_run_id, run_command
+from harness.lab.netns import new_run_id, run_command
 from harness.lab.nic import EthtoolInfo, NicLab, read_nic_state
 
 from .conftest import StandIn, needs_root

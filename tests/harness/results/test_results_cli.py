@@ -62,10 +62,10 @@ def test_thresholds_come_from_the_lab_config(tmp_path: Path) -> None:
     _history(tmp_path, db, last_run_change_pct={"iperf3_tcp_mbps": -3.0})
     config = tmp_path / "hil.toml"
     config.write_text("[regress]\nwindow = 10\n\n[regress.thresholds.iperf3_tcp_mbps]\nmin_effect_pct = 5.0\n")
-    assert main(["gate", "--db", db, "--config", str(config)]) == 0
+    assert main(["gate", "--db", db, "--hil-config", str(config)]) == 0
     config.write_text("[regress.thresholds.iperf3_tcp_mbps]\nmin_efect_pct = 5.0\n")
-    assert main(["gate", "--db", db, "--config", str(config)]) == 2
-    assert main(["gate", "--db", db, "--config", str(tmp_path / "missing.toml")]) == 2
+    assert main(["gate", "--db", db, "--hil-config", str(config)]) == 2
+    assert main(["gate", "--db", db, "--hil-config", str(tmp_path / "missing.toml")]) == 2
 
 
 def test_compare_prints_side_by_side_deltas(tmp_path: Path, capsys) -> None:

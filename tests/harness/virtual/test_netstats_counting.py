@@ -7,8 +7,8 @@ import subprocess
 import sys
 import textwrap
 
-from harness.lab.netns import Lab
 from harness.lab.robustness import open_raw_socket
+from harness.lab.veth import VethLab
 from harness.testing import needs_root
 
 pytestmark = needs_root
@@ -50,12 +50,12 @@ def _reply(process: subprocess.Popen, request: str | None = None, timeout: float
     return process.stdout.readline().strip()
 
 
-def _dut_rx_dropped(lab: Lab) -> int:
+def _dut_rx_dropped(lab: VethLab) -> int:
     return int(lab.dut.run("cat", f"/sys/class/net/{lab.dut_if}/statistics/rx_dropped"))
 
 
 def test_frames_dropped_before_counting_starts_are_not_counted() -> None:
-    with Lab() as lab:
+    with VethLab() as lab:
         lab.dut.ip("link", "set", lab.dut_if, "up")
         dut_mac = lab.dut.run("cat", f"/sys/class/net/{lab.dut_if}/address").strip()
         process = subprocess.Popen(

@@ -1,1 +1,0 @@
-"""Repository-level pytest glue; the harness itself is the `harness.plugin` pytest plugin."""
