@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness.console.events import Event, LogParser
+from harness.console.parse import MAX_LINE_CHARS
+from harness.console.sanitize import sanitize, sanitize_line
 from harness.errors import ConfigError
 
 CHUNK_BYTES = 1 << 20
 
 
 HOST_TIME_PREFIX = re.compile(rb"^\d{9,11}\.\d{6} ")
+HOST_TIME_PREFIX_MAX = 19
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,36 +38,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     log_parser.set_defaults(func=lambda _args: log_parser.print_help() or 2)
 
 
-def iter_events(stream: IO[bytes]) -> Iterator[Event]:
-    """Events of a byte stream, read in chunks so logs of any size stream through in constant memory.
+def iter_events(stream: IO[bytes], parser: LogParser | None = None) -> Iterator[Event]:
+    """Events of a byte stream, read in chunks so logs of any size stream through in bounded memory.
 
     A harness run log or console slice (each line prefixed with its host time, `1795258970.832396 `)
     is recognised by its first line and parsed without the prefixes, so line numbers still match.
     """
-    parser = LogParser(log_events=True)
+    parser = parser or LogParser(log_events=True)
     first = stream.read(CHUNK_BYTES)
-    if HOST_TIME_PREFIX.match(first):
-        yield from _iter_prefixed(first, stream, parser)
-    else:
-        chunk = first
-        while chunk:
-            yield from parser.feed(chunk)
-            chunk = stream.read(CHUNK_BYTES)
+    chunks = _without_host_time(first, stream) if HOST_TIME_PREFIX.match(first) else _chunks(first, stream)
+    for chunk in chunks:
+        yield from parser.feed(chunk)
     yield from parser.finish()
 
 
-def _iter_prefixed(first: bytes, stream: IO[bytes], parser: LogParser) -> Iterator[Event]:
-    pending = first
-    while True:
-        more = stream.read(CHUNK_BYTES)
-        lines = (pending + more).split(b"\n")
-        pending = lines.pop()
-        if lines:
-            yield from parser.feed(b"\n".join(HOST_TIME_PREFIX.sub(b"", line, count=1) for line in lines) + b"\n")
-        if not more:
-            break
-    if pending:
-        yield from parser.feed(HOST_TIME_PREFIX.sub(b"", pending, count=1))
+def _chunks(first: bytes, stream: IO[bytes]) -> Iterator[bytes]:
+    chunk = first
+    while chunk:
+        yield chunk
+        chunk = stream.read(CHUNK_BYTES)
+
+
+def _without_host_time(first: bytes, stream: IO[bytes]) -> Iterator[bytes]:
+    """The chunks with the host-time prefix removed from each line; only a line's first bytes are held back."""
+    at_line_start = True
+    head = b""  # the start of a line, held until it is long enough to judge its prefix
+    for chunk in _chunks(first, stream):
+        out: list[bytes] = []
+        pieces = chunk.split(b"\n")
+        for index, piece in enumerate(pieces):
+            if index:
+                out.append(b"\n")
+                at_line_start = True
+            if not at_line_start:
+                out.append(piece)
+                continue
+            head += piece
+            if index == len(pieces) - 1 and len(head) < HOST_TIME_PREFIX_MAX:
+                continue  # the line goes on in the next chunk: its prefix may not be complete yet
+            out.append(HOST_TIME_PREFIX.sub(b"", head, count=1))
+            head, at_line_start = b"", False
+        yield b"".join(out)
+    if head:
+        yield HOST_TIME_PREFIX.sub(b"", head, count=1)
 
 
 def _open(name: str) -> IO[bytes]:
@@ -89,26 +105,34 @@ def _details(fields: dict[str, Any]) -> str:
 def run_parse(args: argparse.Namespace) -> int:
     """Print the events of a console log as JSON lines or as a table."""
     stream = _open(args.file)
+    parser = LogParser(log_events=True)
     try:
-        events = (event for event in iter_events(stream) if not (args.no_log and event.kind == "log"))
+        events = (event for event in iter_events(stream, parser) if not (args.no_log and event.kind == "log"))
         if args.json:
             out = sys.stdout
             for event in events:
                 out.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
             out.flush()
-            return 0
-        _print_table(events, args.file)
+        else:
+            _print_table(events, args.file)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
+    if parser.truncated_lines:
+        print(
+            f"hil: {parser.truncated_lines} line(s) longer than {MAX_LINE_CHARS} characters were cut to that length",
+            file=sys.stderr,
+        )
     return 0
 
 
 def _print_table(events: Iterator[Event], name: str) -> None:
+    """A table of events; every cell is a `Text` (device text is never Rich markup)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"events of {name}", show_lines=False)
+    table = Table(title=Text(f"events of {sanitize_line(name)}"), show_lines=False)
     table.add_column("line", justify="right", style="dim")
     table.add_column("kind", style="bold")
     table.add_column("details", overflow="fold")
@@ -121,9 +145,9 @@ def _print_table(events: Iterator[Event], name: str) -> None:
             details = f"{event.fields['level']} ({event.fields['ms']}) {event.fields['tag']}: {event.fields['msg']}"
         else:
             details = _details(event.fields)
-        table.add_row(str(event.lineno), f"[{style}]{event.kind}[/]" if style else event.kind, details, style=None)
-    console = Console()
+        table.add_row(Text(str(event.lineno)), Text(event.kind, style=style), Text(sanitize(details)))
+    console = Console(highlight=False)
     if count:
         console.print(table)
     else:
-        console.print(f"no events in {name}")
+        console.print(Text(f"no events in {sanitize_line(name)}"))

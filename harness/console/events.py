@@ -365,6 +365,11 @@ class LogParser:
         self._bootloader_chip_revision: str | None = None
         self._hw_wdt_seen = False
 
+    @property
+    def truncated_lines(self) -> int:
+        """Lines longer than ``parse.MAX_LINE_CHARS`` seen so far (each was cut there)."""
+        return self._reader.truncated_lines
+
     def feed(self, data: bytes) -> list[Event]:
         """Parse the next chunk; return the events completed by it."""
         out: list[Event] = []
