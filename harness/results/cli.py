@@ -25,6 +25,7 @@ from harness.results.exports import (
 from harness.results.regress import (
     ThresholdPolicy,
     Verdict,
+    bisect_runs,
     compare_runs,
     evaluate_run,
     history_rows,
@@ -191,6 +192,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--run", metavar="ID", help="run to show (default: the latest)")
     report.add_argument("--verbose", action="store_true", help="every test and metric, not only what needs a look")
     _common(report, config=True)
+
+    bis = command(
+        subparsers,
+        "bisect",
+        cmd_bisect,
+        "name the first run between two runs where a metric stepped (asv's step detection)",
+    )
+    bis.add_argument("good", metavar="GOOD_RUN", help="a run before the change")
+    bis.add_argument("bad", metavar="BAD_RUN", help="a run after it (its branch, board and config are searched)")
+    bis.add_argument("--metric", metavar="NAME", help="only this metric")
+    bis.add_argument("--test", metavar="TEXT", help="only tests whose node id contains TEXT")
+    _common(bis, config=True)
 
     dash = command(subparsers, "dashboard", cmd_dashboard, "write the static results dashboard (works offline)")
     dash.add_argument("--out", required=True, metavar="DIR", help="output directory (created or refreshed)")
@@ -381,6 +394,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     console = make_console()
     for table in tables:
         console.print(table)
+    return EXIT_OK
+
+
+def cmd_bisect(args: argparse.Namespace) -> int:
+    """Print, per metric, the first run where its level stepped between the two runs."""
+    policy = load_policy(args.config)
+    with open_store(args.db, create=False) as store:
+        steps, series, runs = bisect_runs(store, args.good, args.bad, policy, args.metric, args.test)
+        commit_urls = {step.run_id: store.run_info(step.run_id)["commit_url"] for step in steps}
+    console = make_console()
+    console.print(line(f"bisect: {series} metric series over {runs} runs searched, {len(steps)} stepped"))
+    for step in steps:
+        commit = (step.commit or "unknown commit")[:12]
+        url = f" {commit_urls[step.run_id]}" if commit_urls[step.run_id] else ""
+        change = f"{step.change_pct:+.2f} %, " if step.change_pct is not None else ""
+        console.print(
+            line(
+                f"{step.metric} ({step.nodeid}): first stepped at run {step.run_id}, commit {commit}{url}: "
+                f"{step.before:.4g} -> {step.after:.4g} {step.unit} ({change}{step.direction}; "
+                f"{step.runs_before} runs before, {step.runs_after} from it on)",
+                "bold red" if step.direction == "worse" else "green",
+            )
+        )
     return EXIT_OK
 
 

@@ -15,6 +15,7 @@ The direction of the change and the metric's ``better`` give improved or regress
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -383,3 +384,86 @@ def compare_runs(store: Store, run_a: str, run_b: str, policy: ThresholdPolicy |
         comparisons.append(Comparison(key[0], key[1], row.unit, row.better, a and a[0], b and b[0], allowed, n))
     order = {"worse": 0, "better": 1, "only in A": 2, "only in B": 3, "within noise": 4}
     return sorted(comparisons, key=lambda c: (order[c.verdict], c.nodeid, c.metric))
+
+
+@dataclass(frozen=True)
+class Step:
+    """The first run at which a metric's level changed between two runs (`hil bisect`)."""
+
+    nodeid: str
+    metric: str
+    unit: str
+    better: str
+    run_id: str
+    commit: str | None
+    before: float
+    after: float
+    runs_before: int
+    runs_after: int
+
+    @property
+    def change_pct(self) -> float | None:
+        """Change of level in percent of the level before."""
+        return 100.0 * (self.after - self.before) / abs(self.before) if self.before else None
+
+    @property
+    def direction(self) -> str:
+        """``worse`` or ``better`` for this metric."""
+        gain = self.after - self.before if self.better == "higher" else self.before - self.after
+        return "better" if gain > 0 else "worse"
+
+
+def bisect_runs(
+    store: Store,
+    good: str,
+    bad: str,
+    policy: ThresholdPolicy | None = None,
+    metric: str | None = None,
+    test: str | None = None,
+) -> tuple[list[Step], int, int]:
+    """Find, per metric, the first run between ``good`` and ``bad`` (inclusive) where its level stepped.
+
+    The runs are those of ``bad``'s branch, board and config, accepted and not interrupted; the levels come
+    from :func:`harness.results.steps.detect_steps` (asv's l1 Potts model), and a step smaller than the gate's
+    minimum effect for that metric is not reported.
+
+    Returns:
+        ``(steps, series, runs)``: the steps found, how many series and how many runs were searched.
+    """
+    from harness.results.steps import detect_steps
+
+    policy = policy or ThresholdPolicy()
+    first, last = (store.run_info(store.resolve_run_id(run)) for run in (good, bad))
+    if first["started_epoch"] > last["started_epoch"]:
+        first, last = last, first
+    rows = [
+        r
+        for r in store.metric_rows(
+            board=(last["board_kind"], last["board_id"]),
+            config_fingerprint=last["config_fingerprint"],
+            branch=last["branch"],
+        )
+        if first["started_epoch"] <= r.started_epoch <= last["started_epoch"]
+        and r.accepted
+        and not r.interrupted
+        and (metric is None or r.name == metric)
+        and (test is None or test in r.nodeid)
+    ]
+    steps = []
+    grouped = _per_run_values(rows, lambda r: (r.nodeid, r.name))
+    for (nodeid, name), runs in sorted(grouped.items()):
+        values = [statistics.median(r.value for r in run_rows) for _, _, run_rows in runs]
+        thresholds = policy.for_metric(name)
+        segments = detect_steps(values)
+        for before, after in itertools.pairwise(segments):
+            allowed = max(thresholds.min_effect_pct / 100.0 * abs(before.level), thresholds.min_abs_effect)
+            if abs(after.level - before.level) <= allowed:
+                continue
+            run_id, _, run_rows = runs[after.start]
+            last_row = run_rows[-1]
+            steps.append(
+                Step(nodeid, name, last_row.unit, last_row.better, run_id, last_row.commit, before.level,
+                     after.level, before.end - before.start, after.end - after.start)
+            )  # fmt: skip
+            break
+    return steps, len(grouped), len({r.run_id for r in rows})
