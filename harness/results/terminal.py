@@ -39,7 +39,7 @@ OUTCOME_STYLE = {
 def make_console() -> Console:
     """A console as wide as the terminal, or 160 columns in CI logs (nodeids are long)."""
     width = shutil.get_terminal_size((160, 24)).columns if sys.stdout.isatty() else 160
-    return Console(width=width, highlight=False)
+    return Console(width=width, highlight=False, soft_wrap=True)
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
