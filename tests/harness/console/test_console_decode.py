@@ -1,22 +1,39 @@
-"""Backtrace decoding against a real RV32 ELF built here with Debian's RISC-V cross compiler."""
+"""Crash decoding against a real RV32 ELF built here with Debian's RISC-V cross compiler.
+
+The panic capture is what an ESP32-P4 prints for this ELF: the register dump and the stack memory are laid
+out from the compiled code itself (each function's frame size and where its prologue saved ra and s0, read
+from objdump), so gdb and addr2line see the stack the crash would have left.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from harness.console.decode import BacktraceDecoder, file_sha256
+from harness.console.decode import BacktraceDecoder, coredump_partition, file_sha256, find_gdb, panic_text
 from harness.console.events import parse_bytes
 
 GCC = shutil.which("riscv64-linux-gnu-gcc")
+OBJDUMP = shutil.which("riscv64-linux-gnu-objdump")
 SOURCE = """\
-int helper(int x) { return x * 3; }
-int entry(int y) { return helper(y) + 1; }
+volatile int sink;
+__attribute__((noinline)) void crash_now(int x) { sink = x; __asm__ volatile("unimp"); }
+__attribute__((noinline)) void level_two(int x) { crash_now(x + 1); sink++; }
+__attribute__((noinline)) void level_one(int x) { level_two(x * 2); sink++; }
+void app_main(void) { level_one(3); sink++; }
 """
-pytestmark = pytest.mark.skipif(GCC is None, reason="needs riscv64-linux-gnu-gcc (apt install gcc-riscv64-linux-gnu)")
+CHAIN = ("crash_now", "level_two", "level_one", "app_main")
+SP_AT_CRASH = 0x4FF3C500
+pytestmark = pytest.mark.skipif(
+    GCC is None or OBJDUMP is None, reason="needs riscv64-linux-gnu-gcc (apt install gcc-riscv64-linux-gnu)"
+)
+needs_gdb = pytest.mark.skipif(find_gdb() is None, reason="needs a RISC-V gdb (apt install gdb-multiarch)")
 
 
 @pytest.fixture(scope="module")
@@ -24,42 +41,159 @@ def elf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("elf")
     (work / "app.c").write_text(SOURCE)
     command = [
-        str(GCC), "-march=rv32imc", "-mabi=ilp32", "-g", "-O0", "-nostdlib", "-ffreestanding",
-        "-Wl,-e,entry", "-Wl,-Ttext=0x42000000", "-o", str(work / "app.elf"), str(work / "app.c"),
+        str(GCC), "-march=rv32imac", "-mabi=ilp32", "-g", "-O0", "-fno-omit-frame-pointer", "-nostdlib",
+        "-ffreestanding", "-Wl,-e,app_main", "-Wl,-Ttext=0x40000000", "-o", str(work / "app.elf"),
+        str(work / "app.c"),
     ]  # fmt: skip
     subprocess.run(command, check=True, timeout=60)
     return work / "app.elf"
 
 
-def symbol(elf: Path, name: str) -> str:
-    nm = shutil.which("riscv64-linux-gnu-nm") or "nm"
-    out = subprocess.run([nm, str(elf)], capture_output=True, text=True, check=True, timeout=30).stdout
-    address = next(line.split()[0] for line in out.splitlines() if line.endswith(f" {name}"))
-    return f"0x{address}"
+def _functions(elf: Path) -> dict[str, list[tuple[int, str]]]:
+    """Each function's instructions as (address, text), from objdump."""
+    out = subprocess.run([str(OBJDUMP), "-d", str(elf)], capture_output=True, text=True, check=True, timeout=30)
+    functions: dict[str, list[tuple[int, str]]] = {}
+    current = None
+    for line in out.stdout.splitlines():
+        header = re.match(r"^([0-9a-f]+) <(\w+)>:$", line)
+        if header:
+            current = functions.setdefault(header[2], [])
+            continue
+        instruction = re.match(r"^\s*([0-9a-f]+):\s+[0-9a-f]+\s+(.*)$", line)
+        if instruction and current is not None:
+            current.append((int(instruction[1], 16), instruction[2]))
+    return functions
 
 
-def test_decodes_frames_of_a_matching_elf(elf: Path) -> None:
-    sha = file_sha256(elf)[:16]
-    entry, helper = symbol(elf, "entry"), symbol(elf, "helper")
-    log = (
-        f"Guru Meditation Error: Core  0 panic'ed (Load access fault). Exception was unhandled.\n"
-        f"Backtrace: {helper}:0x4ff3c000 {entry}:0x4ff3c010 0x00000004:0x4ff3c020\n"
-        f"ELF file SHA256: {sha}\n"
-    ).encode()
-    panic = parse_bytes(log)[0]
-    result = BacktraceDecoder(elf).decode_event(panic)
-    assert result.decoded and result.note is None
-    assert [frame.function for frame in result.frames] == ["helper", "entry", None]
-    assert result.frames[0].file.endswith("app.c") and result.frames[0].line == 1
-    assert result.frames[1].line == 2
-    assert str(result.frames[1]).startswith(f"{entry}: entry at ")
+def p4_panic_capture(elf: Path, sha: str | None = None) -> bytes:
+    """The console output of an ESP32-P4 whose CPU hit the `unimp` in crash_now, called by app_main."""
+    functions = _functions(elf)
+    frames = []  # (frame size, ra offset, s0 offset) per function of the chain, innermost first
+    for name in CHAIN:
+        code = functions[name]
+        size = -int(re.search(r"add\s+sp,sp,(-\d+)", code[0][1])[1])
+        saved = {}
+        for _, text in code[:4]:
+            store = re.search(r"sw\s+(ra|s0),(\d+)\(sp\)", text)
+            if store:
+                saved[store[1]] = int(store[2])
+        frames.append((size, saved.get("ra"), saved.get("s0")))
+    pc = next(address for address, text in functions["crash_now"] if text.startswith("unimp"))
+
+    def return_address(caller: str, callee: str) -> int:
+        code = functions[caller]
+        index = next(i for i, (_, text) in enumerate(code) if re.search(rf"\bjal\b.*<{callee}>", text))
+        return code[index + 1][0]
+
+    memory: dict[int, int] = {}
+    sp = SP_AT_CRASH
+    sps = []
+    for size, _, _ in frames:
+        sps.append(sp)
+        sp += size
+    for i, (_, ra_offset, s0_offset) in enumerate(frames):
+        caller = CHAIN[i + 1] if i + 1 < len(CHAIN) else None
+        if ra_offset is not None:
+            memory[sps[i] + ra_offset] = return_address(caller, CHAIN[i]) if caller else 0
+        if s0_offset is not None:  # the caller's frame pointer: the top of the caller's frame
+            memory[sps[i] + s0_offset] = sps[i + 1] + frames[i + 1][0] if caller else 0
+    stack = [
+        f"{base:08x}: " + " ".join(f"0x{memory.get(base + 4 * k, 0):08x}" for k in range(8))
+        for base in range(SP_AT_CRASH, sp, 32)
+    ]
+    ra = return_address("level_two", "crash_now")
+    text = f"""I (10512) hil: HIL_RESULT {{"proto":1,"cmd":"crash","ok":true}}
+Guru Meditation Error: Core  0 panic'ed (Illegal instruction). Exception was unhandled.
+
+Core  0 register dump:
+MEPC    : 0x{pc:08x}  RA      : 0x{ra:08x}  SP      : 0x{SP_AT_CRASH:08x}  GP      : 0x4ff16b00
+TP      : 0x4ff3c7a0  T0      : 0x4fc0a9f8  T1      : 0x4ff3c57c  T2      : 0x00000000
+S0/FP   : 0x{SP_AT_CRASH + frames[0][0]:08x}  S1      : 0x00000001  A0      : 0x0000000d  A1      : 0x4ff3c5e0
+A2      : 0x00000000  A3      : 0x00000000  A4      : 0x0000000d  A5      : 0x40002004
+A6      : 0x00000000  A7      : 0x0000000a  S2      : 0x00000000  S3      : 0x00000000
+S4      : 0x00000000  S5      : 0x00000000  S6      : 0x00000000  S7      : 0x00000000
+S8      : 0x00000000  S9      : 0x00000000  S10     : 0x00000000  S11     : 0x00000000
+T3      : 0x00000000  T4      : 0x00000000  T5      : 0x00000000  T6      : 0x00000000
+MSTATUS : 0x00001881  MTVEC   : 0x4ff00003  MCAUSE  : 0x00000002  MTVAL   : 0x00000000
+MHARTID : 0x00000000
+
+Stack memory:
+{chr(10).join(stack)}
+
+
+
+ELF file SHA256: {sha or file_sha256(elf)[:16]}
+
+Rebooting...
+ESP-ROM:esp32p4-eco2-20240710
+Build:Jul 10 2024
+rst:0xc (SW_CPU_RESET),boot:0x30f (SPI_FAST_FLASH_BOOT)
+Core0 Saved PC:0x{pc:08x}
+"""
+    return text.replace("\n", "\r\n").encode()
+
+
+def _panic(elf: Path, sha: str | None = None):
+    return next(e for e in parse_bytes(p4_panic_capture(elf, sha)) if e.kind == "panic")
+
+
+def test_the_capture_parses_to_a_panic_with_its_stack(elf: Path) -> None:
+    panic = _panic(elf)
+    assert panic.fields["reason"] == "Illegal instruction" and panic.fields["backtrace"] == []
+    assert len(panic.fields["stack_memory"]) >= 3 and panic.fields["registers"]["S0/FP"]
+    assert "Stack memory:" in panic_text(panic.fields)
+
+
+@needs_gdb
+def test_gdb_unwinds_a_p4_panic_to_every_frame(elf: Path) -> None:
+    result = BacktraceDecoder(elf).decode_event(_panic(elf))
+    assert result.decoded and result.method == "gdb", result
+    assert [frame.function for frame in result.frames] == list(CHAIN)
+    assert all(frame.file.endswith("app.c") and frame.line for frame in result.frames)
+    assert result.frames[0].address == _panic(elf).fields["pc"]
+
+
+def test_without_gdb_addr2line_finds_the_frames_in_the_stack_dump(elf: Path) -> None:
+    result = BacktraceDecoder(elf, gdb=None).decode_event(_panic(elf))
+    assert result.decoded and result.method == "addr2line"
+    assert [frame.function for frame in result.frames] == list(CHAIN)
+
+
+def test_log_parse_decodes_a_p4_capture_given_the_elf(elf: Path, tmp_path: Path) -> None:
+    capture = tmp_path / "p4_panic.log"
+    capture.write_bytes(p4_panic_capture(elf))
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "log", "parse", str(capture), "--elf", str(elf), "--json", "--no-log"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    panic = next(json.loads(line) for line in done.stdout.splitlines() if '"panic"' in line)
+    functions = [frame["function"] for frame in panic["decoded"]]
+    assert len(functions) >= 3 and functions[:3] == ["crash_now", "level_two", "level_one"]
+    assert panic["decoded_by"] == ("gdb" if find_gdb() else "addr2line")
 
 
 def test_sha_mismatch_is_reported_not_decoded(elf: Path) -> None:
-    result = BacktraceDecoder(elf).decode([symbol(elf, "entry")], elf_sha256="00000000deadbeef")
+    result = BacktraceDecoder(elf).decode_event(_panic(elf, sha="00000000deadbeef"))
     assert not result.decoded
     assert "ELF mismatch" in result.note and "00000000deadbeef" in result.note
     assert result.frames[0].function is None
+
+
+def test_a_printed_backtrace_is_decoded_address_by_address(elf: Path) -> None:
+    functions = _functions(elf)
+    level_one = functions["level_one"][0][0]
+    log = (
+        f"Guru Meditation Error: Core  0 panic'ed (Load access fault). Exception was unhandled.\n"
+        f"Backtrace: 0x{level_one:08x}:0x4ff3c000 0x00000004:0x4ff3c020\n"
+        f"ELF file SHA256: {file_sha256(elf)[:16]}\n"
+    ).encode()
+    result = BacktraceDecoder(elf).decode_event(parse_bytes(log)[0])
+    assert result.method == "addr2line" and [f.function for f in result.frames] == ["level_one", None]
+    assert result.frames[0].line == 4 and str(result.frames[0]).startswith(f"0x{level_one:08x}: level_one at ")
 
 
 def test_missing_elf_or_decoder_is_said_once(tmp_path: Path, elf: Path) -> None:
@@ -69,6 +203,17 @@ def test_missing_elf_or_decoder_is_said_once(tmp_path: Path, elf: Path) -> None:
     assert second.note is None and second.frames[0].address == "0x42000004"
     missing = BacktraceDecoder(tmp_path / "gone.elf").decode(["0x1"])
     assert "not found" in missing.note
-    no_tool = BacktraceDecoder(elf, addr2line=None)
+    no_tool = BacktraceDecoder(elf, gdb=None)
     no_tool.addr2line = None
-    assert "no addr2line" in no_tool.decode(["0x1"]).note
+    assert "no gdb and no addr2line" in no_tool.decode(["0x1"]).note
+
+
+def test_coredump_partition_is_found_in_a_partition_table() -> None:
+    def entry(kind: int, subtype: int, offset: int, size: int, label: bytes) -> bytes:
+        import struct
+
+        return struct.pack("<HBBII16sI", 0x50AA, kind, subtype, offset, size, label, 0)
+
+    table = entry(0, 0, 0x10000, 0x100000, b"factory") + entry(1, 3, 0x110000, 0x10000, b"coredump") + b"\xff" * 32
+    assert coredump_partition(table) == (0x110000, 0x10000)
+    assert coredump_partition(entry(0, 0, 0x10000, 0x1000, b"app") + b"\xff" * 32) is None
