@@ -383,13 +383,17 @@ class BacktraceDecoder:
                 return DecodeResult([], False, f"esp-coredump failed: {exc}")
         output = sanitize(done.stdout + "\n" + done.stderr)
         section = output.partition("CURRENT THREAD STACK")[2].partition("THREADS INFO")[0]
+        pc = re.search(r"^pc\s+(0x[0-9a-fA-F]+)", output, re.MULTILINE)
         frames = []
         for line in section.splitlines():
             match = _GDB_FRAME.match(line.strip())
             if match:
                 _, address, function, file, lineno = match.groups()
-                frames.append(Frame(address or "?", function, file, int(lineno) if lineno else None))
-        if done.returncode != 0 or not frames:
+                address = address or (pc[1] if pc and not frames else "?")
+                frames.append(Frame(address, function, file, int(lineno) if lineno else None))
+        # Later sections (thread list, memory regions) can fail on a damaged dump: the crashed task's stack
+        # is what counts.
+        if not frames:
             problem = next(
                 (
                     line.strip()

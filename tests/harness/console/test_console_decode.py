@@ -7,16 +7,27 @@ from objdump), so gdb and addr2line see the stack the crash would have left.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import shutil
+import struct
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from harness.console.decode import BacktraceDecoder, coredump_partition, file_sha256, find_gdb, panic_text
+from harness.console.decode import (
+    BacktraceDecoder,
+    coredump_decoder_available,
+    coredump_partition,
+    file_sha256,
+    find_gdb,
+    panic_text,
+)
 from harness.console.events import parse_bytes
 
 GCC = shutil.which("riscv64-linux-gnu-gcc")
@@ -65,8 +76,23 @@ def _functions(elf: Path) -> dict[str, list[tuple[int, str]]]:
     return functions
 
 
-def p4_panic_capture(elf: Path, sha: str | None = None) -> bytes:
-    """The console output of an ESP32-P4 whose CPU hit the `unimp` in crash_now, called by app_main."""
+@dataclass(frozen=True)
+class CrashState:
+    """The CPU and stack at the `unimp` in crash_now, called by level_two, level_one and app_main."""
+
+    pc: int
+    ra: int
+    sp: int
+    s0: int
+    memory: dict[int, int]
+    stack_end: int
+
+    def stack_bytes(self) -> bytes:
+        return b"".join(struct.pack("<I", self.memory.get(a, 0)) for a in range(self.sp, self.stack_end, 4))
+
+
+def crash_state(elf: Path) -> CrashState:
+    """Lay out the stack from the compiled code: each frame's size and where its prologue saved ra and s0."""
     functions = _functions(elf)
     frames = []  # (frame size, ra offset, s0 offset) per function of the chain, innermost first
     for name in CHAIN:
@@ -97,18 +123,25 @@ def p4_panic_capture(elf: Path, sha: str | None = None) -> bytes:
             memory[sps[i] + ra_offset] = return_address(caller, CHAIN[i]) if caller else 0
         if s0_offset is not None:  # the caller's frame pointer: the top of the caller's frame
             memory[sps[i] + s0_offset] = sps[i + 1] + frames[i + 1][0] if caller else 0
-    stack = [
-        f"{base:08x}: " + " ".join(f"0x{memory.get(base + 4 * k, 0):08x}" for k in range(8))
-        for base in range(SP_AT_CRASH, sp, 32)
-    ]
     ra = return_address("level_two", "crash_now")
+    return CrashState(pc, ra, SP_AT_CRASH, SP_AT_CRASH + frames[0][0], memory, sp)
+
+
+def p4_panic_capture(elf: Path, sha: str | None = None) -> bytes:
+    """The console output of an ESP32-P4 whose CPU hit the `unimp` in crash_now, called by app_main."""
+    state = crash_state(elf)
+    pc, ra, s0 = state.pc, state.ra, state.s0
+    stack = [
+        f"{base:08x}: " + " ".join(f"0x{state.memory.get(base + 4 * k, 0):08x}" for k in range(8))
+        for base in range(state.sp, state.stack_end, 32)
+    ]
     text = f"""I (10512) hil: HIL_RESULT {{"proto":1,"cmd":"crash","ok":true}}
 Guru Meditation Error: Core  0 panic'ed (Illegal instruction). Exception was unhandled.
 
 Core  0 register dump:
 MEPC    : 0x{pc:08x}  RA      : 0x{ra:08x}  SP      : 0x{SP_AT_CRASH:08x}  GP      : 0x4ff16b00
 TP      : 0x4ff3c7a0  T0      : 0x4fc0a9f8  T1      : 0x4ff3c57c  T2      : 0x00000000
-S0/FP   : 0x{SP_AT_CRASH + frames[0][0]:08x}  S1      : 0x00000001  A0      : 0x0000000d  A1      : 0x4ff3c5e0
+S0/FP   : 0x{s0:08x}  S1      : 0x00000001  A0      : 0x0000000d  A1      : 0x4ff3c5e0
 A2      : 0x00000000  A3      : 0x00000000  A4      : 0x0000000d  A5      : 0x40002004
 A6      : 0x00000000  A7      : 0x0000000a  S2      : 0x00000000  S3      : 0x00000000
 S4      : 0x00000000  S5      : 0x00000000  S6      : 0x00000000  S7      : 0x00000000
@@ -217,3 +250,84 @@ def test_coredump_partition_is_found_in_a_partition_table() -> None:
     table = entry(0, 0, 0x10000, 0x100000, b"factory") + entry(1, 3, 0x110000, 0x10000, b"coredump") + b"\xff" * 32
     assert coredump_partition(table) == (0x110000, 0x10000)
     assert coredump_partition(entry(0, 0, 0x10000, 0x1000, b"app") + b"\xff" * 32) is None
+
+
+P4_CHIP_ID = 18
+ELF_SHA256_V2_2 = 0x0104  # core dump format 1.4: ELF core, SHA256 checksum, header with chip revision
+
+
+def _note(name: str, kind: int, desc: bytes) -> bytes:
+    def pad(data: bytes) -> bytes:
+        return data + b"\0" * (-len(data) % 4)
+
+    raw_name = name.encode() + b"\0"
+    return struct.pack("<III", len(raw_name), len(desc), kind) + pad(raw_name) + pad(desc)
+
+
+def p4_core_dump(elf: Path, tmp_path: Path, app_sha256: str | None = None) -> bytes:
+    """An ESP-IDF ELF core dump (format 1.4, as ESP-IDF 5 writes it) of the crashed task: its registers
+    (NT_PRSTATUS), its stack, and the app ELF's SHA256 (ESP_CORE_DUMP_INFO); base64 as on the UART."""
+    from esp_coredump.corefile.elf import ElfFile, ESPCoreDumpElfFile
+    from esp_coredump.corefile.riscv import RiscvMethodsMixin
+
+    state = crash_state(elf)
+    registers = [0] * 32  # gregset: pc in slot 0, then x1..x31
+    registers[0], registers[1], registers[2], registers[8] = state.pc, state.ra, state.sp, state.s0
+    version = (P4_CHIP_ID << 16) | ELF_SHA256_V2_2
+    tcb = 0x4FF30000
+    notes = _note("CORE", 1, RiscvMethodsMixin.build_prstatus_data(tcb, registers))
+    notes += _note("ESP_CORE_DUMP_INFO", 8266, struct.pack("<I", version) + (app_sha256 or file_sha256(elf)).encode())
+    core = ESPCoreDumpElfFile(e_machine=ESPCoreDumpElfFile.EM_RISCV)
+    core.add_segment(tcb, bytes(64), ElfFile.PT_LOAD, 0)
+    core.add_segment(state.sp, state.stack_bytes(), ElfFile.PT_LOAD, 0)
+    core.add_segment(0, notes, ElfFile.PT_NOTE, 0)
+    core.dump(str(tmp_path / "core.elf"))
+    body = (tmp_path / "core.elf").read_bytes()
+    header = struct.pack("<III", 12 + len(body) + 32, version, 100)
+    raw = header + body + hashlib.sha256(header + body).digest()
+    text = base64.b64encode(raw).decode()
+    return "\n".join(text[i : i + 76] for i in range(0, len(text), 76)).encode() + b"\n"
+
+
+needs_coredump = pytest.mark.skipif(
+    find_gdb() is None or not coredump_decoder_available(), reason="needs esp-coredump and gdb-multiarch"
+)
+
+
+@needs_coredump
+def test_a_uart_core_dump_is_decoded_with_the_panic(elf: Path, tmp_path: Path) -> None:
+    dump = p4_core_dump(elf, tmp_path)
+    capture = p4_panic_capture(elf).split(b"Rebooting...")[0] + (
+        b"I (3412) esp_core_dump_uart: Press Enter to print core dump to UART...\r\n"
+        b"================= CORE DUMP START =================\r\n"
+        + dump.replace(b"\n", b"\r\n")
+        + b"================= CORE DUMP END =================\r\n"
+        b"I (3999) esp_core_dump_uart: Core dump done.\r\nRebooting...\r\n"
+    )
+    (tmp_path / "uart.log").write_bytes(capture)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "log", "parse", str(tmp_path / "uart.log"), "--elf", str(elf), "--json"],
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    coredump = next(e for e in events if e["kind"] == "coredump")
+    assert coredump["decoded_by"] == "esp-coredump" and coredump["where"] == "uart"
+    assert [f["function"] for f in coredump["decoded"]] == list(CHAIN)
+    assert coredump["crash_lineno"] == next(e for e in events if e["kind"] == "panic")["lineno"]
+
+
+@needs_coredump
+def test_hil_log_coredump_decodes_a_file_and_refuses_another_elf(elf: Path, tmp_path: Path) -> None:
+    (tmp_path / "good.b64").write_bytes(p4_core_dump(elf, tmp_path))
+    command = [sys.executable, "-m", "harness.cli", "log", "coredump", "--elf", str(elf)]
+    done = subprocess.run([*command, str(tmp_path / "good.b64")], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "decoded by esp-coredump" in done.stdout and "level_one at " in done.stdout
+    raw = base64.b64decode(b"".join((tmp_path / "good.b64").read_bytes().split()))
+    (tmp_path / "partition.bin").write_bytes(raw + b"\xff" * 4096)  # as read from the flash partition
+    done = subprocess.run([*command, str(tmp_path / "partition.bin")], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0 and "#3 " in done.stdout, done.stderr
+    (tmp_path / "other.b64").write_bytes(p4_core_dump(elf, tmp_path, app_sha256="ab" * 32))
+    done = subprocess.run([*command, str(tmp_path / "other.b64")], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 1 and "Invalid application image for coredump" in done.stderr
