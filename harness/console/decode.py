@@ -146,25 +146,42 @@ def capabilities() -> dict[str, Any]:
     }
 
 
-def describe_capabilities() -> list[str]:
-    """One line per decoding path: what is available and what is missing, with the fix."""
+@dataclass(frozen=True)
+class DecodingStatus:
+    """One decoding path for `hil doctor`: available or not, what was found, and the fix when it is not."""
+
+    what: str
+    available: bool
+    found: str
+    fix: str | None = None
+
+
+def decoding_status() -> list[DecodingStatus]:
+    """What crash decoding this machine can really do: RISC-V panics and core dumps."""
     caps = capabilities()
-    lines = []
+    gdb_fix = "apt-get install gdb-multiarch (or ESP-IDF's riscv32-esp-elf-gdb: `. $IDF_PATH/export.sh`)"
     if caps["gdb"]:
-        lines.append(f"RISC-V panics: full backtraces with gdb ({caps['gdb']}) + esp-idf-panic-decoder")
+        panic = DecodingStatus("panic decoding", True, f"full backtraces: gdb {caps['gdb']} + esp-idf-panic-decoder")
     elif caps["addr2line"]:
-        lines.append(
-            f"RISC-V panics: PC, RA and stack-dump code addresses with addr2line ({caps['addr2line']}); "
-            "install ESP-IDF's riscv32-esp-elf-gdb or Debian's gdb-multiarch for full backtraces"
+        panic = DecodingStatus(
+            "panic decoding",
+            False,
+            f"PC, RA and stack-dump code addresses only: {caps['addr2line']} (no RISC-V gdb for a full unwind)",
+            gdb_fix,
         )
     else:
-        lines.append("RISC-V panics: not decoded (no gdb, no addr2line); install gdb-multiarch or ESP-IDF's toolchain")
+        panic = DecodingStatus("panic decoding", False, "none: no RISC-V gdb and no addr2line", gdb_fix)
     if caps["coredump"]:
-        lines.append(f"core dumps: esp-coredump with gdb ({caps['gdb']})")
+        core = DecodingStatus("core dump decoding", True, f"esp-coredump with gdb {caps['gdb']}")
     else:
-        missing = [what for what, ok in (("esp-coredump", caps["esp_coredump"]), ("gdb", caps["gdb"])) if not ok]
-        lines.append(f"core dumps: not decoded (missing {' and '.join(missing)})")
-    return lines
+        missing = [
+            name for name, ok in (("esp-coredump", caps["esp_coredump"]), ("a RISC-V gdb", caps["gdb"])) if not ok
+        ]
+        fixes = {"esp-coredump": "pip install esp-coredump", "a RISC-V gdb": gdb_fix}
+        core = DecodingStatus(
+            "core dump decoding", False, f"none: missing {' and '.join(missing)}", "; ".join(fixes[m] for m in missing)
+        )
+    return [panic, core]
 
 
 def file_sha256(path: Path) -> str:

@@ -331,3 +331,21 @@ def test_hil_log_coredump_decodes_a_file_and_refuses_another_elf(elf: Path, tmp_
     (tmp_path / "other.b64").write_bytes(p4_core_dump(elf, tmp_path, app_sha256="ab" * 32))
     done = subprocess.run([*command, str(tmp_path / "other.b64")], capture_output=True, text=True, timeout=180)
     assert done.returncode == 1 and "Invalid application image for coredump" in done.stderr
+
+
+def test_decoding_status_tells_what_is_really_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.console import decode
+
+    def status(gdb: str | None, addr2line: str | None, coredump: bool) -> list[tuple[bool, str]]:
+        monkeypatch.setattr(decode, "find_gdb", lambda: gdb)
+        monkeypatch.setattr(decode, "find_addr2line", lambda: addr2line)
+        monkeypatch.setattr(decode, "coredump_decoder_available", lambda: coredump)
+        return [(s.available, s.found + " | " + (s.fix or "")) for s in decode.decoding_status()]
+
+    (panic, core) = status("/usr/bin/gdb-multiarch", "/usr/bin/addr2line", True)
+    assert panic[0] and "full backtraces" in panic[1] and core[0]
+    (panic, core) = status(None, "/usr/bin/riscv64-linux-gnu-addr2line", True)
+    assert not panic[0] and "PC, RA and stack-dump code addresses only" in panic[1] and "gdb-multiarch" in panic[1]
+    assert not core[0] and "missing a RISC-V gdb" in core[1]
+    (panic, core) = status(None, None, False)
+    assert "none" in panic[1] and "missing esp-coredump and a RISC-V gdb" in core[1] and "pip install" in core[1]
