@@ -215,7 +215,7 @@
     redraw();
   }
 
-  var TS = { w: 900, h: 320, left: 70, right: 16, top: 14, bottom: 54 };
+  var TS = { w: 900, h: 320, left: 70, right: 40, top: 14, bottom: 54 };
 
   function drawTimeseries(svg, s, lo, hi) {
     var w = TS.w;
