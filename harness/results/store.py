@@ -297,7 +297,7 @@ class Store:
         if any(word in lowered for word in ("not a database", "malformed", "encrypted")):
             return StoreError(
                 f"the store {self.path} is corrupt ({text}): move it aside and rebuild it with "
-                f"`hil results import {self.path.parent}/`"
+                f"`hil results import {self.path.parent}/` (or the directory that holds its results files)"
             )
         if "locked" in lowered or "busy" in lowered:
             return StoreError(
