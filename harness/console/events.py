@@ -116,6 +116,8 @@ _GOT_IP = re.compile(
 )
 _LINK = re.compile(r"\b[Ll]ink (?:is )?([Uu]p|[Dd]own|UP|DOWN)\b")
 _BASE64_LINE = re.compile(r"[A-Za-z0-9+/=]{8,}")
+# A UART core dump is kept for decoding up to this many base64 characters (ESP-IDF's default partition: 64 KiB).
+MAX_COREDUMP_BASE64 = 4 << 20
 
 # Kinds that mean the firmware crashed or was reset by a watchdog/brownout.
 CRASH_EVENT_KINDS = ("panic", "abort", "assert", "wdt", "stack_overflow", "heap_corrupt", "brownout", "rust_panic")
@@ -136,6 +138,8 @@ class Event:
     lineno: int
     fields: dict[str, Any] = field(default_factory=dict)
     end_lineno: int = 0
+    payload: bytes | None = None  # a core dump's base64 body (not part of ``to_dict``: it can be large)
+    coredump: Event | None = None  # a crash: the core dump that followed it (linked by console.verdict.judge)
 
     def to_dict(self) -> dict[str, Any]:
         """Flatten to ``{"kind", "lineno", **fields}`` (the JSON form of `hil log parse --json`)."""
@@ -164,6 +168,7 @@ class _CrashBlock(_Block):
         self.absorbs_abort = absorbs_abort
         self.task_wdt = task_wdt
         self.registers: dict[str, str] = {}
+        self.stack_memory: list[str] = []
         self.dumps = 0
         self.extra: list[Event] = []
         self.rust_message_pending = False
@@ -200,7 +205,11 @@ class _CrashBlock(_Block):
             if self.dumps <= 1:
                 self.registers.update(_REGISTER.findall(text))
             return True
-        if _MEMORY_LINE.match(stripped) or _GDB_LINE.match(stripped):
+        if _MEMORY_LINE.match(stripped):
+            if self.dumps <= 1:
+                self.stack_memory.append(stripped)
+            return True
+        if _GDB_LINE.match(stripped):
             return True
         if stripped.startswith(_CONTINUATION_PREFIXES) or stripped.startswith("0x"):
             self._special_line(stripped)
@@ -281,6 +290,8 @@ class _CrashBlock(_Block):
                     fields.setdefault(name, regs[register])
         if regs:
             fields["registers"] = dict(regs)
+        if self.stack_memory:
+            fields["stack_memory"] = list(self.stack_memory)
         reason = str(fields.get("reason", ""))
         if self.event.kind == "panic":
             if reason.startswith("Interrupt wdt timeout"):
@@ -335,13 +346,34 @@ class _AppInfoBlock(_Block):
 
 
 class _CoreDumpBlock(_Block):
-    """A core dump written to flash or printed (base64) to the UART."""
+    """A core dump written to flash or printed (base64) to the UART; the base64 body becomes the payload."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__(event)
+        self.body: list[str] = []
+        self.in_body = False
 
     def consume(self, record: Record) -> bool:
         if record.tag is not None:
             return record.tag.startswith("esp_core_dump")
         text = record.text.strip()
-        return not text or "CORE DUMP" in text or "Core Dump" in text or bool(_BASE64_LINE.fullmatch(text))
+        if "CORE DUMP START" in text:
+            self.in_body = True
+            return True
+        if "CORE DUMP END" in text:
+            self.in_body = False
+            return True
+        if _BASE64_LINE.fullmatch(text):
+            if self.in_body and sum(map(len, self.body)) < MAX_COREDUMP_BASE64:
+                self.body.append(text)
+            return True
+        return not text or "CORE DUMP" in text or "Core Dump" in text
+
+    def events(self) -> list[Event]:
+        if self.body:
+            self.event.payload = "\n".join(self.body).encode() + b"\n"
+            self.event.fields["size"] = sum(map(len, self.body)) * 3 // 4
+        return [self.event]
 
 
 class LogParser:
@@ -364,6 +396,11 @@ class LogParser:
         self._last_got_ip: tuple[str | None, str] | None = None
         self._bootloader_chip_revision: str | None = None
         self._hw_wdt_seen = False
+
+    @property
+    def truncated_lines(self) -> int:
+        """Lines longer than ``parse.MAX_LINE_CHARS`` seen so far (each was cut there)."""
+        return self._reader.truncated_lines
 
     def feed(self, data: bytes) -> list[Event]:
         """Parse the next chunk; return the events completed by it."""
@@ -462,7 +499,9 @@ class LogParser:
             return True
         if name == "coredump":
             where = "flash" if "flash" in text else "uart"
-            self._open(_CoreDumpBlock(Event("coredump", record.lineno, {"where": where})), record, out)
+            block = _CoreDumpBlock(Event("coredump", record.lineno, {"where": where}))
+            block.in_body = "CORE DUMP START" in text
+            self._open(block, record, out)
             return True
         if name == "rst":
             self._reset(record, out)

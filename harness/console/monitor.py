@@ -18,10 +18,11 @@ from typing import Any
 import serial
 
 from harness.console.events import Event, LogParser
+from harness.console.parse import MAX_LINE_BYTES, MAX_LINE_CHARS
 from harness.console.protocol import MachineLine, parse_machine_line
+from harness.console.sanitize import sanitize
 from harness.errors import BoardError, DutTimeoutError
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 REOPEN_INTERVAL_S = 0.2
 
 
@@ -36,8 +37,10 @@ class ConsoleLine:
 
 
 def clean_line(raw: bytes) -> str:
-    """Decode a raw console line: undecodable bytes become U+FFFD, colour codes and line endings go."""
-    return _ANSI.sub("", raw.decode("utf-8", errors="replace")).rstrip("\r\n").replace("\r", "")
+    """Decode a raw console line: undecodable bytes become U+FFFD; control characters (line endings
+    included) and escape sequences go (:func:`harness.console.sanitize.sanitize`); at most
+    ``MAX_LINE_CHARS`` characters are kept."""
+    return sanitize(raw[:MAX_LINE_BYTES].decode("utf-8", errors="replace")).replace("\n", "")[:MAX_LINE_CHARS]
 
 
 class ConsoleMonitor:
@@ -154,6 +157,10 @@ class ConsoleMonitor:
         *complete, self._partial = buffer.split(b"\n")
         for raw in complete:
             self._add_line(raw)
+        if len(self._partial) > MAX_LINE_BYTES:
+            # A DUT printing without newlines: publish the line so far, so memory stays bounded.
+            self._add_line(self._partial)
+            self._partial = b""
         # A prompt is never newline-terminated: publish it so waits for it can complete.
         if self._partial.endswith(b"hil> "):
             self._add_line(self._partial)

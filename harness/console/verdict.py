@@ -51,10 +51,14 @@ def judge(events: Iterable[Event], planned_restarts: int, expected_kinds: Iterab
     verdict = ConsoleVerdict()
     crash_pending = False
     explained = planned_restarts
+    last_crash: Event | None = None
     for event in events:
         if event.kind in RECORDED_KINDS:
             verdict.recorded.append(event)
+        if event.kind == "coredump" and last_crash is not None and last_crash.coredump is None:
+            last_crash.coredump = event  # decoded together with the crash it belongs to
         if event.kind in CRASH_EVENT_KINDS:
+            last_crash = event
             crash_pending = True
             if event.kind not in expected:
                 verdict.crashes.append(event)
@@ -69,20 +73,29 @@ def judge(events: Iterable[Event], planned_restarts: int, expected_kinds: Iterab
 
 
 def decode_crashes(crashes: Iterable[Event], decoder: BacktraceDecoder) -> list[str]:
-    """Attach function/file/line frames to each crash event's addresses; return notes to show the user.
+    """Attach decoded frames to each crash event (``decoded``, and ``decoded_by``: ``gdb``, ``addr2line`` or
+    ``esp-coredump``); return notes to show the user.
 
-    The decoder refuses (and says why) when it has no ELF, no addr2line, or an ELF whose SHA256 is not
-    the one the device printed.
+    A crash followed by a core dump printed to the UART (linked by :func:`judge`) also gets the core dump's
+    backtrace of the crashed task (``coredump_decoded``). The decoder refuses, and says why, when it has no
+    ELF, no tool, or an ELF whose SHA256 is not the one the device printed.
     """
     notes: list[str] = []
     for event in crashes:
         fields = event.fields
-        addresses = [a for a in (fields.get("pc"), fields.get("ra"), *(fields.get("backtrace") or [])) if a]
-        if not addresses:
+        if not (fields.get("pc") or fields.get("ra") or fields.get("backtrace")):
             continue
-        result = decoder.decode([str(a) for a in addresses], fields.get("elf_sha256"))
+        result = decoder.decode_event(event)
         if result.decoded:
             fields["decoded"] = [vars(frame) for frame in result.frames]
+            fields["decoded_by"] = result.method
         if result.note:
             notes.append(result.note)
+        dump = event.coredump
+        if dump is not None and dump.payload:
+            core = decoder.decode_coredump(dump.payload, "b64")
+            if core.decoded:
+                fields["coredump_decoded"] = [vars(frame) for frame in core.frames]
+            if core.note:
+                notes.append(core.note)
     return notes

@@ -1,15 +1,20 @@
 """The per-run results file `<results-dir>/<run-id>.json` (format: docs/ARCHITECTURE.md).
 
 It is rewritten atomically after every test, so a run that is interrupted or crashes keeps
-everything recorded up to that point.
+everything recorded up to that point. It says which code was tested (``source``: commit, branch,
+pull request, CI job; from GitHub Actions or GitLab CI variables, else from git), so history can be
+kept per branch and a regression named by its commit.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
+import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -72,6 +77,84 @@ class TestRecord:
         }
 
 
+GIT_TIMEOUT_S = 10.0
+_PULL_REF = re.compile(r"^refs/pull/(\d+)/")
+
+
+def _git(*args: str, cwd: Path | None = None) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=GIT_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    value = done.stdout.strip()
+    return value if done.returncode == 0 and value else None
+
+
+def _github_head_sha(env: Mapping[str, str]) -> str | None:
+    """A pull request's head commit (GITHUB_SHA is the merge commit GitHub made for the run)."""
+    path = env.get("GITHUB_EVENT_PATH")
+    if not path:
+        return None
+    try:
+        event = json.loads(Path(path).read_text(encoding="utf-8"))
+        sha = event["pull_request"]["head"]["sha"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return sha if isinstance(sha, str) else None
+
+
+def source_info(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> dict[str, str | None]:
+    """Which code a run tested: commit, branch, pull request, CI job and links (GitHub, GitLab, else git)."""
+    env = os.environ if env is None else env
+    if env.get("GITHUB_ACTIONS") == "true":
+        server = env.get("GITHUB_SERVER_URL", "https://github.com")
+        repository = env.get("GITHUB_REPOSITORY", "")
+        pull = _PULL_REF.match(env.get("GITHUB_REF", ""))
+        commit = _github_head_sha(env) or env.get("GITHUB_SHA")
+        run = env.get("GITHUB_RUN_ID")
+        attempt = env.get("GITHUB_RUN_ATTEMPT")
+        return {
+            "ci": "github",
+            "commit": commit,
+            "branch": env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME"),
+            "base_branch": env.get("GITHUB_BASE_REF") or None,
+            "pr": pull[1] if pull else None,
+            "repository": f"{server}/{repository}" if repository else None,
+            "commit_url": f"{server}/{repository}/commit/{commit}" if repository and commit else None,
+            "ci_job_url": (
+                f"{server}/{repository}/actions/runs/{run}" + (f"/attempts/{attempt}" if attempt else "")
+                if repository and run
+                else None
+            ),
+        }
+    if env.get("GITLAB_CI") == "true":
+        project = env.get("CI_PROJECT_URL")
+        commit = env.get("CI_COMMIT_SHA")
+        return {
+            "ci": "gitlab",
+            "commit": commit,
+            "branch": env.get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME") or env.get("CI_COMMIT_REF_NAME"),
+            "base_branch": env.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME"),
+            "pr": env.get("CI_MERGE_REQUEST_IID"),
+            "repository": project,
+            "commit_url": f"{project}/-/commit/{commit}" if project and commit else None,
+            "ci_job_url": env.get("CI_JOB_URL"),
+        }
+    branch = _git("rev-parse", "--abbrev-ref", "HEAD", cwd=cwd)
+    return {
+        "ci": None,
+        "commit": _git("rev-parse", "HEAD", cwd=cwd),
+        "branch": None if branch == "HEAD" else branch,  # detached: no branch to keep history for
+        "base_branch": None,
+        "pr": None,
+        "repository": None,
+        "commit_url": None,
+        "ci_job_url": None,
+    }
+
+
 def utc_now() -> str:
     """ISO 8601 time with milliseconds and UTC offset."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -92,6 +175,8 @@ class RunRecord:
             "finished": None,
             "harness_version": __version__,
             "host": socket.gethostname(),
+            "interrupted": False,
+            "source": source_info(),
             "board": {},
             "firmware": {},
             "link": {},

@@ -15,9 +15,10 @@ The direction of the change and the metric's ``better`` give improved or regress
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
@@ -153,6 +154,16 @@ def qn_scale(values: Sequence[float]) -> float:
     return 2.2219 * kth * correction
 
 
+def allowed_change(reference: float, sigma: float, n: int, thresholds: Thresholds) -> float:
+    """The noise model: how far from ``reference`` a value may be and still be "unchanged".
+
+    ``sigma`` is the robust spread (Qn) of ``n`` baseline values (0 and 0 when there is no history: then only
+    the minimum effect sizes apply).
+    """
+    noise = thresholds.noise_sigmas * sigma * math.sqrt(1 + math.pi / (2 * n)) if n else 0.0
+    return max(noise, thresholds.min_effect_pct / 100.0 * abs(reference), thresholds.min_abs_effect)
+
+
 def judge(value: float, history: Sequence[float], better: str, thresholds: Thresholds | None = None) -> Judgement:
     """Judge ``value`` against ``history`` (the baseline window, oldest first) for a metric where ``better``."""
     thresholds = thresholds or Thresholds()
@@ -164,11 +175,7 @@ def judge(value: float, history: Sequence[float], better: str, thresholds: Thres
         return Judgement(Verdict.NOT_ENOUGH_HISTORY, value, n)
     median = statistics.median(baseline)
     sigma = qn_scale(baseline)
-    threshold = max(
-        thresholds.noise_sigmas * sigma * math.sqrt(1 + math.pi / (2 * n)),
-        thresholds.min_effect_pct / 100.0 * abs(median),
-        thresholds.min_abs_effect,
-    )
+    threshold = allowed_change(median, sigma, n, thresholds)
     gain = (value - median) if better == "higher" else (median - value)
     if gain < -threshold:
         verdict = Verdict.REGRESSED
@@ -181,13 +188,14 @@ def judge(value: float, history: Sequence[float], better: str, thresholds: Thres
 
 @dataclass(frozen=True)
 class SeriesKey:
-    """What makes values comparable: same board, lab config, test and metric."""
+    """What makes values comparable: same board, lab config, test and metric, on one branch."""
 
     board_kind: str
     board_id: str
     config_fingerprint: str
     nodeid: str
     metric: str
+    branch: str = ""
 
 
 @dataclass(frozen=True)
@@ -199,16 +207,22 @@ class Point:
     value: float
     unit: str
     better: str
-    in_baseline: bool  # accepted run and every instance of the test passed
+    in_baseline: bool  # accepted, not interrupted, and every instance of the test passed
     judgement: Judgement
+    commit: str | None = None
 
 
-def _per_run_values(rows: Iterable[MetricRow]) -> dict[SeriesKey, list[tuple[str, float, list[MetricRow]]]]:
+def _series_key(row: MetricRow) -> SeriesKey:
+    return SeriesKey(row.board_kind, row.board_id, row.config_fingerprint, row.nodeid, row.name, row.branch)
+
+
+def _per_run_values(
+    rows: Iterable[MetricRow], key_of: Callable[[MetricRow], Any] = _series_key
+) -> dict[Any, list[tuple[str, float, list[MetricRow]]]]:
     """Group rows by series and run (a test repeated in one run, e.g. --count, contributes its median)."""
-    grouped: dict[SeriesKey, dict[str, tuple[float, list[MetricRow]]]] = {}
+    grouped: dict[Any, dict[str, tuple[float, list[MetricRow]]]] = {}
     for row in rows:
-        key = SeriesKey(row.board_kind, row.board_id, row.config_fingerprint, row.nodeid, row.name)
-        runs = grouped.setdefault(key, {})
+        runs = grouped.setdefault(key_of(row), {})
         runs.setdefault(row.run_id, (row.started_epoch, []))[1].append(row)
     return {
         key: sorted(((run_id, epoch, rs) for run_id, (epoch, rs) in runs.items()), key=lambda t: (t[1], t[0]))
@@ -216,8 +230,14 @@ def _per_run_values(rows: Iterable[MetricRow]) -> dict[SeriesKey, list[tuple[str
     }  # type: ignore[misc]
 
 
+def _in_baseline(run_rows: Sequence[MetricRow]) -> bool:
+    """Whether a run's value of a series may serve as a baseline for later runs."""
+    last = run_rows[-1]
+    return last.accepted and not last.interrupted and all(r.outcome == "passed" for r in run_rows)
+
+
 def build_series(rows: Iterable[MetricRow], policy: ThresholdPolicy | None = None) -> dict[SeriesKey, list[Point]]:
-    """Every series in ``rows`` with each point judged against the accepted, passing runs before it."""
+    """Every series in ``rows`` with each point judged against the baseline runs before it (see _in_baseline)."""
     policy = policy or ThresholdPolicy()
     series: dict[SeriesKey, list[Point]] = {}
     for key, runs in _per_run_values(rows).items():
@@ -228,8 +248,8 @@ def build_series(rows: Iterable[MetricRow], policy: ThresholdPolicy | None = Non
             value = statistics.median(r.value for r in run_rows)
             last = run_rows[-1]
             judgement = judge(value, baseline, last.better, thresholds)
-            in_baseline = last.accepted and all(r.outcome == "passed" for r in run_rows)
-            points.append(Point(run_id, epoch, value, last.unit, last.better, in_baseline, judgement))
+            in_baseline = _in_baseline(run_rows)
+            points.append(Point(run_id, epoch, value, last.unit, last.better, in_baseline, judgement, last.commit))
             if in_baseline:
                 baseline.append(value)
                 del baseline[: -thresholds.window]
@@ -247,25 +267,203 @@ class MetricVerdict:
     judgement: Judgement
 
 
-def evaluate_run(store: Store, run_id: str | None = None, policy: ThresholdPolicy | None = None) -> list[MetricVerdict]:
-    """Judge every metric of a run (default: the latest) against its history in ``store``."""
-    run_id = store.resolve_run_id(run_id)
-    info = store.run_info(run_id)
-    rows = [
-        r
-        for r in store.metric_rows(
-            board=(info["board_kind"], info["board_id"]), config_fingerprint=info["config_fingerprint"]
-        )
-        if r.started_epoch < info["started_epoch"] or r.run_id == run_id
-    ]
+def baselines(history: Iterable[MetricRow]) -> dict[tuple[str, str], list[float]]:
+    """Per (test, metric): the per-run values of the runs that may serve as a baseline, oldest first."""
+    return {
+        key: [statistics.median(r.value for r in run_rows) for _, _, run_rows in runs if _in_baseline(run_rows)]
+        for key, runs in _per_run_values(history, lambda r: (r.nodeid, r.name)).items()
+    }
+
+
+def judge_rows(
+    candidate: Iterable[MetricRow], history: Iterable[MetricRow], policy: ThresholdPolicy | None = None
+) -> list[MetricVerdict]:
+    """Judge a run's metric rows against history rows (any branch; the caller chose which runs count).
+
+    Metrics of a test cut short by an interrupt are partial figures: they are not judged.
+    """
+    policy = policy or ThresholdPolicy()
+    windows = baselines(history)
     verdicts = []
-    for key, points in build_series(rows, policy).items():
-        for point in points:
-            if point.run_id == run_id:
-                verdicts.append(MetricVerdict(key, point.unit, point.better, point.judgement))
+    complete = (r for r in candidate if r.outcome != "interrupted")
+    for (nodeid, name), runs in _per_run_values(complete, lambda r: (r.nodeid, r.name)).items():
+        _, _, rows = runs[-1]
+        last = rows[-1]
+        value = statistics.median(r.value for r in rows)
+        key = SeriesKey(last.board_kind, last.board_id, last.config_fingerprint, nodeid, name, last.branch)
+        judgement = judge(value, windows.get((nodeid, name), []), last.better, policy.for_metric(name))
+        verdicts.append(MetricVerdict(key, last.unit, last.better, judgement))
     return sorted(verdicts, key=lambda v: (v.key.nodeid, v.key.metric))
 
 
-def any_regressed(verdicts: Iterable[MetricVerdict]) -> bool:
-    """True when at least one metric regressed (what makes `hil gate` exit 1)."""
-    return any(v.judgement.verdict is Verdict.REGRESSED for v in verdicts)
+def history_rows(store: Store, run: dict[str, Any], base_branch: str | None = None) -> list[MetricRow]:
+    """The runs a run is judged against: same board and config, on ``base_branch`` (default: the run's own
+    branch), started before it."""
+    branch = run["branch"] if base_branch is None else base_branch
+    return [
+        row
+        for row in store.metric_rows(
+            board=(run["board_kind"], run["board_id"]), config_fingerprint=run["config_fingerprint"], branch=branch
+        )
+        if row.started_epoch < run["started_epoch"] and row.run_id != run["run_id"]
+    ]
+
+
+def evaluate_run(
+    store: Store, run_id: str | None = None, policy: ThresholdPolicy | None = None, base_branch: str | None = None
+) -> list[MetricVerdict]:
+    """Judge every metric of a stored run (default: the latest) against its history in ``store``."""
+    info = store.run_info(store.resolve_run_id(run_id))
+    candidate = store.metric_rows(run_id=info["run_id"])
+    return judge_rows(candidate, history_rows(store, info, base_branch), policy)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One metric of two runs side by side (`hil compare`), judged with the gate's noise model.
+
+    ``allowed`` is the change the noise model lets through: the larger of what each run's own history (same
+    branch, board and config, before the run) allows around A's value, and at least the minimum effect sizes.
+    """
+
+    nodeid: str
+    metric: str
+    unit: str
+    better: str
+    a: float | None
+    b: float | None
+    allowed: float | None
+    n_history: int
+
+    @property
+    def delta(self) -> float | None:
+        """B - A."""
+        return None if self.a is None or self.b is None else self.b - self.a
+
+    @property
+    def delta_pct(self) -> float | None:
+        """B - A in percent of A."""
+        return None if self.delta is None or not self.a else 100.0 * self.delta / abs(self.a)
+
+    @property
+    def verdict(self) -> str:
+        """``better``/``worse`` (beyond the noise allowance), ``within noise``, ``only in A``/``only in B``."""
+        if self.delta is None:
+            return "only in A" if self.b is None else "only in B"
+        gain = self.delta if self.better == "higher" else -self.delta
+        if self.allowed is not None and abs(gain) <= self.allowed:
+            return "within noise"
+        return "better" if gain > 0 else "worse"
+
+
+def compare_runs(store: Store, run_a: str, run_b: str, policy: ThresholdPolicy | None = None) -> list[Comparison]:
+    """Every metric of two stored runs, B against A, with the gate's noise allowance; worse first."""
+    policy = policy or ThresholdPolicy()
+    infos = [store.run_info(store.resolve_run_id(run)) for run in (run_a, run_b)]
+    values, windows = [], []
+    for info in infos:
+        runs = _per_run_values(store.metric_rows(run_id=info["run_id"]), lambda r: (r.nodeid, r.name))
+        values.append(
+            {key: (statistics.median(r.value for r in rows[-1][2]), rows[-1][2][-1]) for key, rows in runs.items()}
+        )
+        windows.append(baselines(history_rows(store, info)))
+    comparisons = []
+    for key in sorted(set(values[0]) | set(values[1])):
+        a, b = values[0].get(key), values[1].get(key)
+        row = (a or b)[1]  # type: ignore[index]
+        thresholds = policy.for_metric(key[1])
+        allowed = None
+        n = 0
+        if a is not None:
+            allowed = 0.0
+            for window in windows:
+                history = window.get(key, [])[-thresholds.window :]
+                n = max(n, len(history))
+                sigma = qn_scale(history) if len(history) >= 3 else 0.0
+                allowed = max(allowed, allowed_change(a[0], sigma, len(history) if sigma else 0, thresholds))
+        comparisons.append(Comparison(key[0], key[1], row.unit, row.better, a and a[0], b and b[0], allowed, n))
+    order = {"worse": 0, "better": 1, "only in A": 2, "only in B": 3, "within noise": 4}
+    return sorted(comparisons, key=lambda c: (order[c.verdict], c.nodeid, c.metric))
+
+
+@dataclass(frozen=True)
+class Step:
+    """The first run at which a metric's level changed between two runs (`hil bisect`)."""
+
+    nodeid: str
+    metric: str
+    unit: str
+    better: str
+    run_id: str
+    commit: str | None
+    before: float
+    after: float
+    runs_before: int
+    runs_after: int
+
+    @property
+    def change_pct(self) -> float | None:
+        """Change of level in percent of the level before."""
+        return 100.0 * (self.after - self.before) / abs(self.before) if self.before else None
+
+    @property
+    def direction(self) -> str:
+        """``worse`` or ``better`` for this metric."""
+        gain = self.after - self.before if self.better == "higher" else self.before - self.after
+        return "better" if gain > 0 else "worse"
+
+
+def bisect_runs(
+    store: Store,
+    good: str,
+    bad: str,
+    policy: ThresholdPolicy | None = None,
+    metric: str | None = None,
+    test: str | None = None,
+) -> tuple[list[Step], int, int]:
+    """Find, per metric, the first run between ``good`` and ``bad`` (inclusive) where its level stepped.
+
+    The runs are those of ``bad``'s branch, board and config, accepted and not interrupted; the levels come
+    from :func:`harness.results.steps.detect_steps` (asv's l1 Potts model), and a step smaller than the gate's
+    minimum effect for that metric is not reported.
+
+    Returns:
+        ``(steps, series, runs)``: the steps found, how many series and how many runs were searched.
+    """
+    from harness.results.steps import detect_steps
+
+    policy = policy or ThresholdPolicy()
+    first, last = (store.run_info(store.resolve_run_id(run)) for run in (good, bad))
+    if first["started_epoch"] > last["started_epoch"]:
+        first, last = last, first
+    rows = [
+        r
+        for r in store.metric_rows(
+            board=(last["board_kind"], last["board_id"]),
+            config_fingerprint=last["config_fingerprint"],
+            branch=last["branch"],
+        )
+        if first["started_epoch"] <= r.started_epoch <= last["started_epoch"]
+        and r.accepted
+        and not r.interrupted
+        and (metric is None or r.name == metric)
+        and (test is None or test in r.nodeid)
+    ]
+    steps = []
+    grouped = _per_run_values(rows, lambda r: (r.nodeid, r.name))
+    for (nodeid, name), runs in sorted(grouped.items()):
+        values = [statistics.median(r.value for r in run_rows) for _, _, run_rows in runs]
+        thresholds = policy.for_metric(name)
+        segments = detect_steps(values)
+        for before, after in itertools.pairwise(segments):
+            allowed = max(thresholds.min_effect_pct / 100.0 * abs(before.level), thresholds.min_abs_effect)
+            if abs(after.level - before.level) <= allowed:
+                continue
+            run_id, _, run_rows = runs[after.start]
+            last_row = run_rows[-1]
+            steps.append(
+                Step(nodeid, name, last_row.unit, last_row.better, run_id, last_row.commit, before.level,
+                     after.level, before.end - before.start, after.end - after.start)
+            )  # fmt: skip
+            break
+    return steps, len(grouped), len({r.run_id for r in rows})

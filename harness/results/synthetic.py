@@ -6,6 +6,7 @@ The noise figures below were measured on the virtual lab (``bench/lab_noise.py``
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,8 +55,11 @@ def make_document(
     board_id: str = "02:00:00:12:34:56",
     board_kind: str = "virtual",
     fingerprint: str = "cfg-a",
+    branch: str = "main",
+    base_branch: str | None = None,
 ) -> dict[str, Any]:
-    """A results document (docs/ARCHITECTURE.md) with the given tests."""
+    """A results document (docs/ARCHITECTURE.md) with the given tests, on a made-up commit of ``branch``."""
+    commit = hashlib.sha1(f"{branch}/{run_id}".encode()).hexdigest()
     return {
         "schema": 1,
         "run_id": run_id,
@@ -75,6 +79,15 @@ def make_document(
         },
         "link": {"kind": "veth-tbf", "rate_mbps": 100, "mtu": 1500, "duplex": "full", "goodput_ceiling_mbps": 94.15},
         "config": {"fingerprint": fingerprint},
+        "source": {
+            "commit": commit,
+            "branch": branch,
+            "base_branch": base_branch,
+            "pr": "7" if base_branch else None,
+            "ci": "github",
+            "commit_url": f"https://github.com/example/esp-smoltcp-hil/commit/{commit}",
+            "ci_job_url": f"https://github.com/example/esp-smoltcp-hil/actions/runs/{1000 + len(run_id)}",
+        },
         "console_log": f"{run_id}/console.log",
         "tests": tests,
     }

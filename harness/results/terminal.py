@@ -1,6 +1,8 @@
 """Rich tables for the results commands (`hil results list`, `hil gate`, `hil compare`, `hil report`).
 
-Every cell is a :class:`rich.text.Text`, never markup: test messages and event summaries come from the device.
+Every cell and title is a :class:`rich.text.Text`, never markup, and every string goes through the one
+sanitiser (:func:`harness.console.sanitize.sanitize`) first: test names, messages and event summaries come from
+devices and results files, and must not carry a terminal escape sequence to the user's screen.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from harness.results.regress import MetricVerdict, Verdict
+from harness.console.sanitize import sanitize, sanitize_line
+from harness.results.regress import Comparison, MetricVerdict, Verdict
 from harness.results.store import RunSummary
 
 VERDICT_STYLE = {
@@ -24,13 +27,19 @@ VERDICT_STYLE = {
     Verdict.UNCHANGED: "",
     Verdict.NOT_ENOUGH_HISTORY: "dim",
 }
-OUTCOME_STYLE = {"passed": "green", "failed": "bold red", "error": "bold red", "skipped": "yellow"}
+OUTCOME_STYLE = {
+    "passed": "green",
+    "failed": "bold red",
+    "error": "bold red",
+    "skipped": "yellow",
+    "interrupted": "bold yellow",
+}
 
 
 def make_console() -> Console:
     """A console as wide as the terminal, or 160 columns in CI logs (nodeids are long)."""
     width = shutil.get_terminal_size((160, 24)).columns if sys.stdout.isatty() else 160
-    return Console(width=width, highlight=False)
+    return Console(width=width, highlight=False, soft_wrap=True)
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
@@ -46,34 +55,54 @@ def fmt_pct(value: float | None) -> str:
 
 
 def cell(value: Any, style: str = "") -> Text:
-    """An untrusted value as plain text."""
-    return Text("" if value is None else str(value), style=style)
+    """An untrusted value as plain, sanitised text."""
+    return Text("" if value is None else sanitize(str(value)), style=style)
+
+
+def title(text: str) -> Text:
+    """A table title as plain, sanitised text (a ``str`` title would be parsed as Rich markup)."""
+    return Text(sanitize_line(text))
+
+
+def line(text: str, style: str = "") -> Text:
+    """A line for ``console.print`` as plain, sanitised text."""
+    return Text(sanitize(text), style=style)
 
 
 def runs_table(runs: Sequence[RunSummary]) -> Table:
     """`hil results list`."""
-    table = Table(title=f"{len(runs)} run(s), newest first")
-    for name in ("run", "started", "board", "firmware", "config", "passed", "failed", "skipped", "baseline"):
+    table = Table(title=title(f"{len(runs)} run(s), newest first"))
+    columns = ("run", "started", "branch", "commit", "board", "firmware", "config", "passed", "failed", "skipped")
+    for name in (*columns, "baseline"):
         table.add_column(name, overflow="fold")
     for run in runs:
         failed = run.outcomes.get("failed", 0) + run.outcomes.get("error", 0)
         table.add_row(
             cell(run.run_id),
             cell(run.started),
+            cell(run.branch),
+            cell((run.commit or "")[:10]),
             cell(f"{run.board_kind} {run.board_id}"),
             cell(run.fw_app_version),
             cell(run.config_fingerprint[:12]),
             cell(run.outcomes.get("passed", 0)),
             cell(failed, "bold red" if failed else ""),
             cell(run.outcomes.get("skipped", 0)),
-            cell("accepted" if run.accepted else "rejected"),
+            cell(baseline_state(run.accepted, run.interrupted), "yellow" if run.interrupted else ""),
         )
     return table
 
 
-def verdict_table(verdicts: Iterable[MetricVerdict], title: str) -> Table:
+def baseline_state(accepted: bool, interrupted: bool) -> str:
+    """Whether a run serves as a baseline, and why not."""
+    if interrupted:
+        return "interrupted (never a baseline)"
+    return "accepted" if accepted else "rejected"
+
+
+def verdict_table(verdicts: Iterable[MetricVerdict], heading: str) -> Table:
     """`hil gate`: one row per metric with the baseline and the change."""
-    table = Table(title=title)
+    table = Table(title=title(heading))
     for name in ("test", "metric", "value", "baseline median", "change", "allowed", "runs", "verdict"):
         table.add_column(name, overflow="fold")
     for v in verdicts:
@@ -92,44 +121,48 @@ def verdict_table(verdicts: Iterable[MetricVerdict], title: str) -> Table:
     return table
 
 
-def compare_table(run_a: str, run_b: str, tests_a: list[dict[str, Any]], tests_b: list[dict[str, Any]]) -> Table:
-    """`hil compare`: metrics of two runs side by side with their deltas."""
-
-    def by_key(tests: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-        return {(t["nodeid"], m["name"]): {**m, "outcome": t["outcome"]} for t in tests for m in t["metrics"]}
-
-    a, b = by_key(tests_a), by_key(tests_b)
-    table = Table(title=f"{run_a} (A) vs {run_b} (B)")
-    for name in ("test", "metric", "A", "B", "delta", "delta %", "B vs A"):
+def compare_table(run_a: str, run_b: str, comparisons: Sequence[Comparison]) -> Table:
+    """`hil compare`: metrics of two runs side by side, B against A, with the gate's noise allowance."""
+    table = Table(title=title(f"{run_a} (A) vs {run_b} (B)"))
+    for name in ("test", "metric", "A", "B", "delta", "delta %", "noise allowance", "B vs A"):
         table.add_column(name, overflow="fold")
-    for key in sorted(set(a) | set(b)):
-        ma, mb = a.get(key), b.get(key)
-        metric = ma or mb
-        assert metric is not None
-        delta = pct = None
-        judgement, style = "", ""
-        if ma and mb:
-            delta = mb["value"] - ma["value"]
-            pct = 100 * delta / abs(ma["value"]) if ma["value"] else None
-            gain = delta if metric["better"] == "higher" else -delta
-            judgement, style = ("better", "green") if gain > 0 else ("worse", "red") if gain < 0 else ("same", "")
-        else:
-            judgement = "only in A" if ma else "only in B"
+    styles = {"better": "green", "worse": "bold red"}
+    for c in comparisons:
+        allowed = ""
+        if c.allowed is not None:
+            allowed = f"±{fmt(c.allowed)}" + (f" ({c.n_history} runs)" if c.n_history else " (no history)")
         table.add_row(
-            cell(key[0]),
-            cell(f"{key[1]} ({metric['unit']})"),
-            cell(fmt(ma and ma["value"])),
-            cell(fmt(mb and mb["value"])),
-            cell(fmt(delta)),
-            cell(fmt_pct(pct)),
-            cell(judgement, style),
+            cell(c.nodeid),
+            cell(f"{c.metric} ({c.unit}, {c.better} is better)"),
+            cell(fmt(c.a)),
+            cell(fmt(c.b)),
+            cell(fmt(c.delta)),
+            cell(fmt_pct(c.delta_pct)),
+            cell(allowed),
+            cell(c.verdict, styles.get(c.verdict, "")),
         )
     return table
 
 
-def run_tables(info: dict[str, Any], tests: list[dict[str, Any]], verdicts: Sequence[MetricVerdict]) -> list[Table]:
-    """`hil report`: the run, its tests, its metrics with verdicts and its console events."""
-    meta = Table(title=f"run {info['run_id']}", show_header=False)
+def compare_summary(comparisons: Sequence[Comparison]) -> str:
+    """One line: how many metrics are better, worse, within noise, or in one run only."""
+    counts: dict[str, int] = {}
+    for c in comparisons:
+        counts[c.verdict] = counts.get(c.verdict, 0) + 1
+    shown = [f"{counts.get(v, 0)} {v}" for v in ("worse", "better", "within noise")]
+    shown += [f"{counts[v]} {v}" for v in ("only in A", "only in B") if counts.get(v)]
+    return "B vs A: " + ", ".join(shown) + " (the gate's noise model: each metric's history and minimum effect)"
+
+
+def run_tables(
+    info: dict[str, Any], tests: list[dict[str, Any]], verdicts: Sequence[MetricVerdict], verbose: bool = False
+) -> list[Table]:
+    """`hil report`: the run, its tests, its metrics with verdicts and its console events.
+
+    Without ``verbose`` only what needs a look: tests that did not pass and metrics that changed (the table
+    titles count the rest).
+    """
+    meta = Table(title=title(f"run {info['run_id']}"), show_header=False)
     meta.add_column("field")
     meta.add_column("value", overflow="fold")
     started = datetime.fromtimestamp(info["started_epoch"], timezone.utc).isoformat(timespec="seconds")
@@ -138,21 +171,31 @@ def run_tables(info: dict[str, Any], tests: list[dict[str, Any]], verdicts: Sequ
         ("board", f"{info['board_kind']} {info['board_id']}"),
         ("firmware", f"{info['fw_app']} {info['fw_app_version']} (ELF {info['fw_elf_sha256']})"),
         ("ESP-IDF / esp_smoltcp", f"{info['idf_version']} / {info['esp_smoltcp_version']}"),
+        ("commit", " ".join(str(x) for x in (info["commit_sha"], info["commit_url"]) if x)),
+        (
+            "branch",
+            f"{info['branch']}" + (f" (pull request {info['pr']} into {info['base_branch']})" if info["pr"] else ""),
+        ),
+        ("CI job", info["ci_job_url"]),
         ("firmware git commit", info["fw_git_commit"]),
         ("harness", info["harness_version"]),
         ("host", info["host"]),
         ("config fingerprint", info["config_fingerprint"]),
         ("link", f"{info['link_kind']} {fmt(info['link_rate_mbps'])} Mbit/s"),
-        ("baseline", "accepted" if info["accepted"] else "rejected"),
+        ("baseline", baseline_state(info["accepted"], info["interrupted"])),
     ):
         meta.add_row(cell(label), cell(value))
-    test_table = Table(title="tests")
+    shown_tests = tests if verbose else [t for t in tests if t["outcome"] != "passed"]
+    passed = sum(t["outcome"] == "passed" for t in tests)
+    test_table = Table(
+        title=title(f"tests ({len(tests)}, {passed} passed" + (")" if verbose else "; those that did not pass)"))
+    )
     for name in ("test", "outcome", "duration s", "message", "console slice"):
         test_table.add_column(name, overflow="fold")
-    events = Table(title="console events")
+    events = Table(title=title("console events"))
     for name in ("test", "kind", "line", "summary"):
         events.add_column(name, overflow="fold")
-    for test in tests:
+    for test in shown_tests:
         test_table.add_row(
             cell(test["nodeid"]),
             cell(test["outcome"], OUTCOME_STYLE.get(test["outcome"], "")),
@@ -160,6 +203,7 @@ def run_tables(info: dict[str, Any], tests: list[dict[str, Any]], verdicts: Sequ
             cell(test["message"]),
             cell(test["console_slice"]),
         )
+    for test in tests:
         for event in test["events"]:
             events.add_row(
                 cell(test["nodeid"]),
@@ -167,7 +211,14 @@ def run_tables(info: dict[str, Any], tests: list[dict[str, Any]], verdicts: Sequ
                 cell(event["lineno"]),
                 cell(event["summary"]),
             )
-    tables = [meta, test_table, verdict_table(verdicts, "metrics against history")]
+    changed = [v for v in verdicts if v.judgement.verdict in (Verdict.REGRESSED, Verdict.IMPROVED)]
+    metric_title = (
+        f"metrics against history ({len(verdicts)})"
+        if verbose
+        else f"metrics that changed ({len(changed)} of {len(verdicts)}; --verbose for all)"
+    )
+    tables = [meta, test_table]
+    tables.append(verdict_table(verdicts if verbose else changed, metric_title))
     if events.row_count:
         tables.append(events)
     return tables

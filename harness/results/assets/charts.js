@@ -144,48 +144,152 @@
     }
   }
 
+  var SAFE_URL = /^https?:\/\/[^\s"'<>()\[\]`]+$/;
+
   function timeseries(svg, s) {
-    var w = 900;
-    var h = 300;
-    var left = 70;
-    var right = 16;
-    var top = 14;
-    var bottom = 34;
-    svg.setAttribute("viewBox", "0 0 " + w + " " + h);
+    // One point per run, evenly spaced, commits on the x axis; drag across the chart to zoom into a range of
+    // runs, double-click (or the "reset zoom" button) to see them all again.
     var n = s.v.length;
-    // Evenly spaced by run: CI runs cluster in time, gaps would squash the interesting part.
-    var x = linear(0, Math.max(1, n - 1), left, w - right);
-    var ext = extent(s.v.concat(s.lo, s.hi));
-    var y = linear(ext[0], ext[1], h - bottom, top);
-    var xs = s.v.map(function (_, i) {
+    var view = { lo: 0, hi: Math.max(0, n - 1) };
+    var reset = svg.parentNode ? svg.parentNode.querySelector(".zoom-reset") : null;
+    function redraw() {
+      while (svg.firstChild) {
+        svg.removeChild(svg.firstChild);
+      }
+      drawTimeseries(svg, s, view.lo, view.hi);
+      svg.setAttribute("data-zoom", view.lo + "-" + view.hi);
+      if (reset) {
+        reset.hidden = view.lo === 0 && view.hi === n - 1;
+      }
+    }
+    function zoomTo(lo, hi) {
+      view.lo = Math.max(0, Math.min(lo, hi));
+      view.hi = Math.min(n - 1, Math.max(lo, hi));
+      redraw();
+    }
+    svg.hilZoom = zoomTo;
+    var start = null;
+    var brush = null;
+    function toIndex(event) {
+      var box = svg.getBoundingClientRect();
+      var x = ((event.clientX - box.left) / box.width) * TS.w;
+      var t = (x - TS.left) / (TS.w - TS.left - TS.right);
+      return Math.round(view.lo + Math.max(0, Math.min(1, t)) * (view.hi - view.lo));
+    }
+    svg.addEventListener("pointerdown", function (event) {
+      start = { index: toIndex(event), x: event.clientX };
+      brush = svgEl("rect", { x: 0, y: TS.top, width: 0, height: TS.h - TS.top - TS.bottom, "class": "brush" }, svg);
+    });
+    svg.addEventListener("pointermove", function (event) {
+      if (start === null || brush === null) {
+        return;
+      }
+      var box = svg.getBoundingClientRect();
+      var x0 = ((Math.min(start.x, event.clientX) - box.left) / box.width) * TS.w;
+      var x1 = ((Math.max(start.x, event.clientX) - box.left) / box.width) * TS.w;
+      brush.setAttribute("x", x0.toFixed(1));
+      brush.setAttribute("width", (x1 - x0).toFixed(1));
+    });
+    svg.addEventListener("pointerup", function (event) {
+      if (start === null) {
+        return;
+      }
+      var end = toIndex(event);
+      var first = start.index;
+      start = null;
+      brush = null;
+      if (Math.abs(end - first) >= 1) {
+        zoomTo(first, end);
+      } else {
+        redraw();
+      }
+    });
+    svg.addEventListener("dblclick", function () {
+      zoomTo(0, n - 1);
+    });
+    if (reset) {
+      reset.addEventListener("click", function () {
+        zoomTo(0, n - 1);
+      });
+    }
+    redraw();
+  }
+
+  var TS = { w: 900, h: 320, left: 70, right: 40, top: 14, bottom: 54 };
+
+  function drawTimeseries(svg, s, lo, hi) {
+    var w = TS.w;
+    var h = TS.h;
+    svg.setAttribute("viewBox", "0 0 " + w + " " + h);
+    var idx = [];
+    for (var k = lo; k <= hi; k++) {
+      idx.push(k);
+    }
+    var pick = function (values) {
+      return idx.map(function (i) { return values[i]; });
+    };
+    var v = pick(s.v);
+    var los = pick(s.lo);
+    var his = pick(s.hi);
+    var m = pick(s.m);
+    var n = v.length;
+    var x = linear(0, Math.max(1, n - 1), TS.left, w - TS.right);
+    var ext = extent(v.concat(los, his));
+    var y = linear(ext[0], ext[1], h - TS.bottom, TS.top);
+    var xs = v.map(function (_, i) {
       return x(i);
     });
-    svgEl("rect", { x: left, y: top, width: w - left - right, height: h - top - bottom, "class": "plot-bg" }, svg);
-    [ext[0], (ext[0] + ext[1]) / 2, ext[1]].forEach(function (v) {
-      svgEl("line", { x1: left, x2: w - right, y1: y(v), y2: y(v), "class": "grid" }, svg);
-      addText(svg, left - 6, y(v) + 4, fmt(v), "axis", "end");
+    svgEl("rect", {
+      x: TS.left, y: TS.top, width: w - TS.left - TS.right, height: h - TS.top - TS.bottom, "class": "plot-bg"
+    }, svg);
+    [ext[0], (ext[0] + ext[1]) / 2, ext[1]].forEach(function (val) {
+      svgEl("line", { x1: TS.left, x2: w - TS.right, y1: y(val), y2: y(val), "class": "grid" }, svg);
+      addText(svg, TS.left - 6, y(val) + 4, fmt(val), "axis", "end");
     });
-    addText(svg, left, h - 10, n ? fmtTime(s.t[0]) : "", "axis", "start");
-    addText(svg, w - right, h - 10, n ? fmtTime(s.t[n - 1]) : "", "axis", "end");
-    addText(svg, (left + w - right) / 2, h - 10, s.unit + " (" + s.better + " is better)", "axis", "middle");
+    // Commits on the x axis: up to 10 labels across the visible runs, each linked to its commit.
+    var step = Math.max(1, Math.ceil(n / 10));
+    var ticks = [];
+    for (var tick = 0; tick < n; tick += step) {
+      ticks.push(tick);
+    }
+    if (n && ticks[ticks.length - 1] !== n - 1) {
+      // Always label the newest run: move the last tick there, or add one when there is room.
+      ticks[n - 1 - ticks[ticks.length - 1] < step / 2 ? ticks.length - 1 : ticks.length] = n - 1;
+    }
+    ticks.forEach(function (t) {
+      var i = idx[t];
+      var label = s.c[i] || s.id[i];
+      var parent = svg;
+      if (SAFE_URL.test(s.cu[i] || "")) {
+        parent = svgEl("a", { href: s.cu[i], "class": "commit-link", rel: "noopener noreferrer" }, svg);
+      }
+      svgEl("line", { x1: xs[t], x2: xs[t], y1: h - TS.bottom, y2: h - TS.bottom + 4, "class": "grid" }, svg);
+      var text = addText(parent, xs[t], h - TS.bottom + 16, label, "axis commit", "middle");
+      addTitle(text, "commit " + (s.c[i] || "unknown") + "\nrun " + s.id[i] + "\n" + fmtTime(s.t[i]));
+    });
+    addText(svg, TS.left, h - 6, n ? fmtTime(s.t[lo]) : "", "axis", "start");
+    addText(svg, w - TS.right, h - 6, n ? fmtTime(s.t[hi]) : "", "axis", "end");
+    addText(svg, (TS.left + w - TS.right) / 2, h - 6, s.unit + " (" + s.better + " is better) · commits", "axis", "middle");
     var band = svgEl("path", {
-      d: bandPath(xs, s.lo.map(function (v) { return v === null ? null : y(v); }),
-        s.hi.map(function (v) { return v === null ? null : y(v); })),
+      d: bandPath(xs, los.map(function (val) { return val === null ? null : y(val); }),
+        his.map(function (val) { return val === null ? null : y(val); })),
       "class": "band"
     }, svg);
     addTitle(band, "baseline band: values inside are 'unchanged'");
-    svgEl("path", { d: linePath(xs, s.m.map(function (v) { return v === null ? null : y(v); })), "class": "median" }, svg);
-    svgEl("path", { d: linePath(xs, s.v.map(y)), "class": "series" }, svg);
-    for (var i = 0; i < n; i++) {
-      var parent = svg;
-      if (SAFE_HREF.test(s.href[i])) {
-        parent = svgEl("a", { href: s.href[i] }, svg);
+    svgEl("path", { d: linePath(xs, m.map(function (val) { return val === null ? null : y(val); })), "class": "median" }, svg);
+    svgEl("path", { d: linePath(xs, v.map(y)), "class": "series" }, svg);
+    for (var j = 0; j < n; j++) {
+      var r = idx[j];
+      var dotParent = svg;
+      if (SAFE_HREF.test(s.href[r])) {
+        dotParent = svgEl("a", { href: s.href[r] }, svg);
       }
-      var marked = s.r[i] === "R" || s.r[i] === "I";
+      var marked = s.r[r] === "R" || s.r[r] === "I";
       var dot = svgEl("circle", {
-        cx: xs[i], cy: y(s.v[i]), r: marked ? 5 : 2.5, "class": "dot " + VERDICT_CLASS[s.r[i]]
-      }, parent);
-      addTitle(dot, s.id[i] + "\n" + fmtTime(s.t[i]) + "\n" + fmt(s.v[i]) + " " + s.unit + "\n" + VERDICT_TEXT[s.r[i]]);
+        cx: xs[j], cy: y(v[j]), r: marked ? 5 : 2.5, "class": "dot " + VERDICT_CLASS[s.r[r]]
+      }, dotParent);
+      addTitle(dot, s.id[r] + "\ncommit " + (s.c[r] || "unknown") + "\n" + fmtTime(s.t[r]) + "\n" +
+        fmt(s.v[r]) + " " + s.unit + "\n" + VERDICT_TEXT[s.r[r]]);
     }
   }
 
@@ -247,6 +351,69 @@
 
   var CHARTS = { sparkline: sparkline, timeseries: timeseries, histogram: histogram, profile: profile };
 
+  function cellValue(row, column) {
+    var cell = row.cells[column];
+    if (!cell) {
+      return "";
+    }
+    var value = cell.getAttribute("data-value");
+    return value !== null ? value : cell.textContent.trim();
+  }
+
+  function makeSortable(table) {
+    // Click a column header to sort by it; click again to reverse. Cells may carry a numeric data-value.
+    var headers = table.tHead ? table.tHead.rows[0].cells : [];
+    Array.prototype.forEach.call(headers, function (th, column) {
+      th.classList.add("sort");
+      th.setAttribute("role", "button");
+      th.setAttribute("tabindex", "0");
+      th.addEventListener("click", function () {
+        var body = table.tBodies[0];
+        var descending = th.getAttribute("aria-sort") === "ascending";
+        Array.prototype.forEach.call(headers, function (other) {
+          other.removeAttribute("aria-sort");
+        });
+        th.setAttribute("aria-sort", descending ? "descending" : "ascending");
+        var rows = Array.prototype.slice.call(body.rows);
+        rows.sort(function (a, b) {
+          var x = cellValue(a, column);
+          var y = cellValue(b, column);
+          var nx = x === "" ? NaN : Number(x);
+          var ny = y === "" ? NaN : Number(y);
+          var order = isFinite(nx) && isFinite(ny) ? nx - ny : x.localeCompare(y);
+          return descending ? -order : order;
+        });
+        rows.forEach(function (row) {
+          body.appendChild(row);
+        });
+      });
+    });
+  }
+
+  function makeFilter(box) {
+    var table = document.getElementById(box.getAttribute("data-table"));
+    var text = box.querySelector(".filter-text");
+    var verdict = box.querySelector(".filter-verdict");
+    var count = box.querySelector(".filter-count");
+    function apply() {
+      var words = text.value.toLowerCase().split(/\s+/).filter(Boolean);
+      var wanted = verdict.value;
+      var shown = 0;
+      Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
+        var haystack = row.textContent.toLowerCase();
+        var ok = (!wanted || row.getAttribute("data-verdict") === wanted) && words.every(function (word) {
+          return haystack.indexOf(word) >= 0;
+        });
+        row.hidden = !ok;
+        shown += ok ? 1 : 0;
+      });
+      count.textContent = shown + " of " + table.tBodies[0].rows.length + " shown";
+    }
+    text.addEventListener("input", apply);
+    verdict.addEventListener("change", apply);
+    apply();
+  }
+
   function drawAll() {
     var data = JSON.parse(document.getElementById("hil-data").textContent);
     var drawn = 0;
@@ -261,6 +428,8 @@
       }
     });
     document.documentElement.setAttribute("data-charts-drawn", String(drawn));
+    document.querySelectorAll("table.sortable").forEach(makeSortable);
+    document.querySelectorAll(".filters[data-table]").forEach(makeFilter);
   }
 
   if (document.readyState === "loading") {

@@ -14,6 +14,7 @@ from harness.results.store import (
     LATEST_VERSION,
     ResultsError,
     Store,
+    StoreError,
     import_results_file,
     open_store,
 )
@@ -61,13 +62,20 @@ def test_import_results_file_api_creates_the_default_layout(tmp_path: Path) -> N
 
 def test_migrations_are_versioned_and_upgrade_existing_data(db_url: str) -> None:
     doc = synthetic_history([THROUGHPUT], 1)[0]
-    old = Store(db_url, migrate_to=1)
-    assert old.schema_version() == 1
-    old.import_document(doc)
+    old = Store(db_url, migrate_to=2)
+    assert old.schema_version() == 2
+    with old._transaction():  # a run as a v2 harness stored it
+        old._execute(
+            "INSERT INTO runs (run_id, started, started_epoch, board_kind, board_id, config_fingerprint, "
+            "imported_at, doc_sha256, document) VALUES (?, ?, 0, 'virtual', 'b', '', 'now', 'x', ?)",
+            (doc["run_id"], doc["started"], json.dumps(doc)),
+        )
     old.close()
     with open_store(db_url) as store:
-        assert store.schema_version() == LATEST_VERSION == 2
+        assert store.schema_version() == LATEST_VERSION == 3
         assert store.run_ids() == [doc["run_id"]]
+        info = store.run_info(doc["run_id"])
+        assert info["branch"] == "" and info["interrupted"] is False and info["commit_sha"] is None
         assert store.migrate() == LATEST_VERSION  # applying again is a no-op
 
 
@@ -76,7 +84,7 @@ def test_store_newer_than_harness_is_refused(tmp_path: Path) -> None:
     open_store(db).close()
     with sqlite3.connect(db) as conn:
         conn.execute("INSERT INTO schema_version VALUES (99, 'future', 'now')")
-    with pytest.raises(ConfigError, match="newer than this harness"):
+    with pytest.raises(StoreError, match="newer than this harness"):
         open_store(db)
 
 
@@ -89,7 +97,17 @@ def test_store_newer_than_harness_is_refused(tmp_path: Path) -> None:
         (lambda d: d["tests"][0].update(outcome="exploded"), "outcome 'exploded'"),
         (lambda d: d["tests"][0]["metrics"][0].update(better="up"), "'better' must be 'higher' or 'lower'"),
         (lambda d: d["tests"][0]["metrics"][0].update(value="fast"), "is not a finite number"),
-        (lambda d: d["tests"][0]["counters"].update(rx_frames=1.5), "is not an integer"),
+        (lambda d: d["tests"][0]["counters"].update(rx_frames=1.5), "is not a 64-bit integer"),
+        (lambda d: d["tests"][0]["counters"].update(rx_frames=2**70), "is not a 64-bit integer"),
+        (lambda d: d["tests"][0]["metrics"][0].update(value=10**400), "is not a finite number"),
+        (lambda d: d["tests"][0].update(message={"a": 1}), "message: expected a string or null, got an object"),
+        (lambda d: d["tests"][0].update(console_slice=[1]), "console_slice: expected a string or null, got a list"),
+        (lambda d: d.update(started={"t": 1}), "missing or empty .started."),
+        (lambda d: d["board"].update(kind={"x": 1}), "board.kind: expected a string or null"),
+        (lambda d: d.update(link=[]), "'link' must be an object"),
+        (lambda d: d["link"].update(rate_mbps="fast"), "link.rate_mbps: expected a finite number"),
+        (lambda d: d["tests"][0].update(events=[{"kind": "panic", "lineno": 2**64}]), "lineno .* is not an integer"),
+        (lambda d: d.update(interrupted="yes"), "'interrupted' must be true or false"),
     ],
 )
 def test_invalid_results_files_are_rejected_with_the_reason(tmp_path: Path, mutate, message: str) -> None:
@@ -101,6 +119,29 @@ def test_invalid_results_files_are_rejected_with_the_reason(tmp_path: Path, muta
         store.import_file(path)
     with open_store(tmp_path / "hil.sqlite") as store:
         assert store.run_ids() == []
+
+
+def test_undecodable_and_deeply_nested_files_are_explained(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{"schema": 1, "run_id": "caf\xe9"}')
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with open_store(tmp_path / "hil.sqlite") as store:
+        with pytest.raises(ResultsError, match=r"not UTF-8 text \(byte 0xe9 at offset 28\)"):
+            store.import_file(latin)
+        with pytest.raises(ResultsError, match="nested too deeply"):
+            store.import_file(deep)
+
+
+def test_text_columns_are_sanitised_and_the_document_kept(db_url: str) -> None:
+    doc = synthetic_history([THROUGHPUT], 1)[0]
+    doc["tests"][0]["message"] = "boom \x1b]52;c;aGk=\x07\x00 \ud800end"
+    doc["tests"][0]["events"] = [{"kind": "panic", "lineno": 3, "reason": "\x1b[2Jreason\x9b1m"}]
+    with open_store(db_url) as store:
+        store.import_document(doc)
+        (test,) = store.tests(doc["run_id"])
+        assert test["message"] == "boom  end" and test["events"][0]["summary"] == "reason"
+        assert store.document(doc["run_id"]) == doc
 
 
 def test_truncated_file_and_bad_urls_are_explained(tmp_path: Path) -> None:
@@ -116,6 +157,6 @@ def test_truncated_file_and_bad_urls_are_explained(tmp_path: Path) -> None:
         store.latest_run_id()
 
 
-def test_postgres_connection_failure_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot connect to the results store"):
+def test_postgres_connection_failure_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot connect to the results store"):
         open_store(f"postgresql://hil@/x?host={tmp_path}&connect_timeout=2")
