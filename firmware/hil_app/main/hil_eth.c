@@ -8,6 +8,7 @@
 #include "esp_idf_version.h"
 #include "esp_log.h"
 #include "hil_app.h"
+#include "hil_net.h"
 #if ESP_IDF_VERSION >= ESP_IDF_VERSION_VAL(6, 0, 0)
 #include "esp_eth_phy_ip101.h" /* espressif/ip101 from the registry (idf_component.yml) */
 #endif
@@ -108,4 +109,19 @@ void hil_format_ipv6(const uint8_t addr[16], char out[40])
         bool after_gap = best_start >= 0 && i == best_start + best_len;
         n += (size_t)snprintf(out + n, 40 - n, "%s%x", (i == 0 || after_gap) ? "" : ":", group[i]);
     }
+}
+
+int hil_net_tap_slot(const uint16_t types[HIL_NET_L2_TAPS], uint16_t ethertype, bool claim)
+{
+    for (int i = 0; i < HIL_NET_L2_TAPS; i++) {
+        if (types[i] == ethertype) {
+            return i;
+        }
+    }
+    for (int i = 0; claim && i < HIL_NET_L2_TAPS; i++) {
+        if (types[i] == 0) {
+            return i;
+        }
+    }
+    return -1;
 }
