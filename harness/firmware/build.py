@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -18,6 +19,10 @@ EXTRA_SOURCE_DIRS = ("services", "certs")
 # Generated or downloaded inside the app directory: never a reason to rebuild.
 _NOT_SOURCES = {"build", "managed_components", "dependencies.lock", "sdkconfig", "sdkconfig.old", "__pycache__"}
 _BUILD_STAMP = "hil_app.bin"
+STACKS = ("smoltcp", "lwip")
+# Most P4-Nano boards sold so far carry v1.x silicon; a v3.x board says so in hil.toml or with --chip-rev.
+DEFAULT_CHIP_REV = "v1.0"
+_VERSION_LINE = re.compile(r"set\(IDF_VERSION_(MAJOR|MINOR)\s+(\d+)\)")
 
 
 class BuildError(HilError):
@@ -52,6 +57,50 @@ def require_idf(env: dict[str, str] | None = None) -> str:
         )
     assert idf_py is not None
     return idf_py
+
+
+def idf_version(idf_path: Path) -> tuple[int, int]:
+    """(major, minor) of the ESP-IDF checkout at ``idf_path``, from its tools/cmake/version.cmake."""
+    path = Path(idf_path) / "tools" / "cmake" / "version.cmake"
+    try:
+        found = dict(_VERSION_LINE.findall(path.read_text(encoding="utf-8")))
+        return int(found["MAJOR"]), int(found["MINOR"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise MissingToolError(f"cannot read the ESP-IDF version from {path}: {exc}") from exc
+
+
+def chip_rev_below_v3(chip_rev: str) -> bool:
+    """`v1.0` -> True, `v3.1` -> False (v0.x/v1.x and v3.x silicon need different builds)."""
+    match = re.fullmatch(r"v?(\d+)\.(\d{1,2})", chip_rev.strip())
+    if not match:
+        raise HilError(f"chip revision {chip_rev!r} is not of the form v<major>.<minor>, e.g. v1.0 or v3.1")
+    return int(match.group(1)) < 3
+
+
+def variant_defaults(version: tuple[int, int], chip_rev: str, stack: str = "smoltcp") -> list[str]:
+    """The sdkconfig defaults files of the variant for this ESP-IDF version, chip revision and stack.
+
+    The supported matrix (firmware/hil_app/README.md): esp-smoltcp 0.2 on ESP-IDF >= 6.0, 0.1 (VFS select
+    off) on 5.5; idf_component.yml resolves the matching component versions itself.
+    """
+    if stack not in STACKS:
+        raise HilError(f"unknown stack {stack!r}: choose one of {', '.join(STACKS)}")
+    if version < (5, 5):
+        raise HilError(f"ESP-IDF v{version[0]}.{version[1]} is not supported: hil_app needs v5.5 or v6.0")
+    files = ["sdkconfig.defaults"]
+    if chip_rev_below_v3(chip_rev):
+        files.append("sdkconfig.defaults.rev_lt_v3")
+    if stack == "lwip":
+        files.append("sdkconfig.defaults.lwip")
+    elif version < (6, 0):
+        files.append("sdkconfig.defaults.smoltcp_v0_1")
+    return files
+
+
+def variant_build_dir(app_dir: Path, version: tuple[int, int], chip_rev: str, stack: str) -> Path:
+    """One build directory per variant, so switching never reuses another variant's sdkconfig."""
+    rev = "rev_lt_v3" if chip_rev_below_v3(chip_rev) else "rev_v3"
+    return app_dir / f"build-idf{version[0]}.{version[1]}-{rev}-{stack}"
 
 
 def source_files(app_dir: Path = APP_DIR, extra_dirs: Iterable[Path] | None = None) -> list[Path]:
