@@ -62,6 +62,12 @@ DEFAULTS: dict[str, Any] = {
         "robustness": {"rx_drops": 100000, "frame_pool_drops": 100000, "tx_fails": 1000},
     },
     "regress": {"window": 10, "thresholds": {}},
+    # Memory budget right after boot (tests/scenarios/test_boot.py): what bring-up must leave free.
+    "memory": {
+        "free_socket_handles_min": 8,  # the stack's socket limit minus the sockets open at idle
+        "free_fds_min": 12,  # the BSD-socket descriptor table minus the descriptors open at idle
+        "internal_heap_free_min_bytes": 65536,  # internal RAM left for task stacks, TLS and DMA
+    },
     # [boards.<name>]: one table per real board (see BOARD_KEYS).
     "boards": {},
     # [nic]: the host NIC cabled to a real board, and the lab subnet served on it.
@@ -139,6 +145,9 @@ class LabConfig:
         for scope, budget in self.data["budgets"].items():
             if not isinstance(budget, dict) or not all(isinstance(v, int) and v >= 0 for v in budget.values()):
                 raise ConfigError(f"hil.toml: budgets.{scope} must map counter names to whole numbers >= 0")
+        for key, value in self.data["memory"].items():
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"hil.toml: memory.{key} must be a whole number >= 0, got {value!r}")
         for name, board in self.data["boards"].items():
             _validate_board(name, board)
         _validate_nic(self.data["nic"])
