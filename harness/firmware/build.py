@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from harness.errors import HilError, MissingToolError
+from harness.firmware import footprint
 
 REPO = Path(__file__).resolve().parents[2]
 APP_DIR = REPO / "firmware" / "hil_app"
@@ -147,7 +148,10 @@ def build_app(
     force: bool = False,
     timeout_s: float = 3600,
 ) -> Path:
-    """Build the app for esp32p4 if needed and return the build directory for flashing.
+    """Build the app for esp32p4 if needed, size it, and return the build directory for flashing.
+
+    The per-archive sizes (`harness.firmware.footprint`) are written to ``size-components.json`` in the
+    build directory whenever the image is newer than them.
 
     Args:
         app_dir: the ESP-IDF project.
@@ -163,16 +167,21 @@ def build_app(
     """
     build_dir = (build_dir or app_dir / "build").resolve()
     idf_py = require_idf()
-    if not force and not is_stale(build_dir, source_files(app_dir)):
-        return build_dir
-    command = build_command(idf_py, app_dir, build_dir, sdkconfig_defaults)
+    if force or is_stale(build_dir, source_files(app_dir)):
+        _run_idf_py(build_command(idf_py, app_dir, build_dir, sdkconfig_defaults), timeout_s)
+        if not (build_dir / _BUILD_STAMP).is_file():
+            raise BuildError(f"idf.py build succeeded but {build_dir / _BUILD_STAMP} is missing")
+    size_file = build_dir / footprint.SIZE_FILE
+    if not size_file.is_file() or size_file.stat().st_mtime < (build_dir / _BUILD_STAMP).stat().st_mtime:
+        _run_idf_py(footprint.size_components_command(idf_py, app_dir, build_dir), timeout_s)
+    return build_dir
+
+
+def _run_idf_py(command: Sequence[str], timeout_s: float) -> None:
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise BuildError(f"idf.py build did not finish within {timeout_s:.0f} s: {' '.join(command)}") from exc
+        raise BuildError(f"idf.py did not finish within {timeout_s:.0f} s: {' '.join(command)}") from exc
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
-        raise BuildError(f"idf.py build failed (exit {result.returncode}): {' '.join(command)}\n{tail}")
-    if not (build_dir / _BUILD_STAMP).is_file():
-        raise BuildError(f"idf.py build succeeded but {build_dir / _BUILD_STAMP} is missing")
-    return build_dir
+        raise BuildError(f"idf.py failed (exit {result.returncode}): {' '.join(command)}\n{tail}")

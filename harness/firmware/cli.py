@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.firmware import build, check
+from harness.firmware import build, check, footprint
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,7 +65,11 @@ def run_build(args: argparse.Namespace) -> int:
     build_dir = args.build_dir or build.variant_build_dir(build.APP_DIR, version, chip_rev, args.stack)
     print(f"hil build: ESP-IDF v{version[0]}.{version[1]}, chip {chip_rev}, {args.stack}: {';'.join(defaults)}",
           file=sys.stderr)  # fmt: skip
-    print(build.build_app(build_dir=build_dir, sdkconfig_defaults=defaults, force=args.force))
+    built = build.build_app(build_dir=build_dir, sdkconfig_defaults=defaults, force=args.force)
+    sizes = footprint.read_footprint(built)
+    if sizes is not None:
+        print(f"hil build: the stack's archives (bytes):\n{footprint.describe(sizes)}", file=sys.stderr)
+    print(built)
     return 0
 
 
