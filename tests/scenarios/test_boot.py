@@ -36,7 +36,10 @@ def test_boot(board: Board, metrics) -> None:
 
 
 def test_boot_memory_budget(board: Board, hil_config, metrics) -> None:
-    """Right after boot the build leaves the socket handles, descriptors and internal RAM hil.toml asks for."""
+    """Right after boot the build leaves the socket handles, descriptors and internal RAM hil.toml asks for.
+
+    Also records the image's static footprint (the stack's archives and the whole image) when the board knows it.
+    """
     budget = hil_config.data["memory"]
     board.reset(wait_online=True)
     sockets = board.command("sockets")
@@ -50,6 +53,10 @@ def test_boot_memory_budget(board: Board, hil_config, metrics) -> None:
     metrics.record("boot_internal_heap_free_bytes", internal["free"], "B", "higher")
     metrics.record("boot_heap_free_bytes", heap["free"], "B", "higher")
     metrics.record("boot_heap_min_free_bytes", heap["min_free"], "B", "higher")
+    footprint = board.firmware_footprint()
+    if footprint is not None:  # the static side of the same budget: what the image pre-pays, per stack
+        for name, value in footprint.metrics().items():
+            metrics.record(f"footprint_{name}_bytes", value, "B", "lower")
     over = []
     if free_handles < budget["free_socket_handles_min"]:
         over.append(
