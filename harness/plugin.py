@@ -17,7 +17,7 @@ import pytest
 from harness.boards.board import Board
 from harness.boards.esp32p4 import add_real_board_options
 from harness.config import LabConfig
-from harness.console.protocol import counter_deltas
+from harness.console.protocol import counter_deltas, heap_deltas
 from harness.console.verdict import decode_crashes, judge
 from harness.errors import BoardError, ConfigError, DutTimeoutError, HilError
 from harness.lab.netns import Lab, new_run_id
@@ -228,7 +228,9 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     if after is None or verdict.failed:
         session.board_needs_reset = True
     if before is not None and after is not None:
-        test.counters = counter_deltas(before, after)  # recorded for failed tests too: they explain failures
+        # recorded for failed tests too: they explain failures. The heap's change sits beside the counters so
+        # that runs on different stacks compare per scenario.
+        test.counters = {**counter_deltas(before, after), **heap_deltas(before, after)}
     if verdict.failed:
         raise AssertionError("\n".join([verdict.message(), *notes])) from failure
     if failure is not None:
