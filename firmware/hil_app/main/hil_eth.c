@@ -111,17 +111,37 @@ void hil_format_ipv6(const uint8_t addr[16], char out[40])
     }
 }
 
-int hil_net_tap_slot(const uint16_t types[HIL_NET_L2_TAPS], uint16_t ethertype, bool claim)
+static hil_net_tap_t taps[HIL_NET_L2_TAPS];
+
+static hil_net_tap_t *tap_entry(uint16_t ethertype)
 {
     for (int i = 0; i < HIL_NET_L2_TAPS; i++) {
-        if (types[i] == ethertype) {
-            return i;
+        if (taps[i].ethertype == ethertype) {
+            return &taps[i];
         }
     }
-    for (int i = 0; claim && i < HIL_NET_L2_TAPS; i++) {
-        if (types[i] == 0) {
-            return i;
+    return NULL;
+}
+
+hil_net_tap_t *hil_net_tap_set(uint16_t ethertype, hil_net_l2_cb_t cb, void *user)
+{
+    hil_net_tap_t *tap = tap_entry(ethertype);
+    if (!cb) {
+        if (tap) {
+            *tap = (hil_net_tap_t){0};
         }
+        return tap;
     }
-    return -1;
+    if (!tap) {
+        tap = tap_entry(0);
+    }
+    if (tap) {
+        *tap = (hil_net_tap_t){.ethertype = ethertype, .cb = cb, .user = user};
+    }
+    return tap;
+}
+
+const hil_net_tap_t *hil_net_tap_find(uint16_t ethertype)
+{
+    return ethertype ? tap_entry(ethertype) : NULL;
 }

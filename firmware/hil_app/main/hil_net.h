@@ -53,8 +53,18 @@ const hil_net_limits_t *hil_net_limits(void);
 #define HIL_NET_L2_TAPS 4
 esp_err_t hil_net_l2_tap(uint16_t ethertype, hil_net_l2_cb_t cb, void *user);
 esp_err_t hil_net_l2_send(const uint8_t *frame, size_t len);
-/* The slot of `ethertype` in a tap table (0 = free), or with `claim` the first free one; -1 if none. */
-int hil_net_tap_slot(const uint16_t types[HIL_NET_L2_TAPS], uint16_t ethertype, bool claim);
+
+/* The tap table both stacks share (hil_eth.c); each stack hands its frames to the entry of their EtherType. */
+typedef struct {
+    uint16_t ethertype; /* 0 = free */
+    hil_net_l2_cb_t cb;
+    void *user;
+} hil_net_tap_t;
+/* Set (cb non-NULL) or clear the tap of `ethertype`: the entry, or NULL when the table is full (set) or the
+ * EtherType has no tap (clear). */
+hil_net_tap_t *hil_net_tap_set(uint16_t ethertype, hil_net_l2_cb_t cb, void *user);
+/* The tap of `ethertype`, or NULL. */
+const hil_net_tap_t *hil_net_tap_find(uint16_t ethertype);
 
 /* Versions of the stack's components for HIL_HELLO.components: a JSON object. */
 const char *hil_net_components_json(void);

@@ -22,18 +22,11 @@
 #define ETH_HEADER 14
 #define BIT_GOT_IP BIT0
 
-typedef struct {
-    hil_net_l2_cb_t cb;
-    void *user;
-} l2_tap_t;
-
 static esp_netif_t *netif;
 static esp_eth_handle_t eth_handle;
 static EventGroupHandle_t ip_bits;
 static hil_net_event_cb_t event_cb;
 static void *event_user;
-static uint16_t tap_types[HIL_NET_L2_TAPS];
-static l2_tap_t taps[HIL_NET_L2_TAPS];
 /* Written on the EMAC RX task and the lwIP task, read by the console: relaxed atomics suffice. */
 static atomic_uint_fast64_t rx_frames, rx_bytes, rx_drops, tx_frames, tx_bytes, tx_fails, link_ups, link_downs;
 
@@ -82,9 +75,10 @@ static esp_err_t counted_input(esp_eth_handle_t eth, uint8_t *buffer, uint32_t l
     atomic_fetch_add(&rx_bytes, length);
     if (length >= ETH_HEADER) {
         uint16_t ethertype = (uint16_t)((buffer[12] << 8) | buffer[13]);
-        int slot = hil_net_tap_slot(tap_types, ethertype, false);
-        if (slot >= 0 && taps[slot].cb) {
-            taps[slot].cb(buffer, length, 0, taps[slot].user);
+        const hil_net_tap_t *tap = hil_net_tap_find(ethertype);
+        hil_net_l2_cb_t cb = tap ? tap->cb : NULL; /* read once: the console may clear the tap meanwhile */
+        if (cb) {
+            cb(buffer, length, 0, tap->user);
             free(buffer);
             return ESP_OK;
         }
@@ -229,13 +223,7 @@ const hil_net_limits_t *hil_net_limits(void)
 
 esp_err_t hil_net_l2_tap(uint16_t ethertype, hil_net_l2_cb_t cb, void *user)
 {
-    int slot = hil_net_tap_slot(tap_types, ethertype, cb != NULL);
-    if (slot < 0) {
-        return cb ? ESP_ERR_NO_MEM : ESP_OK;
-    }
-    taps[slot] = (l2_tap_t){.cb = cb, .user = user};
-    tap_types[slot] = cb ? ethertype : 0;
-    return ESP_OK;
+    return (hil_net_tap_set(ethertype, cb, user) || !cb) ? ESP_OK : ESP_ERR_NO_MEM;
 }
 
 esp_err_t hil_net_l2_send(const uint8_t *frame, size_t len)

@@ -7,15 +7,8 @@
 #include "lwip/sockets.h"
 #include "sdkconfig.h"
 
-typedef struct {
-    hil_net_l2_cb_t cb;
-    void *user;
-} l2_tap_t;
-
 static hil_net_event_cb_t event_cb;
 static void *event_user;
-static l2_tap_t taps[HIL_NET_L2_TAPS];
-static uint16_t tap_types[HIL_NET_L2_TAPS];
 
 static void on_stack_event(esp_smoltcp_iface_t iface, esp_smoltcp_event_t event, void *user)
 {
@@ -124,7 +117,7 @@ const hil_net_limits_t *hil_net_limits(void)
 static void on_l2_frame(esp_smoltcp_iface_t iface, const uint8_t *frame, size_t len, int64_t hw_ns, void *user)
 {
     (void)iface;
-    const l2_tap_t *tap = user;
+    const hil_net_tap_t *tap = user;
     if (tap->cb) {
         tap->cb(frame, len, hw_ns, tap->user);
     }
@@ -132,13 +125,11 @@ static void on_l2_frame(esp_smoltcp_iface_t iface, const uint8_t *frame, size_t 
 
 esp_err_t hil_net_l2_tap(uint16_t ethertype, hil_net_l2_cb_t cb, void *user)
 {
-    int slot = hil_net_tap_slot(tap_types, ethertype, cb != NULL);
-    if (slot < 0) {
+    hil_net_tap_t *tap = hil_net_tap_set(ethertype, cb, user);
+    if (!tap) {
         return cb ? ESP_ERR_NO_MEM : ESP_OK;
     }
-    taps[slot] = (l2_tap_t){.cb = cb, .user = user};
-    tap_types[slot] = cb ? ethertype : 0;
-    return esp_smoltcp_l2_tap(ethertype, cb ? on_l2_frame : NULL, cb ? &taps[slot] : NULL);
+    return esp_smoltcp_l2_tap(ethertype, cb ? on_l2_frame : NULL, cb ? tap : NULL);
 }
 
 esp_err_t hil_net_l2_send(const uint8_t *frame, size_t len)
