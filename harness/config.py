@@ -142,6 +142,14 @@ class Regress(RegressSettings):
         return self.model_dump(exclude_none=True, exclude={"thresholds"})
 
 
+class Memory(_Table):
+    """`[memory]`: what bring-up must leave free, checked right after boot (tests/scenarios/test_boot.py)."""
+
+    free_socket_handles_min: Count = 8  # the stack's socket limit minus the sockets open at idle
+    free_fds_min: Count = 12  # the BSD-socket descriptor table minus the descriptors open at idle
+    internal_heap_free_min_bytes: Count = 65536  # internal RAM left for task stacks, TLS and DMA
+
+
 class BoardTable(_Table):
     """`[boards.<name>]`: one real board (command-line options win over it)."""
 
@@ -194,6 +202,7 @@ class LabConfig(_Table):
     # Per-test budgets for HIL_STATS counter deltas; a scenario module's table overrides `default`.
     budgets: dict[str, Budget] = Field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_BUDGETS.items()})
     regress: Regress = Field(default_factory=Regress)
+    memory: Memory = Field(default_factory=Memory)
     boards: dict[str, BoardTable] = Field(default_factory=dict)
     nic: Nic = Field(default_factory=Nic)
     _source: Path | None = PrivateAttr(default=None)

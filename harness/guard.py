@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from harness.console.decode import BacktraceDecoder
 from harness.console.events import Event
-from harness.console.protocol import counter_deltas
+from harness.console.protocol import counter_deltas, heap_deltas
 from harness.console.verdict import decode_crashes, judge
 from harness.errors import BoardError, DutTimeoutError, HilError
 
@@ -153,7 +153,9 @@ class Guard:
         if self._slice_path is not None:
             verdict.console_slice = monitor.write_slice(self._slice_path, self._mark)
         if self._before is not None and after is not None:
-            verdict.counters = counter_deltas(self._before, after)  # kept for failed tests too: they explain
+            # Kept for failed tests too: they explain. The heap's change sits beside the counters so that runs on
+            # different stacks compare per scenario.
+            verdict.counters = {**counter_deltas(self._before, after), **heap_deltas(self._before, after)}
         if console.failed:
             verdict.crash = "\n".join([console.message(), *notes])
         if after is None or console.failed:

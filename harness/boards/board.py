@@ -11,6 +11,7 @@ from typing import Any
 
 from harness.console.monitor import ConsoleMonitor
 from harness.errors import BoardError, DutTimeoutError
+from harness.firmware.footprint import FirmwareFootprint
 
 COMMAND_TIMEOUT_S = 10.0
 BOOT_TIMEOUT_S = 20.0
@@ -200,3 +201,10 @@ class Board(abc.ABC):
         """The firmware identity printed in HIL_HELLO."""
         keys = ("app", "app_version", "idf", "components", "chip", "chip_rev", "elf_sha256", "board")
         return {key: self.hello[key] for key in keys if key in self.hello}
+
+    def firmware_footprint(self) -> FirmwareFootprint | None:
+        """The static footprint of the firmware this board runs, per archive; None when the board cannot know it.
+
+        The default: unknown (a board built on the fly, or one whose build is not at hand).
+        """
+        return None

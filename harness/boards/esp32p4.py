@@ -30,6 +30,7 @@ from harness.boards.board import BOOT_TIMEOUT_S, Board, BootInfo
 from harness.boards.kinds import BoardKind, KindOptions
 from harness.console.monitor import ConsoleLine, ConsoleMonitor
 from harness.errors import BoardError, ConfigError, DutTimeoutError
+from harness.firmware.footprint import FirmwareFootprint, read_footprint
 from harness.paths import firmware_dir
 
 CONSOLE_BAUD = 115200
@@ -527,6 +528,10 @@ class Esp32P4Board(Board):
     def identity(self) -> dict[str, Any]:
         """Board identity for the results file."""
         return {**super().identity(), "chip_rev": self.chip_rev or self.hello.get("chip_rev", "")}
+
+    def firmware_footprint(self) -> FirmwareFootprint | None:
+        """The footprint `hil build` saved beside the image flashed in this run (None when nothing was flashed)."""
+        return read_footprint(self.build.build_dir) if self.build is not None else None
 
     def close(self) -> None:
         """Close the console (the board keeps running)."""

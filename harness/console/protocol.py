@@ -25,6 +25,8 @@ COUNTER_FIELDS = (
 )
 # Gauges of HIL_STATS: a delta is meaningless, the value at a point in time is reported.
 GAUGE_FIELDS = ("active_sockets", "heap_free", "heap_min_free", "uptime_ms")
+# ...except the heap's: its change over a test is recorded beside the counter deltas (`heap_deltas`).
+HEAP_FIELDS = ("heap_free", "heap_min_free")
 
 _MACHINE_LINE = re.compile(r"(?P<level>[EWIDV]) \((?P<ms>\d+)\) hil: (?P<keyword>HIL_[A-Z]+) (?P<body>\{.*\})\s*$")
 
@@ -78,13 +80,32 @@ def counter_deltas(before: dict[str, Any], after: dict[str, Any]) -> dict[str, i
     The firmware's counters start again at zero on every boot: when the DUT rebooted in between
     (its uptime went down), the delta is what it counted since that boot.
     """
-    rebooted = (
-        isinstance(before.get("uptime_ms"), int)
-        and isinstance(after.get("uptime_ms"), int)
-        and (after["uptime_ms"] < before["uptime_ms"])
-    )
+    rebooted = _rebooted(before, after)
     return {
         name: int(after[name]) - (0 if rebooted else int(before[name]))
         for name in COUNTER_FIELDS
         if isinstance(before.get(name), int) and isinstance(after.get(name), int)
     }
+
+
+def heap_deltas(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
+    """How the heap gauges of HIL_STATS moved between two snapshots (bytes; negative: less free).
+
+    ``heap_free``: what the test left allocated; ``heap_min_free``: how far it pushed the low-water mark
+    below every earlier one. Nothing when the DUT rebooted in between: its heap started again.
+    """
+    if _rebooted(before, after):
+        return {}
+    return {
+        name: int(after[name]) - int(before[name])
+        for name in HEAP_FIELDS
+        if isinstance(before.get(name), int) and isinstance(after.get(name), int)
+    }
+
+
+def _rebooted(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    return (
+        isinstance(before.get("uptime_ms"), int)
+        and isinstance(after.get("uptime_ms"), int)
+        and (after["uptime_ms"] < before["uptime_ms"])
+    )

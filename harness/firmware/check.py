@@ -28,17 +28,32 @@ REQUIRED_OPTIONS = {
     "CONFIG_ESP_HTTPS_SERVER_ENABLE": "y",
     "CONFIG_ESP_TASK_WDT_PANIC": "y",
     "CONFIG_NETSTACK_IGMP": "y",
+    "CONFIG_HTTPD_QUEUE_WORK_BLOCKING": "y",
 }
 # Known performance cliffs and settings that belong only in a variant file.
 FORBIDDEN_OPTIONS = {
     "CONFIG_COMPILER_OPTIMIZATION_PERF": "y",
     "CONFIG_VFS_SUPPORT_SELECT": "n",
     "CONFIG_ESP32P4_SELECTS_REV_LESS_V3": "y",
+    # Depends on ESP32P4_SELECTS_REV_LESS_V3: in the default (rev >= 3) build it would be ignored.
+    "CONFIG_ESP_DEFAULT_CPU_FREQ_MHZ_360": "y",
+    "CONFIG_HIL_NET_STACK_LWIP": "y",
 }
 VARIANT_OPTIONS = {
-    "sdkconfig.defaults.rev_lt_v3": {"CONFIG_ESP32P4_SELECTS_REV_LESS_V3": "y"},
+    "sdkconfig.defaults.rev_lt_v3": {
+        "CONFIG_ESP32P4_SELECTS_REV_LESS_V3": "y",
+        "CONFIG_ESP_DEFAULT_CPU_FREQ_MHZ_360": "y",
+    },
     "sdkconfig.defaults.smoltcp_v0_1": {"CONFIG_VFS_SUPPORT_SELECT": "n"},
+    "sdkconfig.defaults.lwip": {"CONFIG_HIL_NET_STACK_LWIP": "y", "CONFIG_LWIP_IPV6": "y"},
 }
+KNOWN_SYMBOLS = "kconfig_symbols.txt"
+# The supported matrix (firmware/hil_app/README.md): the esp-smoltcp line each ESP-IDF range resolves to.
+SMOLTCP_MATRIX = {
+    "datanoisetv/esp_smoltcp": {"idf_version >=6.0": "0.2.0-rc.1", "idf_version <6.0": "~0.1.0"},
+    "datanoisetv/esp_smoltcp_lwip_compat": {"idf_version >=6.0": "0.2.0-rc.1", "idf_version <6.0": "~0.1.1"},
+}
+SMOLTCP_ONLY_RULE = "$CONFIG{HIL_NET_STACK_SMOLTCP} == True"
 # Service entry points of firmware/services the app must call.
 REQUIRED_CALLS = (
     "hil_iperf3_server_run",
@@ -106,7 +121,7 @@ def parse_protocol(text: str) -> ProtocolSpec:
         cells = _cells(row)
         for pattern in re.findall(r"`([^`]+)`", cells[0]):
             words = pattern.split()
-            literal = {w for word in words[1:] if not word.startswith("<") for w in word.split("|")}
+            literal = {w.strip("[]") for word in words[1:] if not word.startswith(("<", "[<")) for w in word.split("|")}
             commands.setdefault(words[0], set()).update(literal)
         if len(cells) > 2:
             for usage in re.findall(r"`(usage: [^`]+)`", cells[2]):
@@ -160,6 +175,11 @@ def _version_floor(spec: str) -> tuple[int, ...] | None:
         match = re.match(r"^[\^~]?\s*(\d+(?:\.\d+){0,2})", spec.strip())
         floors = [tuple(int(x) for x in match[1].split("."))] if match else []
     return max(floors) if floors else None
+
+
+def _clause(text: object) -> str:
+    """An `if` clause with its blanks normalised, for comparing manifest rules."""
+    return " ".join(str(text or "").split())
 
 
 class _Checker:
@@ -245,16 +265,19 @@ class _Checker:
         idf_spec = idf.get("version") if isinstance(idf, dict) else idf
         if not idf_spec or (_version_floor(str(idf_spec)) or (0,)) < (5, 5):
             self.add(path, "dependencies.idf must require ESP-IDF >= 5.5")
-        floors = {"datanoisetv/esp_smoltcp": (0, 1, 0), "datanoisetv/esp_smoltcp_lwip_compat": (0, 1, 1)}
-        for name, floor in floors.items():
+        for name, wanted in SMOLTCP_MATRIX.items():
             dep = deps.get(name)
-            spec = dep.get("version") if isinstance(dep, dict) else dep
-            if not spec:
-                self.add(path, f"{name} is not pinned")
+            if not isinstance(dep, dict):
+                self.add(path, f"{name} must be a table with `matches` per ESP-IDF version (README.md's matrix)")
                 continue
-            found = _version_floor(str(spec))
-            if found is None or found < floor:
-                self.add(path, f"{name} must require >= {'.'.join(map(str, floor))} (has {spec!r})")
+            matches = {_clause(m.get("if")): str(m.get("version", "")) for m in dep.get("matches") or []}
+            if matches != {_clause(k): v for k, v in wanted.items()}:
+                self.add(path, f"{name}: matches must map {wanted} (README.md's matrix), has {matches}")
+            if SMOLTCP_ONLY_RULE not in [_clause(r.get("if")) for r in dep.get("rules") or []]:
+                rule = f'- if: "{SMOLTCP_ONLY_RULE}"'
+                self.add(path, f"{name}: rules must include {rule} (no esp-smoltcp in the lwIP build)")
+            if not dep.get("pre_release"):
+                self.add(path, f"{name}: pre_release: true is needed for 0.2.0-rc.1")
         for name in ("espressif/ip101", "espressif/mqtt"):
             dep = deps.get(name)
             rules = dep.get("rules", []) if isinstance(dep, dict) else []
@@ -264,7 +287,28 @@ class _Checker:
             if isinstance(dep, dict) and dep.get("override_path"):
                 self.add(path, f"{name} has an active override_path; keep it commented out in the committed manifest")
 
+    def known_symbols(self) -> set[str] | None:
+        text = self.read(self.app / KNOWN_SYMBOLS)
+        if text is None:
+            return None
+        return {line.split()[0] for line in text.splitlines() if line.strip() and not line.startswith("#")}
+
+    def check_symbols(self) -> None:
+        known = self.known_symbols()
+        if known is None:
+            return
+        for path in sorted(self.app.glob("sdkconfig.defaults*")):
+            options, _ = parse_sdkconfig(path.read_text(encoding="utf-8", errors="replace"))
+            for name in sorted(options):
+                if name.removeprefix("CONFIG_") not in known:
+                    self.add(
+                        path,
+                        f"{name} is not a Kconfig symbol of ESP-IDF v5.5/v6.0, esp-smoltcp or hil_app "
+                        f"({KNOWN_SYMBOLS}); kconfgen would ignore it",
+                    )
+
     def check_sdkconfig(self) -> None:
+        self.check_symbols()
         path = self.app / "sdkconfig.defaults"
         text = self.read(path)
         if text is not None:

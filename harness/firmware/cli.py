@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from harness.firmware import build, check
+from harness.firmware import build, check, footprint
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,10 +18,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Build firmware/hil_app with idf.py when ESP-IDF is installed (IDF_PATH set, idf.py on "
         "PATH) and a source is newer than the build; print the build directory for flashing.",
     )
-    build_parser.add_argument("--build-dir", type=Path, help="build directory (default: firmware/hil_app/build)")
+    build_parser.add_argument(
+        "--build-dir", type=Path, help="build directory (default: one per variant, firmware/hil_app/build-idf<x.y>-...)"
+    )
     build_parser.add_argument(
         "--sdkconfig-defaults",
-        help='";"-separated defaults files, e.g. "sdkconfig.defaults;sdkconfig.defaults.rev_lt_v3"',
+        help='";"-separated defaults files instead of the variant\'s, e.g. '
+        '"sdkconfig.defaults;sdkconfig.defaults.lwip"',
+    )
+    build_parser.add_argument(
+        "--chip-rev",
+        help=f"the board's chip revision (default: the board's chip_rev in hil.toml, else {build.DEFAULT_CHIP_REV})",
+    )
+    build_parser.add_argument("--board-name", help="which [boards.<name>] table of hil.toml gives chip_rev")
+    build_parser.add_argument("--hil-config", type=Path, default=None, help="lab config file (default: ./hil.toml)")
+    build_parser.add_argument(
+        "--stack", choices=build.STACKS, default="smoltcp", help="TCP/IP stack: esp-smoltcp (default) or plain lwIP"
     )
     build_parser.add_argument("--force", action="store_true", help="build even when nothing changed")
     build_parser.set_defaults(func=run_build)
@@ -36,10 +49,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    """Build (or reuse) the app and print its build directory."""
-    defaults = [part for part in (args.sdkconfig_defaults or "").split(";") if part] or None
-    build_dir = build.build_app(build_dir=args.build_dir, sdkconfig_defaults=defaults, force=args.force)
-    print(build_dir)
+    """Build (or reuse) the variant for the board and the installed ESP-IDF; print its build directory."""
+    from harness.config import LabConfig
+
+    build.require_idf()
+    version = build.idf_version(Path(os.environ["IDF_PATH"]))
+    chip_rev = args.chip_rev or LabConfig.load(args.hil_config).board_table(args.board_name).get("chip_rev")
+    if not chip_rev:
+        chip_rev = build.DEFAULT_CHIP_REV
+        print(
+            f"hil build: no chip_rev for the board (hil.toml or --chip-rev): building for {chip_rev}", file=sys.stderr
+        )
+    explicit = [part for part in (args.sdkconfig_defaults or "").split(";") if part]
+    defaults = explicit or build.variant_defaults(version, chip_rev, args.stack)
+    build_dir = args.build_dir or build.variant_build_dir(build.APP_DIR, version, chip_rev, args.stack)
+    print(f"hil build: ESP-IDF v{version[0]}.{version[1]}, chip {chip_rev}, {args.stack}: {';'.join(defaults)}",
+          file=sys.stderr)  # fmt: skip
+    built = build.build_app(build_dir=build_dir, sdkconfig_defaults=defaults, force=args.force)
+    sizes = footprint.read_footprint(built)
+    if sizes is not None:
+        print(f"hil build: the stack's archives (bytes):\n{footprint.describe(sizes)}", file=sys.stderr)
+    print(built)
     return 0
 
 

@@ -9,9 +9,10 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from harness.console.sanitize import sanitize, sanitize_line
 from harness.config import LabConfig
+from harness.console.sanitize import sanitize, sanitize_line
 from harness.errors import ConfigError
 from harness.results.document import ResultsError, load_results_file
 from harness.results.exports import (

@@ -68,11 +68,13 @@ def test_two_concurrent_runs_pass_and_record_everything(tmp_path: Path) -> None:
         assert record["link"]["goodput_ceiling_mbps"] == pytest.approx(94.148, abs=0.001)
         assert record["finished"] and record["config"]["fingerprint"]
         outcomes = {test["nodeid"].split("::")[-1]: test["outcome"] for test in record["tests"]}
-        assert outcomes == {"test_boot": "passed", "test_ping[56]": "passed", "test_ping[512]": "passed",
-                            "test_ping[1472]": "passed"}  # fmt: skip
+        assert outcomes == {"test_boot": "passed", "test_boot_memory_budget": "passed", "test_ping[56]": "passed",
+                            "test_ping[512]": "passed", "test_ping[1472]": "passed"}  # fmt: skip
         for test in record["tests"]:
             assert (results_dir / test["console_slice"]).read_text().strip(), f"empty console slice {test['nodeid']}"
             assert "rx_frames" in test["counters"]
+            if "test_boot" not in test["nodeid"]:  # the boot tests reboot: a new heap, no change to report
+                assert {"heap_free", "heap_min_free"} <= set(test["counters"]), test["counters"]
             for metric in test["metrics"]:
                 assert set(metric) >= {"name", "value", "unit", "better"} and metric["better"] in ("higher", "lower")
 

@@ -17,6 +17,14 @@ LAB_TLS_PORT = 4443
 WRONG_HOST_TLS_PORT = 4444
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Markers of the suite itself."""
+    config.addinivalue_line(
+        "markers",
+        "known_shim_defect(name): catches a known esp-smoltcp shim defect (tests/scenarios/test_shim_defects.py)",
+    )
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Options of the scenario suite."""
     group = parser.getgroup("esp-smoltcp-hil")

@@ -6,14 +6,13 @@
 
 #include "esp_console.h"
 #include "esp_heap_caps.h"
-#include "esp_smoltcp.h"
 #include "esp_system.h"
 #include "freertos/FreeRTOS.h"
 #include "freertos/task.h"
 #include "hil_app.h"
+#include "hil_net.h"
 #include "hil_services.h"
 #include "lwip/sockets.h"
-#include "sdkconfig.h"
 
 static int cmd_help(int argc, char **argv);
 
@@ -32,12 +31,12 @@ static int cmd_ip(int argc, char **argv)
     (void)argv;
     char buf[400], ip[16], mask[16], gw[16], mac_text[18], ipv6[40] = "";
     uint8_t mac[6], ll[16];
-    hil_format_ipv4(esp_smoltcp_get_ipv4(ESP_SMOLTCP_IFACE_ETH), ip);
-    hil_format_ipv4(esp_smoltcp_get_netmask(ESP_SMOLTCP_IFACE_ETH), mask);
-    hil_format_ipv4(esp_smoltcp_get_gateway(ESP_SMOLTCP_IFACE_ETH), gw);
+    hil_format_ipv4(hil_net_ipv4(), ip);
+    hil_format_ipv4(hil_net_netmask(), mask);
+    hil_format_ipv4(hil_net_gateway(), gw);
     hil_eth_mac(mac);
     hil_format_mac(mac, mac_text);
-    if (esp_smoltcp_get_ipv6_link_local(ESP_SMOLTCP_IFACE_ETH, ll) == ESP_OK) {
+    if (hil_net_ipv6_link_local(ll) == ESP_OK) {
         hil_format_ipv6(ll, ipv6);
     }
     app_json_t j;
@@ -84,12 +83,12 @@ static int cmd_reboot(int argc, char **argv)
     return 0;
 }
 
-/* FD-table use of esp_smoltcp_lwip_compat: it has no public query, so probe every descriptor of
- * its range with getsockname(), which the shim answers for allocated entries only. */
-static int count_socket_fds(void)
+/* Descriptors in use: neither stack has a public query, so probe every descriptor of the table with
+ * getsockname(), which both answer for allocated entries only. */
+static int count_socket_fds(const hil_net_limits_t *limits)
 {
     int used = 0;
-    for (int fd = LWIP_SOCKET_OFFSET; fd < LWIP_SOCKET_OFFSET + CONFIG_LWIP_COMPAT_MAX_FDS; fd++) {
+    for (int fd = limits->fd_base; fd < limits->fd_base + limits->fds_max; fd++) {
         struct sockaddr_storage addr;
         socklen_t addr_len = sizeof addr;
         if (getsockname(fd, (struct sockaddr *)&addr, &addr_len) == 0) {
@@ -103,8 +102,7 @@ static int cmd_sockets(int argc, char **argv)
 {
     (void)argc;
     (void)argv;
-    esp_smoltcp_stats_t st = {0};
-    esp_smoltcp_get_stats(ESP_SMOLTCP_IFACE_ETH, &st);
+    const hil_net_limits_t *limits = hil_net_limits();
     hil_select_echo_stats_t echo;
     hil_select_echo_get_stats(&echo);
     char echo_members[400], echo_object[404];
@@ -116,10 +114,11 @@ static int cmd_sockets(int argc, char **argv)
     char buf[600];
     app_json_t j;
     app_json_init(&j, buf, sizeof buf);
-    app_json_u64(&j, "active_sockets", st.active_sockets);
-    app_json_u64(&j, "fds_used", (uint64_t)count_socket_fds());
-    app_json_u64(&j, "fds_max", CONFIG_LWIP_COMPAT_MAX_FDS);
-    app_json_u64(&j, "fd_base", LWIP_SOCKET_OFFSET);
+    app_json_u64(&j, "active_sockets", hil_net_active_sockets());
+    app_json_u64(&j, "sockets_max", (uint64_t)limits->sockets_max);
+    app_json_u64(&j, "fds_used", (uint64_t)count_socket_fds(limits));
+    app_json_u64(&j, "fds_max", (uint64_t)limits->fds_max);
+    app_json_u64(&j, "fd_base", (uint64_t)limits->fd_base);
     app_json_raw(&j, "select_echo", echo_object);
     hil_result_ok("sockets", app_json_members(&j));
     return 0;

@@ -8,6 +8,7 @@
 #include "esp_idf_version.h"
 #include "esp_log.h"
 #include "hil_app.h"
+#include "hil_net.h"
 #if ESP_IDF_VERSION >= ESP_IDF_VERSION_VAL(6, 0, 0)
 #include "esp_eth_phy_ip101.h" /* espressif/ip101 from the registry (idf_component.yml) */
 #endif
@@ -108,4 +109,39 @@ void hil_format_ipv6(const uint8_t addr[16], char out[40])
         bool after_gap = best_start >= 0 && i == best_start + best_len;
         n += (size_t)snprintf(out + n, 40 - n, "%s%x", (i == 0 || after_gap) ? "" : ":", group[i]);
     }
+}
+
+static hil_net_tap_t taps[HIL_NET_L2_TAPS];
+
+static hil_net_tap_t *tap_entry(uint16_t ethertype)
+{
+    for (int i = 0; i < HIL_NET_L2_TAPS; i++) {
+        if (taps[i].ethertype == ethertype) {
+            return &taps[i];
+        }
+    }
+    return NULL;
+}
+
+hil_net_tap_t *hil_net_tap_set(uint16_t ethertype, hil_net_l2_cb_t cb, void *user)
+{
+    hil_net_tap_t *tap = tap_entry(ethertype);
+    if (!cb) {
+        if (tap) {
+            *tap = (hil_net_tap_t){0};
+        }
+        return tap;
+    }
+    if (!tap) {
+        tap = tap_entry(0);
+    }
+    if (tap) {
+        *tap = (hil_net_tap_t){.ethertype = ethertype, .cb = cb, .user = user};
+    }
+    return tap;
+}
+
+const hil_net_tap_t *hil_net_tap_find(uint16_t ethertype)
+{
+    return ethertype ? tap_entry(ethertype) : NULL;
 }

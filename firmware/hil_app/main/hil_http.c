@@ -163,15 +163,23 @@ static const httpd_uri_t routes[] = {
     {.uri = "/ws", .method = HTTP_GET, .handler = ws_handler, .is_websocket = true},
 };
 
+#define HTTP_TASK_STACK 8192 /* the plain server's default (4096) is tight for the handlers' buffers */
+
 static void tune(httpd_config_t *config, uint16_t ctrl_port)
 {
     config->uri_match_fn = httpd_uri_match_wildcard;
     config->ctrl_port = ctrl_port; /* two servers: distinct loopback control ports */
     config->max_open_sockets = 4;
-    /* Each listen() makes the shim pre-allocate min(backlog, LISTENER_POOL) smoltcp sockets. */
+    /* Each listen() makes the shim pre-arm min(backlog, CONFIG_LWIP_COMPAT_LISTENER_POOL) sockets. */
     config->backlog_conn = 2;
+    /* A fifth client closes the least recently used session. Through the shim that purge must not
+     * travel the control socket (its recv() never reads the in-RAM loopback): sdkconfig.defaults sets
+     * CONFIG_HTTPD_QUEUE_WORK_BLOCKING, with which esp_http_server >= v5.5.3 closes it directly. */
     config->lru_purge_enable = true;
-    config->stack_size = 8192;
+    /* Never below the default: HTTPD_SSL_CONFIG_DEFAULT gives the TLS server 10240 for mbedTLS. */
+    if (config->stack_size < HTTP_TASK_STACK) {
+        config->stack_size = HTTP_TASK_STACK;
+    }
     config->max_uri_handlers = sizeof routes / sizeof routes[0];
 }
 

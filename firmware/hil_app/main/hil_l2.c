@@ -1,19 +1,19 @@
-/* L2 echo (PROTOCOL.md "L2 echo") through esp_smoltcp_l2_tap / esp_smoltcp_l2_send, and
+/* L2 echo (PROTOCOL.md "L2 echo") through the stack's L2 tap (hil_net_l2_tap / hil_net_l2_send), and
  * `l2tap on|off <ethertype>`. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "esp_smoltcp.h"
 #include "esp_timer.h"
 #include "freertos/FreeRTOS.h"
 #include "freertos/queue.h"
 #include "freertos/semphr.h"
 #include "freertos/task.h"
 #include "hil_app.h"
+#include "hil_net.h"
 
 #define USAGE "usage: l2tap on|off <ethertype>"
-#define MAX_TAPS 4 /* esp_smoltcp's own limit */
+#define MAX_TAPS HIL_NET_L2_TAPS /* esp_smoltcp's own limit, kept on lwIP too */
 #define ETH_HEADER 14
 #define FRAME_MAX 1514
 #define REQUEST_HEADER 10 /* "HIL2" + seq(4) + len(2) */
@@ -38,13 +38,12 @@ static tap_t taps[MAX_TAPS];
 static QueueHandle_t frames;
 static SemaphoreHandle_t taps_lock;
 
-/* On the stack's poll task: copy and queue, nothing else. */
-static void on_frame(esp_smoltcp_iface_t iface, const uint8_t *frame, size_t len, int64_t hw_ns, void *user)
+/* On the stack's RX path: copy and queue, nothing else. */
+static void on_frame(const uint8_t *frame, size_t len, int64_t hw_ns, void *user)
 {
-    (void)iface;
     tap_t *tap = user;
     tap->rx++;
-    static queued_frame_t item; /* only the poll task runs this callback */
+    static queued_frame_t item; /* only the stack's RX task runs this callback */
     if (len > FRAME_MAX) {
         tap->dropped++;
         return;
@@ -93,7 +92,7 @@ static void echo_task(void *arg)
         put_be64(ts, in.rx_hw_ns);
         put_be64(ts + 8, in.rx_us);
         size_t out_len = ETH_HEADER + REQUEST_HEADER + data_len + TIMESTAMPS;
-        if (esp_smoltcp_l2_send(ESP_SMOLTCP_IFACE_ETH, out, out_len) == ESP_OK) {
+        if (hil_net_l2_send(out, out_len) == ESP_OK) {
             tap->echoed++;
         } else {
             tap->dropped++;
@@ -111,7 +110,7 @@ static esp_err_t tap_on(uint16_t ethertype)
     for (int i = 0; i < MAX_TAPS; i++) {
         if (!taps[i].on) {
             taps[i] = (tap_t){.ethertype = ethertype, .on = true};
-            esp_err_t err = esp_smoltcp_l2_tap(ethertype, on_frame, &taps[i]);
+            esp_err_t err = hil_net_l2_tap(ethertype, on_frame, &taps[i]);
             if (err != ESP_OK) {
                 taps[i].on = false;
             }
@@ -166,7 +165,7 @@ int hil_cmd_l2tap(int argc, char **argv)
     }
     for (int i = 0; i < MAX_TAPS; i++) {
         if (taps[i].on && taps[i].ethertype == ethertype) {
-            esp_smoltcp_l2_tap(ethertype, NULL, NULL);
+            hil_net_l2_tap(ethertype, NULL, NULL);
             taps[i].on = false;
             app_json_u64(&j, "rx", taps[i].rx);
             app_json_u64(&j, "echoed", taps[i].echoed);

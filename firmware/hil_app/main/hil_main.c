@@ -2,83 +2,76 @@
  * hil_app: the HIL test firmware for esp-smoltcp on the ESP32-P4 (Waveshare P4-Nano).
  * Everything it prints and serves is specified in firmware/PROTOCOL.md.
  */
+#include <stdlib.h>
 #include <string.h>
 
-#include "esp_event.h"
+#include "esp_heap_caps.h"
 #include "esp_log.h"
-#include "esp_smoltcp.h"
 #include "freertos/FreeRTOS.h"
 #include "freertos/queue.h"
 #include "freertos/task.h"
 #include "hil_app.h"
+#include "hil_net.h"
 #include "hil_services.h"
-#include "nvs_flash.h"
 
 static const char *TAG = "hil_app";
 
 #define WAIT_FOR_IP_MS 15000
 
-typedef struct {
-    esp_smoltcp_iface_t iface;
-    esp_smoltcp_event_t event;
-} stack_event_t;
-
 static QueueHandle_t event_queue;
 static TaskHandle_t stats_task_handle;
 static volatile uint32_t stats_period_s;
 
-/* Runs on the esp_smoltcp poll task: only queue, never print (a 150-byte line takes 13 ms at
- * 115200 baud and would stall the stack). */
-static void on_stack_event(esp_smoltcp_iface_t iface, esp_smoltcp_event_t event, void *user)
+/* Runs on the stack's own task: only queue, never print (a 150-byte line takes 13 ms at 115200 baud
+ * and would stall the stack). */
+static void on_stack_event(hil_net_event_t event, void *user)
 {
     (void)user;
-    stack_event_t item = {.iface = iface, .event = event};
-    xQueueSend(event_queue, &item, 0);
+    xQueueSend(event_queue, &event, 0);
 }
 
 static void event_task(void *arg)
 {
     (void)arg;
-    uint32_t last_ip[ESP_SMOLTCP_IFACE_MAX] = {0};
-    stack_event_t item;
+    uint32_t last_ip = 0;
+    hil_net_event_t event;
     for (;;) {
-        xQueueReceive(event_queue, &item, portMAX_DELAY);
-        const char *iface = item.iface == ESP_SMOLTCP_IFACE_WIFI ? "wifi" : "eth";
+        xQueueReceive(event_queue, &event, portMAX_DELAY);
         char buf[256], ip[16], mask[16], gw[16];
         app_json_t j;
         app_json_init(&j, buf, sizeof buf);
-        switch (item.event) {
-        case ESP_SMOLTCP_EVT_IFACE_UP:
+        switch (event) {
+        case HIL_NET_LINK_UP:
             app_json_str(&j, "event", "link_up");
-            app_json_str(&j, "iface", iface);
+            app_json_str(&j, "iface", "eth");
             break;
-        case ESP_SMOLTCP_EVT_IFACE_DOWN:
+        case HIL_NET_LINK_DOWN:
             app_json_str(&j, "event", "link_down");
-            app_json_str(&j, "iface", iface);
+            app_json_str(&j, "iface", "eth");
             break;
-        case ESP_SMOLTCP_EVT_GOT_IP:
-            last_ip[item.iface] = esp_smoltcp_get_ipv4(item.iface);
-            hil_format_ipv4(last_ip[item.iface], ip);
-            hil_format_ipv4(esp_smoltcp_get_netmask(item.iface), mask);
-            hil_format_ipv4(esp_smoltcp_get_gateway(item.iface), gw);
+        case HIL_NET_GOT_IP:
+            last_ip = hil_net_ipv4();
+            hil_format_ipv4(last_ip, ip);
+            hil_format_ipv4(hil_net_netmask(), mask);
+            hil_format_ipv4(hil_net_gateway(), gw);
             app_json_str(&j, "event", "got_ip");
-            app_json_str(&j, "iface", iface);
+            app_json_str(&j, "iface", "eth");
             app_json_str(&j, "ip", ip);
             app_json_str(&j, "netmask", mask);
             app_json_str(&j, "gw", gw);
-            /* esp_smoltcp exposes no lease details: PROTOCOL.md defines 0 as "unknown". */
+            /* Neither stack's API exposes the lease here: PROTOCOL.md defines 0 as "unknown". */
             app_json_u64(&j, "lease_s", 0);
             break;
-        case ESP_SMOLTCP_EVT_LOST_IP:
-            hil_format_ipv4(last_ip[item.iface], ip);
+        case HIL_NET_LOST_IP:
+            hil_format_ipv4(last_ip, ip);
             app_json_str(&j, "event", "lost_ip");
-            app_json_str(&j, "iface", iface);
+            app_json_str(&j, "iface", "eth");
             app_json_str(&j, "ip", ip);
-            last_ip[item.iface] = 0;
+            last_ip = 0;
             break;
-        case ESP_SMOLTCP_EVT_NTP_SYNCED:
+        case HIL_NET_NTP_SYNCED:
             app_json_str(&j, "event", "ntp_synced");
-            app_json_str(&j, "iface", iface);
+            app_json_str(&j, "iface", "eth");
             break;
         default:
             continue;
@@ -93,7 +86,9 @@ static void stats_task(void *arg)
     for (;;) {
         uint32_t period = stats_period_s;
         /* A notification (new period) ends the wait early, so a change applies at once. */
-        if (ulTaskNotifyTake(pdTRUE, period ? pdMS_TO_TICKS(period * 1000) : portMAX_DELAY) == 0 && period) {
+        /* period * configTICK_RATE_HZ: pdMS_TO_TICKS(period * 1000) overflows 32 bits above 4294 s. */
+        TickType_t wait = period ? (TickType_t)period * configTICK_RATE_HZ : portMAX_DELAY;
+        if (ulTaskNotifyTake(pdTRUE, wait) == 0 && period) {
             hil_emit_stats("period");
         }
     }
@@ -154,15 +149,21 @@ static void start_services(void)
     }
 }
 
+/* What bring-up left of the heap, so a build that over-commits internal RAM says so before any test. */
+static void log_heap(const char *when)
+{
+    ESP_LOGI(TAG, "heap %s: free %u (internal %u), minimum free %u (internal %u)", when,
+             (unsigned)heap_caps_get_free_size(MALLOC_CAP_DEFAULT),
+             (unsigned)heap_caps_get_free_size(MALLOC_CAP_INTERNAL | MALLOC_CAP_8BIT),
+             (unsigned)heap_caps_get_minimum_free_size(MALLOC_CAP_DEFAULT),
+             (unsigned)heap_caps_get_minimum_free_size(MALLOC_CAP_INTERNAL | MALLOC_CAP_8BIT));
+}
+
 void app_main(void)
 {
-    esp_err_t err = nvs_flash_init();
-    if (err == ESP_ERR_NVS_NO_FREE_PAGES || err == ESP_ERR_NVS_NEW_VERSION_FOUND) {
-        ESP_ERROR_CHECK(nvs_flash_erase());
-        err = nvs_flash_init();
-    }
-    ESP_ERROR_CHECK(err);
-    ESP_ERROR_CHECK(esp_event_loop_create_default()); /* esp_eth posts its events there */
+    /* The stack first: on esp-smoltcp it initialises NVS and creates the default event loop itself,
+     * which esp_eth needs before its driver starts. */
+    ESP_ERROR_CHECK(hil_net_init());
     hil_out_init();
 
     esp_eth_handle_t eth = hil_eth_install();
@@ -170,19 +171,18 @@ void app_main(void)
         abort(); /* nothing to test without Ethernet; the crash detector reports it */
     }
 
-    event_queue = xQueueCreate(16, sizeof(stack_event_t));
-    ESP_ERROR_CHECK(esp_smoltcp_init());
-    ESP_ERROR_CHECK(esp_smoltcp_register_event_cb(on_stack_event, NULL));
-    ESP_ERROR_CHECK(esp_smoltcp_attach_eth(eth));
+    event_queue = xQueueCreate(16, sizeof(hil_net_event_t));
+    ESP_ERROR_CHECK(hil_net_attach_eth(eth, on_stack_event, NULL));
 
     /* HIL_HELLO first; events queued meanwhile (link_up) follow it, as PROTOCOL.md orders them. */
     hil_emit_hello();
     xTaskCreate(event_task, "hil_events", 4096, NULL, 6, NULL);
     xTaskCreate(stats_task, "hil_stats", 4096, NULL, 4, &stats_task_handle);
 
-    if (esp_smoltcp_wait_for_ip(ESP_SMOLTCP_IFACE_ETH, WAIT_FOR_IP_MS) != ESP_OK) {
+    if (hil_net_wait_for_ip(WAIT_FOR_IP_MS) != ESP_OK) {
         ESP_LOGW(TAG, "no IPv4 address after %d ms; services start anyway", WAIT_FOR_IP_MS);
     }
     start_services();
     hil_console_start();
+    log_heap("after bring-up");
 }

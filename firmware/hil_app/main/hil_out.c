@@ -7,11 +7,11 @@
 #include "esp_chip_info.h"
 #include "esp_heap_caps.h"
 #include "esp_log.h"
-#include "esp_smoltcp.h"
 #include "esp_timer.h"
 #include "freertos/FreeRTOS.h"
 #include "freertos/semphr.h"
 #include "hil_app.h"
+#include "hil_net.h"
 #include "hil_proto.h"
 
 /* Longest line we print: HIL_HELLO and `heap` stay well below this. */
@@ -120,11 +120,6 @@ void hil_emit_hello(void)
     hil_eth_mac(mac);
     hil_format_mac(mac, mac_text);
 
-    char components[192];
-    snprintf(components, sizeof components,
-             "{\"esp_smoltcp\":\"%s\",\"esp_smoltcp_lwip_compat\":\"%s\",\"esp_smoltcp_glue\":\"%s\"}",
-             HIL_VERSION_ESP_SMOLTCP, HIL_VERSION_ESP_SMOLTCP_LWIP_COMPAT, HIL_VERSION_ESP_SMOLTCP_GLUE);
-
     char services[320];
     snprintf(services, sizeof services,
              "{\"http\":%d,\"https\":%d,\"tcp_echo\":%d,\"udp_echo\":%d,\"select_echo_tcp\":%d,"
@@ -140,7 +135,8 @@ void hil_emit_hello(void)
     app_json_str(&j, "app", app->project_name);
     app_json_str(&j, "app_version", app->version);
     app_json_str(&j, "idf", app->idf_ver);
-    app_json_raw(&j, "components", components);
+    app_json_raw(&j, "components", hil_net_components_json());
+    app_json_str(&j, "stack", hil_net_limits()->name);
     app_json_str(&j, "chip", "esp32p4");
     app_json_str(&j, "chip_rev", chip_rev);
     app_json_str(&j, "mac", mac_text);
@@ -152,19 +148,7 @@ void hil_emit_hello(void)
 
 static void collect_stats(hil_stats_t *s)
 {
-    esp_smoltcp_stats_t st = {0};
-    esp_smoltcp_get_stats(ESP_SMOLTCP_IFACE_ETH, &st);
-    s->iface = "eth";
-    s->rx_frames = st.rx_frames;
-    s->rx_bytes = st.rx_bytes;
-    s->rx_drops = st.rx_drops;
-    s->tx_frames = st.tx_frames;
-    s->tx_bytes = st.tx_bytes;
-    s->tx_fails = st.tx_fails;
-    s->link_ups = st.link_ups;
-    s->link_downs = st.link_downs;
-    s->active_sockets = st.active_sockets;
-    s->frame_pool_drops = esp_smoltcp_frame_pool_drops();
+    hil_net_counters(s);
     s->heap_free = heap_caps_get_free_size(MALLOC_CAP_DEFAULT);
     s->heap_min_free = heap_caps_get_minimum_free_size(MALLOC_CAP_DEFAULT);
     s->uptime_ms = (uint64_t)(esp_timer_get_time() / 1000);

@@ -26,10 +26,15 @@ def datagram(index: int) -> bytes:
     return bytes((index + i) % 256 for i in range(size))
 
 
-@command("loopback", "self-check of the in-RAM 127.0.0.0/8 loopback (UDP to itself)")
+MODES = ("recvfrom", "recv", "ephemeral")
+
+
+@command("loopback", "self-check of the in-RAM 127.0.0.0/8 loopback: loopback [recvfrom|recv|ephemeral]")
 def loopback(fw: Firmware, args: list[str]) -> None:
-    if args:
-        fw.result("loopback", ok=False, error="usage: loopback")
+    # The kernel's loopback serves every mode alike; the modes exist for the esp-smoltcp shim's paths.
+    mode = args[0] if len(args) == 1 else "recvfrom"
+    if len(args) > 1 or mode not in MODES:
+        fw.result("loopback", ok=False, error="usage: loopback [recvfrom|recv|ephemeral]")
         return
     started = time.monotonic()
     received = corrupted = nbytes = 0
@@ -46,7 +51,7 @@ def loopback(fw: Firmware, args: list[str]) -> None:
             received += 1
             nbytes += len(got)
             corrupted += got != sent
-    fields = {"sent": DATAGRAMS, "received": received, "bytes": nbytes,
+    fields = {"mode": mode, "sent": DATAGRAMS, "received": received, "bytes": nbytes,
               "duration_us": int((time.monotonic() - started) * 1e6)}  # fmt: skip
     if received < DATAGRAMS:
         fw.result("loopback", ok=False, error=f"lost {DATAGRAMS - received} of {DATAGRAMS} datagrams", **fields)

@@ -62,7 +62,7 @@ def sockets(fw: Firmware, args: list[str]) -> None:
         return
     snapshot = fw.stats.snapshot(fw.console.ms())
     used = _socket_fds(os.getpid()) + _socket_fds(services.pid)
-    fw.result("sockets", active_sockets=snapshot["active_sockets"], fds_used=used, fds_max=FDS_MAX,
+    fw.result("sockets", active_sockets=snapshot["active_sockets"], sockets_max=FDS_MAX, fds_used=used, fds_max=FDS_MAX,
               fd_base=FD_BASE, select_echo=select_echo)  # fmt: skip
 
 

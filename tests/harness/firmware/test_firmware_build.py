@@ -9,8 +9,17 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.errors import MissingToolError
-from harness.firmware.build import APP_DIR, build_command, is_stale, require_idf, source_files
+from harness.errors import HilError, MissingToolError
+from harness.firmware.build import (
+    APP_DIR,
+    build_command,
+    idf_version,
+    is_stale,
+    require_idf,
+    source_files,
+    variant_build_dir,
+    variant_defaults,
+)
 
 
 def test_without_idf_names_every_missing_piece(tmp_path: Path) -> None:
@@ -75,3 +84,42 @@ def test_build_command_keeps_sdkconfig_in_build_dir(tmp_path: Path) -> None:
     assert "IDF_TARGET=esp32p4" in command
     assert f"SDKCONFIG={tmp_path / 'sdkconfig'}" in command
     assert "SDKCONFIG_DEFAULTS=sdkconfig.defaults;sdkconfig.defaults.rev_lt_v3" in command
+
+
+@pytest.mark.parametrize(
+    ("version", "chip_rev", "stack", "expected"),
+    [
+        ((6, 0), "v1.0", "smoltcp", ["sdkconfig.defaults", "sdkconfig.defaults.rev_lt_v3"]),
+        ((6, 0), "v3.1", "smoltcp", ["sdkconfig.defaults"]),
+        (
+            (5, 5),
+            "v1.0",
+            "smoltcp",
+            ["sdkconfig.defaults", "sdkconfig.defaults.rev_lt_v3", "sdkconfig.defaults.smoltcp_v0_1"],
+        ),
+        ((5, 5), "v3.0", "lwip", ["sdkconfig.defaults", "sdkconfig.defaults.lwip"]),
+        ((6, 1), "1.3", "lwip", ["sdkconfig.defaults", "sdkconfig.defaults.rev_lt_v3", "sdkconfig.defaults.lwip"]),
+    ],
+)
+def test_variant_follows_idf_version_chip_rev_and_stack(version, chip_rev, stack, expected) -> None:
+    assert variant_defaults(version, chip_rev, stack) == expected
+    for name in expected:
+        assert (APP_DIR / name).is_file(), f"{name} is not in firmware/hil_app"
+
+
+def test_unsupported_idf_and_bad_revision_are_refused() -> None:
+    with pytest.raises(HilError, match=r"needs v5\.5 or v6\.0"):
+        variant_defaults((5, 4), "v1.0")
+    with pytest.raises(HilError, match="not of the form"):
+        variant_defaults((6, 0), "rev1")
+
+
+def test_idf_version_is_read_from_the_checkout(tmp_path: Path) -> None:
+    (tmp_path / "tools" / "cmake").mkdir(parents=True)
+    (tmp_path / "tools" / "cmake" / "version.cmake").write_text(
+        "set(IDF_VERSION_MAJOR 6)\nset(IDF_VERSION_MINOR 0)\nset(IDF_VERSION_PATCH 2)\n"
+    )
+    assert idf_version(tmp_path) == (6, 0)
+    assert variant_build_dir(APP_DIR, (6, 0), "v1.0", "lwip").name == "build-idf6.0-rev_lt_v3-lwip"
+    with pytest.raises(MissingToolError, match="cannot read the ESP-IDF version"):
+        idf_version(tmp_path / "nowhere")

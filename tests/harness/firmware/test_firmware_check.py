@@ -123,11 +123,41 @@ BREAKAGES = {
         "CONFIG_VFS_SUPPORT_SELECT=y",
         "CONFIG_VFS_SUPPORT_SELECT",
     ),
-    "old shim allowed": (
+    "0.2 line allowed on ESP-IDF 5.5": (
         "firmware/hil_app/main/idf_component.yml",
-        'version: ">=0.1.1,<0.3.0"',
-        'version: ">=0.1.0,<0.3.0"',
-        "0.1.1",
+        '      - if: "idf_version <6.0"\n        version: "~0.1.1"',
+        '      - if: "idf_version <6.0"\n        version: "0.2.0-rc.1"',
+        "README.md's matrix",
+    ),
+    "esp-smoltcp in the lwIP build": (
+        "firmware/hil_app/main/idf_component.yml",
+        '        version: "~0.1.0"\n    rules:\n      - if: "$CONFIG{HIL_NET_STACK_SMOLTCP} == True"\n',
+        '        version: "~0.1.0"\n',
+        "HIL_NET_STACK_SMOLTCP",
+    ),
+    "unknown Kconfig symbol": (
+        "firmware/hil_app/sdkconfig.defaults",
+        "CONFIG_ESP_HTTPS_SERVER_ENABLE=y",
+        "CONFIG_ESP_HTTPS_SERVER_ENABLE=y\nCONFIG_ESP_TLS_SERVER=y",
+        "CONFIG_ESP_TLS_SERVER is not a Kconfig symbol",
+    ),
+    "360 MHz in the rev >= 3 build": (
+        "firmware/hil_app/sdkconfig.defaults",
+        "CONFIG_FREERTOS_HZ=1000",
+        "CONFIG_FREERTOS_HZ=1000\nCONFIG_ESP_DEFAULT_CPU_FREQ_MHZ_360=y",
+        "CONFIG_ESP_DEFAULT_CPU_FREQ_MHZ_360",
+    ),
+    "lru purge through the control socket": (
+        "firmware/hil_app/sdkconfig.defaults",
+        "CONFIG_HTTPD_QUEUE_WORK_BLOCKING=y",
+        "# CONFIG_HTTPD_QUEUE_WORK_BLOCKING is not set",
+        "CONFIG_HTTPD_QUEUE_WORK_BLOCKING",
+    ),
+    "lwip variant without IPv6": (
+        "firmware/hil_app/sdkconfig.defaults.lwip",
+        "CONFIG_LWIP_IPV6=y",
+        "CONFIG_LWIP_IPV6=n",
+        "CONFIG_LWIP_IPV6",
     ),
     "ip101 on v5.5": (
         "firmware/hil_app/main/idf_component.yml",

@@ -36,6 +36,7 @@ pytestmark = [
     pytest.mark.skipif(not have_cross_compiler(), reason="needs gcc-riscv64-linux-gnu for the test app image"),
 ]
 DESC = AppDescription(project_name="hil_app_ci", version="v0.0.1-ci", idf_ver="v5.5.1")
+SIZE_SAMPLE = REPO / "tests" / "harness" / "firmware" / "data" / "size_components_smoltcp.json"
 
 
 def _virtual(*args: str) -> dict:
@@ -61,6 +62,8 @@ def _build_dir(work: Path) -> Path:
         "flash_files": {offset: path.name for offset, path in files.items()},
         "extra_esptool_args": {"after": "hard_reset", "before": "default_reset", "stub": True, "chip": "esp32p4"},
     }))  # fmt: skip
+    # what `hil build` saves beside the image (esp-idf-size's per-archive JSON): the boot scenario records it
+    shutil.copy(SIZE_SAMPLE, build / "size-components.json")
     return build
 
 
@@ -84,7 +87,10 @@ def test_esp32p4_board_path_runs_the_suite_on_a_virtual_board(tmp_path: Path) ->
     assert record["board"]["kind"] == "esp32p4"
     assert record["firmware"]["app"] == DESC.project_name and record["firmware"]["app_version"] == DESC.version
     assert record["link"]["kind"] == "nic"
-    assert {t["outcome"] for t in record["tests"]} == {"passed"} and len(record["tests"]) == 4
+    assert {t["outcome"] for t in record["tests"]} == {"passed"} and len(record["tests"]) == 5
+    budget = next(t for t in record["tests"] if t["nodeid"].endswith("test_boot_memory_budget"))
+    footprint = {m["name"]: m["value"] for m in budget["metrics"] if m["name"].startswith("footprint_")}
+    assert footprint["footprint_stack_flash_code_bytes"] == 85248  # the sample's stack archives, flashed this run
     assert (results / record["run_id"] / "esptool-flash.log").read_text().count("Hash of data verified") == 3
     ours = {info["dut_ns"], f"hil-{record['run_id']}-host"}
     assert not ours & hil_namespaces(), f"namespaces left behind: {ours & hil_namespaces()}"
