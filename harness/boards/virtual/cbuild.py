@@ -213,12 +213,13 @@ def build_services(sanitize: bool = False) -> Path:
     return _build(_Target(SERVICES_BINARY, (*sources, *host), headers, None))
 
 
-def build_c_tests(vectors: Path | None = None) -> Path:
+def build_c_tests(vectors: Path | None = None, sanitize: bool = False) -> Path:
     """Build (or reuse) the C unit tests, checking the golden vectors, and return the binary's path.
 
     Args:
         vectors: the vectors file to compile in; the repository's firmware/protocol_vectors.json
             by default.
+        sanitize: build with AddressSanitizer and UndefinedBehaviorSanitizer (any report aborts it).
 
     Raises:
         MissingToolError: no C compiler, or no mbedTLS.
@@ -228,5 +229,8 @@ def build_c_tests(vectors: Path | None = None) -> Path:
     if not vectors.is_file():
         raise ConfigError(f"golden vectors file {vectors} not found")
     sources, headers = _services_files()
-    test_main = SERVICES_DIR / "tests" / "test_main.c"
-    return _build(_Target(C_TESTS_BINARY, (*sources, test_main), headers, vectors))
+    tests = tuple(SERVICES_DIR / "tests" / name for name in ("test_main.c", "test_codecs.c"))
+    test_headers = (*headers, SERVICES_DIR / "tests" / "check.h")
+    name = f"{C_TESTS_BINARY}-asan" if sanitize else C_TESTS_BINARY
+    flags = SANITIZE_FLAGS if sanitize else ()
+    return _build(_Target(name, (*sources, *tests), test_headers, vectors, flags))
