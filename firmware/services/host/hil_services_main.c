@@ -276,7 +276,7 @@ static void apply_faults(const char *list)
     }
 }
 
-/* The whole file as a NUL-terminated string (kept for the program's life), or NULL. */
+/* The whole file as a NUL-terminated string (malloc'd), or NULL. */
 static char *read_text(const char *dir, const char *name)
 {
     char path[512];
@@ -307,15 +307,15 @@ static int load_certs(const char *dir, const char *faults)
     char key_name[64];
     snprintf(cert_name, sizeof cert_name, "%s.crt", server);
     snprintf(key_name, sizeof key_name, "%s.key", server);
-    hil_tls_credentials_t credentials = {
-        .ca_pem = read_text(dir, "hil_test_ca.crt"),
-        .server_cert_pem = read_text(dir, cert_name),
-        .server_key_pem = read_text(dir, key_name),
-    };
-    if (credentials.ca_pem == NULL || credentials.server_cert_pem == NULL || credentials.server_key_pem == NULL) {
-        return -1;
-    }
-    return hil_services_set_tls_credentials(&credentials);
+    char *ca = read_text(dir, "hil_test_ca.crt");
+    char *cert = read_text(dir, cert_name);
+    char *key = read_text(dir, key_name);
+    hil_tls_credentials_t credentials = {.ca_pem = ca, .server_cert_pem = cert, .server_key_pem = key};
+    int rc = ca && cert && key ? hil_services_set_tls_credentials(&credentials) : -1;
+    free(ca);
+    free(cert);
+    free(key);
+    return rc;
 }
 
 static int set_mac(const options_t *opt)

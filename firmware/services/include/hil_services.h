@@ -150,9 +150,10 @@ void hil_services_set_stats_provider(hil_stats_fn fn, void *arg);
 typedef void (*hil_event_fn)(const char *members, void *arg);
 void hil_services_set_event_hook(hil_event_fn fn, void *arg);
 
-/* TLS material, NUL-terminated PEM that must stay valid: the CA that `tls get` and mqtts:// trust, and
- * the HTTPS server's certificate and key (any may be NULL when unused). Call once, before the HTTPS
- * server or a TLS client starts. Returns 0, or -1 when a PEM does not parse (logged). */
+/* TLS material as NUL-terminated PEM, parsed at once (the strings may be freed afterwards): the CA
+ * that `tls get` and mqtts:// trust, and the HTTPS server's certificate and key (any may be NULL when
+ * unused). Call once, before the HTTPS server or a TLS client starts. Returns 0, or -1 when a PEM does
+ * not parse (logged). */
 typedef struct {
     const char *ca_pem;
     const char *server_cert_pem;
