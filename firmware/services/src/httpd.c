@@ -33,7 +33,7 @@
 #define TAG "hil_http"
 /* A request that has started must be complete within this (esp_http_server's recv_wait_timeout). */
 #define REQUEST_TIMEOUT_MS 5000u
-/* A keep-alive connection with no request for this long is closed. */
+/* A connection with no (next) request for this long is closed. */
 #define IDLE_TIMEOUT_MS 30000u
 /* A send that makes no progress for this long ends the connection (a client that stopped reading). */
 #define SEND_TIMEOUT_MS 10000u
@@ -328,8 +328,8 @@ static void set_idle(slot_t *slot, int idle)
 }
 
 /* Read until a request head is complete. Returns its length, or 0 when the connection is over
- * (answered or not). */
-static size_t read_request(slot_t *slot, hil_http_request_t *req)
+ * (answered or not). Between requests of a kept-alive connection (after_request) it may be purged. */
+static size_t read_request(slot_t *slot, hil_http_request_t *req, int after_request)
 {
     for (;;) {
         int rc = hil_http_parse_request((const char *)slot->io, slot->have, HIL_HTTP_MAX_HEAD, req);
@@ -340,10 +340,10 @@ static size_t read_request(slot_t *slot, hil_http_request_t *req)
             send_error(slot, -rc, hil_http_reason(-rc));
             return 0;
         }
-        int waiting_for_next = slot->have == 0 && hil_conn_buffered(&slot->conn) == 0;
+        int waiting_for_next = after_request && slot->have == 0 && hil_conn_buffered(&slot->conn) == 0;
         set_idle(slot, waiting_for_next);
         int n = hil_conn_read(&slot->conn, slot->io + slot->have, HIL_HTTP_IO_BYTES - slot->have,
-                              waiting_for_next ? IDLE_TIMEOUT_MS : REQUEST_TIMEOUT_MS);
+                              slot->have == 0 ? IDLE_TIMEOUT_MS : REQUEST_TIMEOUT_MS);
         set_idle(slot, 0);
         if (n <= 0) {
             if (slot->have > 0 && n == 0) {
@@ -414,7 +414,9 @@ static void connection_thread(void *arg)
     }
     hil_http_request_t req;
     size_t head_len;
-    while ((head_len = read_request(slot, &req)) > 0 && serve_request(slot, head_len, &req)) {
+    int served = 0;
+    while ((head_len = read_request(slot, &req, served)) > 0 && serve_request(slot, head_len, &req)) {
+        served = 1;
     }
     release_slot(slot);
 }

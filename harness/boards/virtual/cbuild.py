@@ -207,7 +207,7 @@ def build_services(sanitize: bool = False) -> Path:
         ConfigError: the sources are missing or do not compile.
     """
     sources, headers = _services_files()
-    host = tuple(SERVICES_DIR / "host" / name for name in ("hil_services_main.c", "linux_stats.c"))
+    host = tuple(SERVICES_DIR / "host" / name for name in ("hil_services_main.c", "program.c", "linux_stats.c"))
     if sanitize:
         return _build(_Target(SANITIZED_SERVICES_BINARY, (*sources, *host), headers, None, SANITIZE_FLAGS))
     return _build(_Target(SERVICES_BINARY, (*sources, *host), headers, None))
