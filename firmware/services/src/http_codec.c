@@ -118,32 +118,44 @@ static int find_head(const char *buf, size_t len, size_t max_head, size_t *first
     return len >= max_head ? -431 : HEAD_INCOMPLETE;
 }
 
-/* Split "Name: value" with the value's blanks trimmed. Returns -1 when it is not a header line. */
-static int split_header(const line_t *line, const char **name, size_t *name_len, const char **value,
-                        size_t *value_len)
+typedef struct {
+    const char *name;
+    size_t name_len;
+    const char *value; /* blanks trimmed */
+    size_t value_len;
+} header_t;
+
+/* The header line at *off (moving *off past it): 1, or 0 at the head's blank line (or its end), -1 for a
+ * line that is not "Name: value" (obsolete line folding and "Name :" included). */
+static int next_header(const char *buf, size_t len, size_t *off, header_t *h)
 {
-    const char *colon = memchr(line->start, ':', line->len);
-    if (colon == NULL || colon == line->start) {
+    line_t line;
+    if (!next_line(buf, len, *off, &line) || line.len == 0) {
+        return 0;
+    }
+    *off = line.next;
+    const char *colon = memchr(line.start, ':', line.len);
+    if (colon == NULL || colon == line.start) {
         return -1;
     }
-    *name = line->start;
-    *name_len = (size_t)(colon - line->start);
-    for (size_t i = 0; i < *name_len; i++) {
-        if (!is_tchar((unsigned char)line->start[i])) {
-            return -1; /* includes obsolete line folding and "Name :" */
+    h->name = line.start;
+    h->name_len = (size_t)(colon - line.start);
+    for (size_t i = 0; i < h->name_len; i++) {
+        if (!is_tchar((unsigned char)line.start[i])) {
+            return -1;
         }
     }
     const char *v = colon + 1;
-    const char *end = line->start + line->len;
+    const char *end = line.start + line.len;
     while (v < end && (*v == ' ' || *v == '\t')) {
         v++;
     }
     while (end > v && (end[-1] == ' ' || end[-1] == '\t')) {
         end--;
     }
-    *value = v;
-    *value_len = (size_t)(end - v);
-    return 0;
+    h->value = v;
+    h->value_len = (size_t)(end - v);
+    return 1;
 }
 
 /* "HTTP/1.x" -> minor version; -400 malformed, -505 another version. */
@@ -229,36 +241,32 @@ int hil_http_parse_request(const char *buf, size_t len, size_t max_head, hil_htt
     int connection_close = 0;
     int connection_keep_alive = 0;
     int seen_length = 0;
-    for (off = line.next; next_line(buf, len, off, &line) && line.len > 0; off = line.next) {
-        const char *name;
-        const char *value;
-        size_t name_len;
-        size_t value_len;
-        if (split_header(&line, &name, &name_len, &value, &value_len) != 0) {
-            return -400;
-        }
-        if (ieq(name, name_len, "Content-Length")) {
+    header_t h;
+    off = line.next;
+    while ((rc = next_header(buf, len, &off, &h)) == 1) {
+        if (ieq(h.name, h.name_len, "Content-Length")) {
             uint64_t n;
-            if (parse_u64(value, value_len, &n) != 0 || (seen_length && n != req->content_length)) {
+            if (parse_u64(h.value, h.value_len, &n) != 0 || (seen_length && n != req->content_length)) {
                 return -400;
             }
             req->content_length = n;
             seen_length = 1;
-        } else if (ieq(name, name_len, "Transfer-Encoding")) {
+        } else if (ieq(h.name, h.name_len, "Transfer-Encoding")) {
             return -501; /* chunked request bodies: not supported, like esp_http_server */
-        } else if (ieq(name, name_len, "Connection")) {
-            connection_close |= list_has_token(value, value_len, "close");
-            connection_keep_alive |= list_has_token(value, value_len, "keep-alive");
-        } else if (ieq(name, name_len, "Upgrade")) {
-            req->upgrade_websocket = list_has_token(value, value_len, "websocket");
-        } else if (ieq(name, name_len, "Sec-WebSocket-Version")) {
-            req->websocket_version_13 = value_len == 2 && memcmp(value, "13", 2) == 0;
-        } else if (ieq(name, name_len, "Sec-WebSocket-Key")) {
-            if (value_len < sizeof req->websocket_key) {
-                memcpy(req->websocket_key, value, value_len);
-                req->websocket_key[value_len] = '\0';
-            }
+        } else if (ieq(h.name, h.name_len, "Connection")) {
+            connection_close |= list_has_token(h.value, h.value_len, "close");
+            connection_keep_alive |= list_has_token(h.value, h.value_len, "keep-alive");
+        } else if (ieq(h.name, h.name_len, "Upgrade")) {
+            req->upgrade_websocket = list_has_token(h.value, h.value_len, "websocket");
+        } else if (ieq(h.name, h.name_len, "Sec-WebSocket-Version")) {
+            req->websocket_version_13 = h.value_len == 2 && memcmp(h.value, "13", 2) == 0;
+        } else if (ieq(h.name, h.name_len, "Sec-WebSocket-Key") && h.value_len < sizeof req->websocket_key) {
+            memcpy(req->websocket_key, h.value, h.value_len);
+            req->websocket_key[h.value_len] = '\0';
         }
+    }
+    if (rc < 0) {
+        return -400;
     }
     req->keep_alive = minor == 1 ? !connection_close : connection_keep_alive && !connection_close;
     return head_len;
@@ -356,24 +364,23 @@ int hil_http_parse_response(const char *buf, size_t len, size_t max_head, hil_ht
         return -1;
     }
     resp->status = (line.start[9] - '0') * 100 + (line.start[10] - '0') * 10 + (line.start[11] - '0');
-    for (off = line.next; next_line(buf, len, off, &line) && line.len > 0; off = line.next) {
-        const char *name;
-        const char *value;
-        size_t name_len;
-        size_t value_len;
-        if (split_header(&line, &name, &name_len, &value, &value_len) != 0) {
-            return -1;
-        }
-        if (ieq(name, name_len, "Content-Length")) {
-            if (parse_u64(value, value_len, &resp->content_length) != 0) {
+    header_t h;
+    int rc;
+    off = line.next;
+    while ((rc = next_header(buf, len, &off, &h)) == 1) {
+        if (ieq(h.name, h.name_len, "Content-Length")) {
+            if (parse_u64(h.value, h.value_len, &resp->content_length) != 0) {
                 return -1;
             }
             resp->has_content_length = 1;
-        } else if (ieq(name, name_len, "Transfer-Encoding")) {
-            resp->chunked = list_has_token(value, value_len, "chunked");
-        } else if (ieq(name, name_len, "Connection")) {
-            resp->close = list_has_token(value, value_len, "close");
+        } else if (ieq(h.name, h.name_len, "Transfer-Encoding")) {
+            resp->chunked = list_has_token(h.value, h.value_len, "chunked");
+        } else if (ieq(h.name, h.name_len, "Connection")) {
+            resp->close = list_has_token(h.value, h.value_len, "close");
         }
+    }
+    if (rc < 0) {
+        return -1;
     }
     return head_len;
 }

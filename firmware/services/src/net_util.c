@@ -154,7 +154,7 @@ int hil_net_connect_tcp(const char *host, uint16_t port, uint32_t timeout_ms, ch
         if (ready != 1) {
             err = ready == 0 ? ETIMEDOUT : errno;
         } else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len) != 0) {
-            err = errno;
+            err = 0; /* a stack without SO_ERROR: writable means connected; a failure shows at the first send */
         }
     }
     if (err != 0) {

@@ -379,10 +379,12 @@ int hil_tls_connect(hil_conn_t *c, const char *host, uint32_t timeout_ms, char *
     if (ret != 0) {
         uint32_t flags = mbedtls_ssl_get_verify_result(&s->ssl);
         if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED && flags != 0) {
-            char info[160];
+            char info[160] = "verification failed";
+#if !defined(MBEDTLS_X509_REMOVE_INFO)
             mbedtls_x509_crt_verify_info(info, sizeof info, "", flags);
             info[strcspn(info, "\n")] = '\0';
-            snprintf(why, why_len, "certificate: %s", info);
+#endif
+            snprintf(why, why_len, "certificate: %s (flags 0x%x)", info, (unsigned)flags);
         } else {
             snprintf(why, why_len, "handshake failed (-0x%04x)", (unsigned)-ret);
         }
