@@ -23,13 +23,14 @@ extern "C" {
 #define HIL_PORT_SELECT_ECHO_UDP_BASE 7001
 #define HIL_SELECT_ECHO_UDP_COUNT 4
 #define HIL_PORT_IPERF3 5201
-#define HIL_PORT_HTTP 80
-#define HIL_PORT_HTTPS 443
-#define HIL_PORT_MCAST_ECHO 5007
 
-/* Limits: small on the board, roomier on the host. Override with -D at build time. */
+/* Limits: small on the board, roomier on the host. Override one with -D at build time, or all at once
+ * with -DHIL_BOARD_SIZES for a host build that must fit the board's memory (the native virtual firmware). */
+#if defined(ESP_PLATFORM) || defined(HIL_BOARD_SIZES)
+#define HIL_SIZES_OF_THE_BOARD 1
+#endif
 #ifndef HIL_SELECT_ECHO_MAX_CLIENTS
-#ifdef ESP_PLATFORM
+#ifdef HIL_SIZES_OF_THE_BOARD
 #define HIL_SELECT_ECHO_MAX_CLIENTS 24
 #else
 #define HIL_SELECT_ECHO_MAX_CLIENTS 128
@@ -39,7 +40,7 @@ extern "C" {
 #define HIL_SELECT_ECHO_MAX_UDP 8
 #endif
 #ifndef HIL_ECHO_BUF_BYTES
-#ifdef ESP_PLATFORM
+#ifdef HIL_SIZES_OF_THE_BOARD
 #define HIL_ECHO_BUF_BYTES 1460
 #else
 #define HIL_ECHO_BUF_BYTES 4096
@@ -49,7 +50,7 @@ extern "C" {
 #define HIL_TCP_ECHO_MAX_CONN 4
 #endif
 #ifndef HIL_IPERF3_BUF_BYTES
-#ifdef ESP_PLATFORM
+#ifdef HIL_SIZES_OF_THE_BOARD
 #define HIL_IPERF3_BUF_BYTES 8192
 #else
 #define HIL_IPERF3_BUF_BYTES 131072
@@ -61,16 +62,25 @@ extern "C" {
 /* Connections one HTTP(S) server serves at once (esp_http_server's max_open_sockets); when all are
  * busy the least recently active idle keep-alive connection is closed for a new one. */
 #ifndef HIL_HTTP_MAX_CONN
-#ifdef ESP_PLATFORM
+#ifdef HIL_SIZES_OF_THE_BOARD
 #define HIL_HTTP_MAX_CONN 4
 #else
 #define HIL_HTTP_MAX_CONN 16
 #endif
 #endif
+/* listen() backlog of each HTTP(S) server (esp_http_server's backlog_conn; the esp-smoltcp shim
+ * pre-allocates min(backlog, 8) sockets of ~64 KiB per listener). */
+#ifndef HIL_HTTP_BACKLOG
+#ifdef HIL_SIZES_OF_THE_BOARD
+#define HIL_HTTP_BACKLOG 2
+#else
+#define HIL_HTTP_BACKLOG 8
+#endif
+#endif
 /* Per-connection buffer of the HTTP server: request heads, upload bodies, WebSocket messages (at
  * least 16 KiB + 14, PROTOCOL.md's largest WebSocket message plus its header). */
 #ifndef HIL_HTTP_IO_BYTES
-#ifdef ESP_PLATFORM
+#ifdef HIL_SIZES_OF_THE_BOARD
 #define HIL_HTTP_IO_BYTES (16384 + 16)
 #else
 #define HIL_HTTP_IO_BYTES 65536

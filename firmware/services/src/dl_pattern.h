@@ -7,9 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hil_services.h"
+
 /* Bytes of pattern one send() takes (+256 bytes of run-on so any start offset has a full block). */
 #ifndef HIL_DL_BLOCK
-#ifdef ESP_PLATFORM
+#ifdef HIL_SIZES_OF_THE_BOARD
 #define HIL_DL_BLOCK 16384
 #else
 #define HIL_DL_BLOCK 65536

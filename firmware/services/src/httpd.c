@@ -521,7 +521,7 @@ static int run_server(uint16_t port, int tls)
         ok = (server->slots[i].io = malloc(HIL_HTTP_IO_BYTES)) != NULL;
     }
     uint16_t bound = 0;
-    server->listener = ok ? hil_net_listen_tcp(port, HIL_HTTP_MAX_CONN, &bound) : -1;
+    server->listener = ok ? hil_net_listen_tcp(port, HIL_HTTP_BACKLOG, &bound) : -1;
     if (server->listener < 0) {
         hil_log(HIL_LOG_ERROR, TAG, "%s: cannot start on port %u", name, (unsigned)port);
         for (int i = 0; i < HIL_HTTP_MAX_CONN; i++) {
