@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CORE=(python3 python3-venv python3-pip git iproute2 iperf3 iputils-ping mosquitto openssl busybox procps
-      gcc libc6-dev ethtool gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu tcpdump)
+      gcc libc6-dev libmbedtls-dev ethtool gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu tcpdump)
 EXTRA=(postgresql chromium)
 packages=("${CORE[@]}")
 if [[ "${1:-}" == "--all" || "${CI:-}" == "true" ]]; then packages+=("${EXTRA[@]}"); fi

@@ -30,6 +30,12 @@ def test_c_unit_tests_pass_on_the_golden_vectors() -> None:
     assert f"line vectors: {len(vectors['lines'])} checked" in result.stdout
 
 
+def test_c_unit_tests_pass_under_address_and_undefined_behaviour_sanitizers() -> None:
+    result = run(cbuild.build_c_tests(sanitize=True))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " 0 failures" in result.stdout and "runtime error" not in result.stderr
+
+
 def test_c_unit_tests_fail_on_a_wrong_vector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HIL_CACHE_DIR", str(tmp_path / "cache"))
     vectors = json.loads(cbuild.vectors_file().read_text())

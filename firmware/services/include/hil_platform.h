@@ -1,5 +1,6 @@
 /*
- * The tiny platform layer the portable services are written against: threads, time, logging, a mutex.
+ * The tiny platform layer the portable services are written against: threads, time, logging, a mutex,
+ * a counting semaphore.
  * Two implementations: platform/posix.c (Linux, the virtual board) and platform/freertos.c (ESP-IDF).
  * Sockets are not abstracted: the services use plain BSD sockets + select(), which both lwIP's
  * socket API (and the esp_smoltcp_lwip_compat shim behind it) and Linux provide.
@@ -48,6 +49,16 @@ hil_mutex_t *hil_mutex_create(void);
 void hil_mutex_lock(hil_mutex_t *m);
 void hil_mutex_unlock(hil_mutex_t *m);
 void hil_mutex_destroy(hil_mutex_t *m);
+
+/* A counting semaphore (FreeRTOS counting semaphore; POSIX mutex + condition variable).
+ * hil_sem_create returns NULL when out of memory. hil_sem_take waits up to timeout_ms
+ * (HIL_WAIT_FOREVER: no limit) and returns 1 when it took a count, 0 on timeout. */
+#define HIL_WAIT_FOREVER UINT32_MAX
+typedef struct hil_sem hil_sem_t;
+hil_sem_t *hil_sem_create(uint32_t max_count, uint32_t initial_count);
+int hil_sem_take(hil_sem_t *s, uint32_t timeout_ms);
+void hil_sem_give(hil_sem_t *s);
+void hil_sem_destroy(hil_sem_t *s);
 
 #ifdef __cplusplus
 }

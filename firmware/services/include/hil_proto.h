@@ -41,8 +41,29 @@ int hil_proto_format_level(char *buf, size_t len, char level, const char *keywor
                            const char *json_fields);
 /* A HIL_STATS line; trigger is "period" or "cmd". */
 int hil_proto_format_stats(char *buf, size_t len, uint32_t ms, const char *trigger, const hil_stats_t *s);
+/* The HIL_STATS object alone, braces included: {"proto":1,"trigger":...} (the body of GET /stats,
+ * trigger "http"). Returns its length, or -1 if buf is too small. */
+int hil_proto_format_stats_object(char *buf, size_t len, const char *trigger, const hil_stats_t *s);
 /* Write s as a JSON string literal (quotes included, escaped). Returns length or -1 if too small. */
 int hil_proto_json_string(char *buf, size_t len, const char *s);
+
+/* Builder of JSON object members without braces ("a":1,"b":"x"), the form hil_proto_format takes.
+ * Overflow is sticky: every later call does nothing and hil_members_ok() is false. */
+typedef struct {
+    char *buf;
+    size_t cap;
+    size_t len;
+    int overflow;
+} hil_members_t;
+
+void hil_members_init(hil_members_t *m, char *buf, size_t cap);
+void hil_members_str(hil_members_t *m, const char *key, const char *value);
+void hil_members_u64(hil_members_t *m, const char *key, uint64_t value);
+void hil_members_i64(hil_members_t *m, const char *key, int64_t value);
+void hil_members_bool(hil_members_t *m, const char *key, int value);
+/* raw is already valid JSON (an object, array or number). */
+void hil_members_raw(hil_members_t *m, const char *key, const char *raw);
+int hil_members_ok(const hil_members_t *m);
 
 /* Split a command line in place into words separated by spaces, tabs, CR or LF. Stores at most
  * max_args pointers into argv. Returns the number of words, or -1 if there are more than max_args. */

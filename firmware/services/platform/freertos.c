@@ -124,3 +124,40 @@ void hil_mutex_destroy(hil_mutex_t *m)
         free(m);
     }
 }
+
+struct hil_sem {
+    SemaphoreHandle_t handle;
+};
+
+hil_sem_t *hil_sem_create(uint32_t max_count, uint32_t initial_count)
+{
+    hil_sem_t *s = malloc(sizeof *s);
+    if (s == NULL) {
+        return NULL;
+    }
+    s->handle = xSemaphoreCreateCounting(max_count, initial_count < max_count ? initial_count : max_count);
+    if (s->handle == NULL) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+int hil_sem_take(hil_sem_t *s, uint32_t timeout_ms)
+{
+    TickType_t ticks = timeout_ms == HIL_WAIT_FOREVER ? portMAX_DELAY : pdMS_TO_TICKS(timeout_ms);
+    return xSemaphoreTake(s->handle, ticks) == pdTRUE;
+}
+
+void hil_sem_give(hil_sem_t *s)
+{
+    xSemaphoreGive(s->handle);
+}
+
+void hil_sem_destroy(hil_sem_t *s)
+{
+    if (s != NULL) {
+        vSemaphoreDelete(s->handle);
+        free(s);
+    }
+}

@@ -136,3 +136,77 @@ void hil_mutex_destroy(hil_mutex_t *m)
         free(m);
     }
 }
+
+struct hil_sem {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    uint32_t count;
+    uint32_t max_count;
+};
+
+hil_sem_t *hil_sem_create(uint32_t max_count, uint32_t initial_count)
+{
+    hil_sem_t *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return NULL;
+    }
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    /* Deadlines on the monotonic clock: a wall-clock step must not stretch or cut a wait. */
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int rc = pthread_mutex_init(&s->mutex, NULL) | pthread_cond_init(&s->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    if (rc != 0) {
+        free(s);
+        return NULL;
+    }
+    s->count = initial_count < max_count ? initial_count : max_count;
+    s->max_count = max_count;
+    return s;
+}
+
+int hil_sem_take(hil_sem_t *s, uint32_t timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += (time_t)(timeout_ms / 1000u);
+    deadline.tv_nsec += (long)(timeout_ms % 1000u) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->mutex);
+    int timed_out = 0;
+    while (s->count == 0 && !timed_out) {
+        if (timeout_ms == HIL_WAIT_FOREVER) {
+            pthread_cond_wait(&s->cond, &s->mutex);
+        } else {
+            timed_out = pthread_cond_timedwait(&s->cond, &s->mutex, &deadline) != 0 && s->count == 0;
+        }
+    }
+    int taken = s->count > 0;
+    if (taken) {
+        s->count--;
+    }
+    pthread_mutex_unlock(&s->mutex);
+    return taken;
+}
+
+void hil_sem_give(hil_sem_t *s)
+{
+    pthread_mutex_lock(&s->mutex);
+    if (s->count < s->max_count) {
+        s->count++;
+    }
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->mutex);
+}
+
+void hil_sem_destroy(hil_sem_t *s)
+{
+    if (s != NULL) {
+        pthread_cond_destroy(&s->cond);
+        pthread_mutex_destroy(&s->mutex);
+        free(s);
+    }
+}

@@ -4,7 +4,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -116,6 +118,53 @@ static int wait_fd(int fd, int for_write, uint32_t timeout_ms)
 int hil_net_wait_readable(int fd, uint32_t timeout_ms)
 {
     return wait_fd(fd, 0, timeout_ms);
+}
+
+int hil_net_wait_writable(int fd, uint32_t timeout_ms)
+{
+    return wait_fd(fd, 1, timeout_ms);
+}
+
+int hil_net_connect_tcp(const char *host, uint16_t port, uint32_t timeout_ms, char *why, size_t why_len)
+{
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    struct addrinfo *found = NULL;
+    if (getaddrinfo(host, NULL, &hints, &found) != 0 || found == NULL) {
+        snprintf(why, why_len, "cannot resolve %s", host);
+        return -1;
+    }
+    struct sockaddr_in addr;
+    memcpy(&addr, found->ai_addr, sizeof addr);
+    freeaddrinfo(found);
+    addr.sin_port = htons(port);
+    int fd = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    if (fd < 0) {
+        snprintf(why, why_len, "socket: errno %d", errno);
+        return -1;
+    }
+    hil_net_set_nonblocking(fd);
+    int rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+    int err = rc == 0 ? 0 : errno;
+    if (rc != 0 && (err == EINPROGRESS || err == EAGAIN || err == EWOULDBLOCK)) {
+        int ready = wait_fd(fd, 1, timeout_ms);
+        socklen_t err_len = sizeof err;
+        if (ready != 1) {
+            err = ready == 0 ? ETIMEDOUT : errno;
+        } else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len) != 0) {
+            err = 0; /* a stack without SO_ERROR: writable means connected; a failure shows at the first send */
+        }
+    }
+    if (err != 0) {
+        snprintf(why, why_len, "%s", err == ETIMEDOUT      ? "connect timed out"
+                                     : err == ECONNREFUSED ? "connection refused"
+                                                           : "connect failed");
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 int hil_net_send_all(int fd, const void *data, size_t len, uint32_t timeout_ms)

@@ -19,8 +19,12 @@ int hil_net_send_all(int fd, const void *data, size_t len, uint32_t timeout_ms);
 /* Receive exactly len bytes, waiting (select) up to timeout_ms in total.
  * Returns 0 on success, -1 on error or timeout, -2 when the peer closed first. */
 int hil_net_recv_exact(int fd, void *data, size_t len, uint32_t timeout_ms);
-/* Wait until fd is readable: 1 ready, 0 timeout, -1 error. */
+/* Wait until fd is readable (writable): 1 ready, 0 timeout, -1 error. */
 int hil_net_wait_readable(int fd, uint32_t timeout_ms);
+int hil_net_wait_writable(int fd, uint32_t timeout_ms);
+/* A TCP connection to host:port (an IPv4 literal, or a name getaddrinfo resolves) within timeout_ms,
+ * left non-blocking when the stack allows. Returns the socket, or -1 with the reason in why. */
+int hil_net_connect_tcp(const char *host, uint16_t port, uint32_t timeout_ms, char *why, size_t why_len);
 /* True for errno values that mean "try again later" on a non-blocking socket. */
 int hil_net_would_block(int err);
 void hil_net_close(int fd);

@@ -5,24 +5,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
 #include "hil_proto.h"
 #include "hil_services.h"
 #include "mini_json.h"
 #include "protocol_vectors.h"
 
-static int checks;
-static int failures;
-
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        checks++;                                                                                                      \
-        if (!(cond)) {                                                                                                 \
-            failures++;                                                                                                \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                                \
-            printf(__VA_ARGS__);                                                                                       \
-            printf("\n");                                                                                              \
-        }                                                                                                              \
-    } while (0)
+int checks;
+int failures;
 
 static void test_line_vectors(void)
 {
@@ -121,6 +111,36 @@ static void test_select_echo_stats_format(void)
     CHECK(hil_select_echo_format_stats(buf, 16, &s) == -1, "stats truncation not reported");
 }
 
+static void test_stats_object_and_members(void)
+{
+    hil_stats_t s = {.iface = "eth", .rx_frames = 10, .rx_bytes = 5000000000ULL, .uptime_ms = 7};
+    char buf[600];
+    const char *start = "{\"proto\":1,\"trigger\":\"http\",\"iface\":\"eth\",\"rx_frames\":10,";
+    int n = hil_proto_format_stats_object(buf, sizeof buf, "http", &s);
+    CHECK(n > 0 && strncmp(buf, start, strlen(start)) == 0 &&
+              strstr(buf, "\"rx_bytes\":5000000000,") != NULL && strcmp(buf + n - strlen("\"uptime_ms\":7}"), "\"uptime_ms\":7}") == 0,
+          "stats object: %s", buf);
+    CHECK(hil_proto_format_stats_object(buf, 40, "http", &s) == -1, "stats object truncation not reported");
+    hil_members_t m;
+    hil_members_init(&m, buf, sizeof buf);
+    hil_members_str(&m, "cmd", "tls");
+    hil_members_bool(&m, "ok", 0);
+    hil_members_str(&m, "error", "a \"quoted\" word");
+    hil_members_u64(&m, "bytes", 18446744073709551615ULL);
+    hil_members_i64(&m, "delta", -5);
+    hil_members_raw(&m, "list", "[1,2]");
+    CHECK(hil_members_ok(&m) && strcmp(buf, "\"cmd\":\"tls\",\"ok\":false,\"error\":\"a \\\"quoted\\\" word\","
+                                           "\"bytes\":18446744073709551615,\"delta\":-5,\"list\":[1,2]") == 0,
+          "members: %s", buf);
+    char small[16];
+    hil_members_init(&m, small, sizeof small);
+    hil_members_str(&m, "cmd", "loopback");
+    hil_members_u64(&m, "sent", 16);
+    CHECK(!hil_members_ok(&m), "members overflow not reported: %s", small);
+    hil_members_u64(&m, "x", 1);
+    CHECK(!hil_members_ok(&m) && strlen(small) < sizeof small, "members overflow not sticky");
+}
+
 int main(void)
 {
     test_line_vectors();
@@ -129,6 +149,8 @@ int main(void)
     test_split_edges();
     test_mini_json();
     test_select_echo_stats_format();
+    test_stats_object_and_members();
+    run_codec_tests();
     printf("%d checks, %d failures\n", checks, failures);
     return failures == 0 ? 0 : 1;
 }

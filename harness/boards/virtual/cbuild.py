@@ -24,8 +24,14 @@ from harness.errors import ConfigError, MissingToolError
 from harness.paths import firmware_dir
 
 CFLAGS: tuple[str, ...] = ("-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-pthread")
+# The sanitizer build of the services program (tests run it under their real clients).
+SANITIZE_FLAGS: tuple[str, ...] = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                                   "-fno-omit-frame-pointer", "-g", "-O1")  # fmt: skip
+# mbedTLS (Debian: libmbedtls-dev) for HTTPS, `tls get` and mqtts://; linked statically by name only.
+LDLIBS: tuple[str, ...] = ("-lmbedtls", "-lmbedx509", "-lmbedcrypto")
 COMPILE_TIMEOUT_S = 120
 SERVICES_BINARY = "hil-services"
+SANITIZED_SERVICES_BINARY = "hil-services-asan"
 C_TESTS_BINARY = "hil-services-tests"
 # Sources shared by the services binary and the C tests; the FreeRTOS platform is for ESP-IDF only.
 _LIBRARY_SOURCES = (
@@ -35,6 +41,20 @@ _LIBRARY_SOURCES = (
     "src/select_echo.c",
     "src/echo.c",
     "src/iperf3_server.c",
+    "src/hooks.c",
+    "src/digest.c",
+    "src/ws_codec.c",
+    "src/http_codec.c",
+    "src/mqtt_codec.c",
+    "src/dl_pattern.c",
+    "src/conn.c",
+    "src/tls.c",
+    "src/httpd.c",
+    "src/tls_get.c",
+    "src/mqtt_client.c",
+    "src/mcast.c",
+    "src/loopback.c",
+    "src/commands.c",
     "platform/posix.c",
 )
 
@@ -45,6 +65,7 @@ class _Target:
     sources: tuple[Path, ...]
     headers: tuple[Path, ...]
     vectors: Path | None  # generate protocol_vectors.h from this file
+    extra_flags: tuple[str, ...] = ()
 
 
 def services_dir() -> Path:
@@ -94,7 +115,11 @@ def _services_files() -> tuple[tuple[Path, ...], tuple[Path, ...]]:
     if not services.is_dir():
         raise ConfigError(f"firmware sources not found at {services}: reinstall the package or use a checkout")
     sources = tuple(services / rel for rel in _LIBRARY_SOURCES)
-    headers = tuple(sorted((services / "include").glob("*.h")) + sorted((services / "src").glob("*.h")))
+    headers = tuple(
+        sorted((services / "include").glob("*.h"))
+        + sorted((services / "src").glob("*.h"))
+        + sorted((services / "host").glob("*.h"))
+    )
     return sources, headers
 
 
@@ -115,7 +140,7 @@ def _digest(target: _Target, compiler_id: str, flags: Sequence[str]) -> str:
 
 
 def _compile(target: _Target, compiler: str, flags: Sequence[str], out_dir: Path) -> None:
-    include_dirs = [services_dir() / "include", services_dir() / "src", out_dir]
+    include_dirs = [services_dir() / "include", services_dir() / "src", services_dir() / "host", out_dir]
     if target.vectors is not None:
         gen = subprocess.run(
             [
@@ -136,6 +161,7 @@ def _compile(target: _Target, compiler: str, flags: Sequence[str], out_dir: Path
         *flags,
         *(f"-I{d}" for d in include_dirs),
         *(str(s) for s in target.sources),
+        *LDLIBS,
         "-o",
         str(out_dir / target.name),
     ]
@@ -143,6 +169,11 @@ def _compile(target: _Target, compiler: str, flags: Sequence[str], out_dir: Path
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as exc:
         raise MissingToolError(f"compiling {target.name} took longer than {COMPILE_TIMEOUT_S} s") from exc
+    if result.returncode != 0 and "mbedtls/" in result.stderr and "No such file" in result.stderr:
+        raise MissingToolError(
+            f"compiling {target.name} needs the mbedTLS headers and libraries: apt-get install libmbedtls-dev "
+            "(ci/install.sh installs it)"
+        )
     if result.returncode != 0:
         raise ConfigError(
             f"compiling {target.name} failed (warnings are errors):\n{result.stderr.strip()}\ncommand: {' '.join(cmd)}"
@@ -151,7 +182,7 @@ def _compile(target: _Target, compiler: str, flags: Sequence[str], out_dir: Path
 
 def _build(target: _Target) -> Path:
     compiler = find_compiler()
-    flags = CFLAGS
+    flags = (*CFLAGS, *target.extra_flags)
     digest = _digest(target, _compiler_identity(compiler), flags)
     final_dir = cache_root() / f"{target.name}-{digest}"
     binary = final_dir / target.name
@@ -173,32 +204,41 @@ def _build(target: _Target) -> Path:
     return binary
 
 
-def build_services() -> Path:
+def build_services(sanitize: bool = False) -> Path:
     """Build (or reuse) the ``hil-services`` host binary and return its path.
 
+    Args:
+        sanitize: build with AddressSanitizer and UndefinedBehaviorSanitizer (any report aborts it).
+
     Raises:
-        MissingToolError: no C compiler.
+        MissingToolError: no C compiler, or no mbedTLS.
         ConfigError: the sources are missing or do not compile.
     """
     sources, headers = _services_files()
-    main = services_dir() / "host" / "hil_services_main.c"
-    return _build(_Target(SERVICES_BINARY, (*sources, main), headers, None))
+    host = tuple(services_dir() / "host" / name for name in ("hil_services_main.c", "program.c", "linux_stats.c"))
+    if sanitize:
+        return _build(_Target(SANITIZED_SERVICES_BINARY, (*sources, *host), headers, None, SANITIZE_FLAGS))
+    return _build(_Target(SERVICES_BINARY, (*sources, *host), headers, None))
 
 
-def build_c_tests(vectors: Path | None = None) -> Path:
+def build_c_tests(vectors: Path | None = None, sanitize: bool = False) -> Path:
     """Build (or reuse) the C unit tests, checking the golden vectors, and return the binary's path.
 
     Args:
         vectors: the vectors file to compile in; the repository's firmware/protocol_vectors.json
             by default.
+        sanitize: build with AddressSanitizer and UndefinedBehaviorSanitizer (any report aborts it).
 
     Raises:
-        MissingToolError: no C compiler.
+        MissingToolError: no C compiler, or no mbedTLS.
         ConfigError: the sources or vectors are missing or do not compile.
     """
     vectors = (vectors or vectors_file()).resolve()
     if not vectors.is_file():
         raise ConfigError(f"golden vectors file {vectors} not found")
     sources, headers = _services_files()
-    test_main = services_dir() / "tests" / "test_main.c"
-    return _build(_Target(C_TESTS_BINARY, (*sources, test_main), headers, vectors))
+    tests = tuple(services_dir() / "tests" / name for name in ("test_main.c", "test_codecs.c"))
+    test_headers = (*headers, services_dir() / "tests" / "check.h")
+    name = f"{C_TESTS_BINARY}-asan" if sanitize else C_TESTS_BINARY
+    flags = SANITIZE_FLAGS if sanitize else ()
+    return _build(_Target(name, (*sources, *tests), test_headers, vectors, flags))
