@@ -80,9 +80,14 @@ impl phy::RxToken for RxToken<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
         self.counters.frames += 1;
         self.counters.bytes += self.frame.len() as u64;
-        let result = f(self.frame);
+        f(self.frame)
+    }
+}
+
+impl Drop for RxToken<'_> {
+    /// The slot goes back whether smoltcp consumed the frame or dropped the token unused.
+    fn drop(&mut self) {
         self.pool.release(self.index);
-        result
     }
 }
 

@@ -25,6 +25,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(75);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(7200);
 const EPHEMERAL_FIRST: u16 = 49152;
 const DHCP_PACKET_BYTES: usize = 1500;
+/// Bound on back-to-back smoltcp polls in one pass (64 full segments ~ 92 KB, more than a window).
+const MAX_POLLS_PER_PASS: usize = 64;
 
 /// Readiness bits of `poll_socket`.
 pub const READABLE: u32 = 1;
@@ -185,7 +187,17 @@ impl Stack {
     /// Returns true when a socket's state may have changed.
     pub fn poll(&mut self, now: Instant) -> bool {
         self.now = now;
-        let changed = self.iface.poll(now, &mut self.device, &mut self.sockets) == PollResult::SocketStateChanged;
+        let mut changed = false;
+        // smoltcp sends at most one segment per socket per poll: keep polling while that moves frames
+        // and smoltcp wants more now, so a window's worth goes out in one pass of the poll thread.
+        for _ in 0..MAX_POLLS_PER_PASS {
+            let sent = self.device.tx.frames + self.device.tx.fails;
+            changed |= self.iface.poll(now, &mut self.device, &mut self.sockets) == PollResult::SocketStateChanged;
+            let moved = self.device.tx.frames + self.device.tx.fails != sent;
+            if !moved || self.iface.poll_delay(now, &self.sockets) != Some(Duration::ZERO) {
+                break;
+            }
+        }
         self.process_dhcp();
         self.sweep_lingering();
         self.refresh_all();
@@ -844,7 +856,10 @@ impl Stack {
         if socket.can_recv() || !socket.may_recv() || t.rd_shut {
             mask |= READABLE;
         }
-        if socket.can_send() || !socket.may_send() {
+        // Writable once a third of the buffer is free (Linux: free >= queued / 2), so a sender is
+        // woken for a worthwhile chunk, not for every acknowledged segment.
+        let free = socket.send_capacity() - socket.send_queue();
+        if (socket.can_send() && free * 2 >= socket.send_queue()) || !socket.may_send() {
             mask |= WRITABLE;
         }
         if t.fin_seen && t.wr_shut {
