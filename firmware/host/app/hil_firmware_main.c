@@ -448,7 +448,11 @@ static void print_fds(char *buf, size_t len)
 {
     hil_shim_stats_t s;
     hil_shim_stats(&s);
-    snprintf(buf, len, ",\"fds\":{\"used\":%d,\"max\":%d,\"base\":%d}", s.fds_used, s.fd_count, s.fd_base);
+    int n = snprintf(buf, len, ",\"fds\":{\"used\":%d,\"max\":%d,\"base\":%d},\"tcp\":", s.fds_used, s.fd_count,
+                     s.fd_base);
+    if (n > 0 && (size_t)n < len) {
+        hil_net_describe_tcp(buf + n, len - (size_t)n);
+    }
 }
 
 static int start_stack(void)
@@ -513,7 +517,8 @@ static void print_stats(bool with_fds)
     hil_iperf3_stats_t iperf;
     char echo_fields[768];
     char net[1024];
-    char fds[96] = "";
+    static char fds[8192]; /* main thread only */
+    fds[0] = '\0';
     hil_select_echo_get_stats(&echo);
     hil_iperf3_get_stats(&iperf);
     if (hil_select_echo_format_stats(echo_fields, sizeof echo_fields, &echo) < 0) {

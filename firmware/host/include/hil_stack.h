@@ -120,6 +120,8 @@ int hs_set_tcp_options(hs_stack_t *stack, uint32_t id, int nodelay, int keepaliv
 int hs_tcp_options(hs_stack_t *stack, uint32_t id); /* bit 0 nodelay, bit 1 keepalive */
 int hs_queues(hs_stack_t *stack, uint32_t id, size_t *recv_queue, size_t *send_queue);
 int hs_tcp_state(hs_stack_t *stack, uint32_t id, char *buf, size_t len);
+/* Every TCP socket (listener pools and closing ones too) as a JSON array; returns the full length. */
+size_t hs_stack_describe_tcp(hs_stack_t *stack, char *buf, size_t len);
 
 #ifdef __cplusplus
 }

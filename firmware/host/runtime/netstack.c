@@ -632,3 +632,22 @@ bool hil_net_link_up(void)
 {
     return atomic_load(&net.link_up);
 }
+
+typedef struct {
+    char *buf;
+    size_t len;
+} describe_args_t;
+
+static int64_t describe_op(hs_stack_t *stack, void *arg)
+{
+    describe_args_t *a = arg;
+    hs_stack_describe_tcp(stack, a->buf, a->len);
+    return 0;
+}
+
+void hil_net_describe_tcp(char *buf, size_t len)
+{
+    describe_args_t a = {.buf = buf, .len = len};
+    snprintf(buf, len, "[]");
+    hil_net_call(describe_op, &a, HIL_NET_NO_WAIT, NULL, 0);
+}

@@ -85,6 +85,8 @@ typedef struct {
 void hil_net_stats(hil_net_stats_t *out);
 void hil_net_ip_info(hs_ip_info_t *out);
 bool hil_net_link_up(void);
+/* The stack's TCP sockets as a JSON array (see hs_stack_describe_tcp). */
+void hil_net_describe_tcp(char *buf, size_t len);
 
 #ifdef __cplusplus
 }

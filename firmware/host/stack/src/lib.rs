@@ -480,3 +480,15 @@ pub unsafe extern "C" fn hs_tcp_state(stack: *mut HsStack, id: u32, buf: *mut u8
         Err(errno) => -errno,
     }
 }
+
+/// Every TCP socket as a JSON array into `buf` (NUL-terminated, cut to fit); returns the full length.
+#[no_mangle]
+pub unsafe extern "C" fn hs_stack_describe_tcp(stack: *mut HsStack, buf: *mut u8, len: usize) -> usize {
+    let text = (*stack).describe_tcp();
+    if len > 0 {
+        let n = text.len().min(len - 1);
+        core::ptr::copy_nonoverlapping(text.as_ptr(), buf, n);
+        *buf.add(n) = 0;
+    }
+    text.len()
+}

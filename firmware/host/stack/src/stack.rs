@@ -961,6 +961,30 @@ impl Stack {
         }
     }
 
+    /// Every smoltcp TCP socket as JSON (state, queues, endpoints): the `sockets` command's detail.
+    pub fn describe_tcp(&self) -> String {
+        let mut out = String::from("[");
+        for item in self.sockets.iter() {
+            if let smoltcp::socket::Socket::Tcp(socket) = &item.1 {
+                if out.len() > 1 {
+                    out.push(',');
+                }
+                let local = socket.local_endpoint().map(|e| e.to_string()).unwrap_or_default();
+                let remote = socket.remote_endpoint().map(|e| e.to_string()).unwrap_or_default();
+                out.push_str(&format!(
+                    "{{\"state\":\"{}\",\"local\":\"{}\",\"remote\":\"{}\",\"recv_queue\":{},\"send_queue\":{}}}",
+                    socket.state(),
+                    local,
+                    remote,
+                    socket.recv_queue(),
+                    socket.send_queue()
+                ));
+            }
+        }
+        out.push(']');
+        out
+    }
+
     /// smoltcp's TCP state name of a connection (diagnostics and tests).
     pub fn tcp_state(&mut self, id: u32) -> Result<tcp::State, i32> {
         let (t, sockets) = self.tcp(id)?;
