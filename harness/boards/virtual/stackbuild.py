@@ -252,7 +252,8 @@ def build_shim_tests(sanitize: bool = False) -> Path:
 def cargo_command(*args: str) -> Sequence[str]:
     """A cargo command on the crate, with the cache's target directory (for `cargo test`/`clippy`)."""
     cargo, _ = find_cargo()
-    return [cargo, *args, "--manifest-path", str(CRATE_DIR / "Cargo.toml")]
+    subcommand, *rest = args
+    return [cargo, subcommand, "--manifest-path", str(CRATE_DIR / "Cargo.toml"), *rest]
 
 
 def cargo_env() -> dict[str, str]:
