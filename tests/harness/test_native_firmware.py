@@ -23,7 +23,7 @@ from harness.testing import needs_root, wait_for
 
 try:
     stackbuild.find_cargo()
-except MissingToolError as exc:  # a machine without Rust: ci/install.sh --rust sets it up
+except MissingToolError as exc:  # a machine without Rust: ci/install.sh sets it up
     pytest.skip(str(exc), allow_module_level=True)
 
 MAC = "02:00:00:12:34:56"
@@ -66,7 +66,7 @@ def test_the_crate_enables_exactly_the_glue_features_and_reports_smoltcp_0_12() 
 def test_missing_or_old_cargo_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path))
-    with pytest.raises(MissingToolError, match=r"no cargo found.*ci/install.sh --rust"):
+    with pytest.raises(MissingToolError, match=r"no cargo found.*run `ci/install.sh`"):
         stackbuild.find_cargo()
     monkeypatch.undo()
     monkeypatch.setattr(stackbuild, "msrv", lambda: "99.0")

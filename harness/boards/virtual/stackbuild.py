@@ -97,7 +97,7 @@ def find_cargo() -> tuple[str, str]:
         MissingToolError: no cargo, or one older than the MSRV; the message names the fix.
     """
     fix = (
-        "install a current Rust toolchain: `ci/install.sh --rust` (rustup, minimal profile) "
+        "install a current Rust toolchain: run `ci/install.sh` (it installs rustup's minimal profile) "
         "or `rustup update stable`; Debian 12's own cargo (1.63) is too old"
     )
     rustup_cargo = Path.home() / ".cargo" / "bin" / "cargo"  # rustup's, when its PATH line is not loaded
