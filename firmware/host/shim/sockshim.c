@@ -556,16 +556,14 @@ int __wrap_close(int fd)
     return (int)posix(rc);
 }
 
-int __wrap_getsockname(int fd, struct sockaddr *addr, socklen_t *len)
+/* getsockname (peer 0) and getpeername (peer 1) of a shim descriptor. */
+static int shim_name(int fd, struct sockaddr *addr, socklen_t *len, int peer)
 {
-    if (!in_range(fd)) {
-        return __real_getsockname(fd, addr, len);
-    }
     shim_fd_t *e = entry(fd);
     if (e == NULL) {
         return -1;
     }
-    op_args_t a = {.id = e->id, .i = 0};
+    op_args_t a = {.id = e->id, .i = peer};
     int rc = (int)posix(call(op_sockname, &a, HIL_NET_NO_WAIT));
     if (rc == 0) {
         fill_sockaddr(addr, len, a.ip, a.port);
@@ -573,21 +571,14 @@ int __wrap_getsockname(int fd, struct sockaddr *addr, socklen_t *len)
     return rc;
 }
 
+int __wrap_getsockname(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    return in_range(fd) ? shim_name(fd, addr, len, 0) : __real_getsockname(fd, addr, len);
+}
+
 int __wrap_getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 {
-    if (!in_range(fd)) {
-        return __real_getpeername(fd, addr, len);
-    }
-    shim_fd_t *e = entry(fd);
-    if (e == NULL) {
-        return -1;
-    }
-    op_args_t a = {.id = e->id, .i = 1};
-    int rc = (int)posix(call(op_sockname, &a, HIL_NET_NO_WAIT));
-    if (rc == 0) {
-        fill_sockaddr(addr, len, a.ip, a.port);
-    }
-    return rc;
+    return in_range(fd) ? shim_name(fd, addr, len, 1) : __real_getpeername(fd, addr, len);
 }
 
 /* --- options ---------------------------------------------------------------------------------------- */
