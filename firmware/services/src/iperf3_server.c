@@ -685,9 +685,54 @@ static char *format_results(test_t *t)
     return json;
 }
 
+/*
+ * After TEST_END the client reads its data sockets with blocking reads of whole blocks until it
+ * notices EXCHANGE_RESULTS. A server with large socket buffers has plenty in flight to satisfy
+ * those reads; a stack with small buffers (smoltcp: 48 KiB) drains in milliseconds and the client
+ * blocks forever mid-block. So keep the sending streams flowing until the client's results arrive.
+ */
+static int wait_results_sending(test_t *t)
+{
+    uint32_t deadline = hil_time_ms() + SETUP_TIMEOUT_MS;
+    for (;;) {
+        int32_t left = (int32_t)(deadline - hil_time_ms());
+        if (left <= 0) {
+            return -1;
+        }
+        fd_set readable;
+        fd_set writable;
+        FD_ZERO(&readable);
+        FD_ZERO(&writable);
+        FD_SET(t->ctrl, &readable);
+        int max_fd = t->ctrl;
+        for (int i = 0; i < t->n_streams; i++) {
+            if (t->streams[i].sender && t->streams[i].open && !t->params.udp) {
+                FD_SET(t->streams[i].fd, &writable);
+                max_fd = t->streams[i].fd > max_fd ? t->streams[i].fd : max_fd;
+            }
+        }
+        struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
+        int rc = select(max_fd + 1, &readable, &writable, NULL, &tv);
+        if (rc < 0 && errno != EINTR) {
+            return -1;
+        }
+        if (rc > 0 && FD_ISSET(t->ctrl, &readable)) {
+            return 0;
+        }
+        for (int i = 0; rc > 0 && i < t->n_streams; i++) {
+            stream_t *s = &t->streams[i];
+            if (s->sender && s->open && !t->params.udp && FD_ISSET(s->fd, &writable)) {
+                uint64_t counted = s->bytes;
+                tcp_send(t, s);
+                s->bytes = counted; /* the test is over: these bytes only keep the client reading */
+            }
+        }
+    }
+}
+
 static int finish_test(test_t *t)
 {
-    if (send_state(t->ctrl, EXCHANGE_RESULTS) != 0 || skip_peer_results(t) != 0) {
+    if (send_state(t->ctrl, EXCHANGE_RESULTS) != 0 || wait_results_sending(t) != 0 || skip_peer_results(t) != 0) {
         return -1;
     }
     char *json = format_results(t);

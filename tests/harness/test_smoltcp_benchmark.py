@@ -1,0 +1,198 @@
+"""Benchmark (opt-in: marker `benchmark`, run with --benchmarks or HIL_BENCHMARKS=1): iperf3 TCP both ways
+through the native firmware on the lab's 100BASE-TX-shaped cable, smoltcp flavour and linux flavour side by
+side in the same run, each against the ceiling of the TCP options its connections actually negotiated
+(read from the SYN/SYN-ACK), with the firmware's CPU share and, for what the DUT sent, the share of
+segments that repeated data the peer had already acknowledged. Prints and records; asserts nothing
+about speed (docs/smoltcp.md discusses the figures)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pytest
+
+from harness.boards.virtual import stackbuild
+from harness.boards.virtual.firmware_process import FirmwareProcess
+from harness.boards.virtual.netstats import process_cpu_seconds
+from harness.errors import MissingToolError
+from harness.lab.netns import Lab, LinkProfile
+
+pytestmark = [
+    pytest.mark.benchmark,
+    pytest.mark.skipif(
+        shutil.which("iperf3") is None or shutil.which("tcpdump") is None,
+        reason="needs iperf3 and tcpdump (ci/install.sh)",
+    ),
+]
+
+SECONDS = 10
+DUT_IP = "10.77.0.100"
+MAC = "02:00:00:12:34:56"
+_SEGMENT = re.compile(r"IP (\S+) > (\S+): Flags \[([^\]]*)\](?:, seq (\d+):(\d+))?(?:, ack (\d+))?")
+_OPTIONS = re.compile(r"options \[(.*?)\]")
+
+
+@pytest.fixture(autouse=True)
+def _opt_in(request: pytest.FixtureRequest) -> None:
+    if not (request.config.getoption("--benchmarks", default=False) or os.environ.get("HIL_BENCHMARKS") == "1"):
+        pytest.skip("benchmark: run with --benchmarks or HIL_BENCHMARKS=1")
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    try:
+        stackbuild.find_cargo()
+    except MissingToolError as exc:
+        pytest.skip(str(exc))
+
+
+@dataclass
+class Handshake:
+    """What one TCP connection negotiated (from its SYN and SYN-ACK)."""
+
+    mss: int
+    timestamps: bool
+    window_scale: bool
+    sack: bool
+
+    def ceiling_mbps(self, link: LinkProfile) -> float:
+        """Highest goodput with these options: full segments back to back on the shaped wire."""
+        payload = self.mss - (12 if self.timestamps else 0)
+        return link.rate_mbit * payload / link.frame_wire_bytes(payload + 40 + (12 if self.timestamps else 0))
+
+
+def handshake(capture: str, port: int) -> Handshake:
+    """The options of the data connection to ``port`` (the last SYN/SYN-ACK pair to it in the capture)."""
+    syn = synack = ""
+    for line in capture.splitlines():
+        match = _SEGMENT.search(line)
+        options = _OPTIONS.search(line)
+        if match is None or "S" not in match.group(3) or options is None:
+            continue
+        if match.group(1).endswith(f".{port}"):
+            syn = options.group(1)  # the client's SYN, from its local port
+        elif match.group(2).endswith(f".{port}"):
+            synack = options.group(1)
+    mss = min(int(re.search(r"mss (\d+)", options).group(1)) for options in (syn, synack))  # type: ignore[union-attr]
+    both = lambda word: word in syn and word in synack  # noqa: E731
+    return Handshake(mss, both("TS val"), both("wscale"), both("sackOK"))
+
+
+_WINDOW = re.compile(r", win (\d+),")
+
+
+def small_windows(capture: str, port: int, mss: int) -> int:
+    """ACKs the DUT sent on the connection to ``port`` offering less than one segment of window (it has no
+    window scaling: the field is bytes): the receiver, not the wire, held the sender back."""
+    count = 0
+    for line in capture.splitlines():
+        match = _SEGMENT.search(line)
+        window = _WINDOW.search(line)
+        if match and window and match.group(2).endswith(f".{port}") and int(window.group(1)) < mss:
+            count += 1
+    return count
+
+
+def repeated_share(capture: str, port: int) -> tuple[int, int]:
+    """Data segments the DUT sent on the connection to ``port``, and how many of them only repeated data the
+    client had already acknowledged (retransmissions the client did not need)."""
+    acked = 0
+    sent = repeated = 0
+    for line in capture.splitlines():
+        match = _SEGMENT.search(line)
+        if match is None:
+            continue
+        source, destination, _, start, end, ack = match.groups()
+        if destination.endswith(f".{port}") and start is not None and end is not None and int(end) > int(start):
+            sent += 1
+            repeated += int(end) <= acked
+        elif source.endswith(f".{port}") and ack is not None:
+            acked = max(acked, int(ack))
+    return sent, repeated
+
+
+@dataclass
+class Row:
+    flavour: str
+    direction: str
+    mbps: float
+    ceiling_mbps: float
+    percent_of_ceiling: float
+    mss: int
+    timestamps: bool
+    firmware_cpu_percent: float
+    dut_segments: int
+    dut_repeated_acked_segments: int
+    dut_acks_below_one_segment_window: int
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    with Lab() as lab:
+        lab.host.run("ethtool", "-K", lab.host_if, "tx", "off")
+        yield lab
+
+
+def measure(lab: Lab, firmware: FirmwareProcess, flavour: str, reverse: bool, pcap: Path) -> Row:
+    dump = subprocess.Popen(lab.host.argv("tcpdump", "-i", lab.host_if, "-s", "96", "-w", str(pcap), "tcp"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        time.sleep(0.5)  # tcpdump has no ready signal; it must be capturing before the SYN goes out
+        cpu_before, wall_before = process_cpu_seconds(firmware.pid), time.monotonic()
+        command = ["iperf3", "-c", DUT_IP, "-t", str(SECONDS), "--json", *(["-R"] if reverse else [])]
+        done = subprocess.run(lab.host.argv(*command), capture_output=True, text=True, timeout=SECONDS + 60)
+        cpu = (process_cpu_seconds(firmware.pid) - cpu_before) / (time.monotonic() - wall_before) * 100
+    finally:
+        dump.terminate()
+        dump.wait(timeout=30)
+    capture = subprocess.run(["tcpdump", "-r", str(pcap), "-nn", "-S"], capture_output=True, text=True,
+                             timeout=120, check=True).stdout  # fmt: skip
+    report = json.loads(done.stdout)
+    assert "error" not in report, report.get("error")
+    mbps = report["end"]["sum_received"]["bits_per_second"] / 1e6
+    port = report["start"]["connected"][0]["local_port"]
+    options = handshake(capture, port)
+    ceiling = options.ceiling_mbps(lab.link)
+    sent, repeated = repeated_share(capture, port) if reverse else (0, 0)
+    closed = 0 if reverse or flavour != "smoltcp" else small_windows(capture, port, options.mss)
+    direction = "download (-R)" if reverse else "upload"
+    percent = round(100 * mbps / ceiling, 1)
+    return Row(flavour, direction, round(mbps, 2), round(ceiling, 2), percent, options.mss, options.timestamps,
+               round(cpu, 1), sent, repeated, closed)  # fmt: skip
+
+
+def test_iperf3_both_ways_smoltcp_beside_linux(
+    lab: Lab, tmp_path: Path, record_property: pytest.RecordProperty
+) -> None:
+    rows: list[Row] = []
+    with FirmwareProcess(mac=MAC, netns=lab.dut.name, static=f"{DUT_IP}/24", iperf3=5201) as firmware:
+        firmware.wait_event("link_up")
+        before = firmware.command("stats")["net"]
+        rows += [
+            measure(lab, firmware, "smoltcp", reverse, tmp_path / f"smoltcp-{reverse}.pcap")
+            for reverse in (False, True)
+        ]
+        after = firmware.command("stats")["net"]
+    lab.address_dut(DUT_IP)
+    with FirmwareProcess(flavour="linux", netns=lab.dut.name, iperf3=5201) as firmware:
+        rows += [
+            measure(lab, firmware, "linux", reverse, tmp_path / f"linux-{reverse}.pcap") for reverse in (False, True)
+        ]
+    drops = {k: after[k] - before[k] for k in ("frame_pool_drops", "tx_fails", "rx_drops")}
+    print(f"\niperf3 TCP, {SECONDS} s each way, 100BASE-TX-shaped veth (tbf 100mbit, overhead 24, gso_max_segs 1):")
+    print(f"{'flavour':8} {'direction':14} {'Mbit/s':>7} {'ceiling':>8} {'%':>6} {'MSS':>5} {'TS':>3} {'CPU %':>6}"
+          f" {'DUT segs':>9} {'repeated':>9} {'win<MSS':>8}")  # fmt: skip
+    for row in rows:
+        print(f"{row.flavour:8} {row.direction:14} {row.mbps:7.2f} {row.ceiling_mbps:8.2f}"
+              f" {row.percent_of_ceiling:6.1f} {row.mss:5d} {'y' if row.timestamps else 'n':>3}"
+              f" {row.firmware_cpu_percent:6.1f}"
+              f" {row.dut_segments:9d} {row.dut_repeated_acked_segments:9d}"
+              f" {row.dut_acks_below_one_segment_window:8d}")  # fmt: skip
+    print(f"smoltcp runtime counters over its runs: {drops}")
+    record_property("smoltcp_iperf3_benchmark", json.dumps({"rows": [asdict(r) for r in rows], "smoltcp": drops}))
