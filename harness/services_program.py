@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from harness.boards.virtual import cbuild
-from harness.lab.peers import CERTS_DIR
+from harness.paths import certs_dir
 
 MAC = "02:00:00:12:34:56"
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
@@ -41,7 +41,7 @@ class ServicesProgram:
 
     def __init__(self, args: list[str], *, sanitized: bool = True, certs: bool = True, mac: str | None = MAC,
                  netns: str | None = None, faults: tuple[str, ...] = ()) -> None:  # fmt: skip
-        self.argv = [*args, *(["--certs", str(CERTS_DIR)] if certs else []), *(["--mac", mac] if mac else [])]
+        self.argv = [*args, *(["--certs", str(certs_dir())] if certs else []), *(["--mac", mac] if mac else [])]
         self.sanitized = sanitized
         self.netns = netns
         self.faults = faults

@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from harness.lab.netns import Lab
 from harness.lab.peers import client_context, wait_for_port
 from harness.lab.traffic import http_download, http_upload, iperf3
+from harness.lab.veth import VethLab
 from harness.services_program import ServicesProgram
 from harness.testing import needs_root
 
@@ -57,10 +57,10 @@ def https_download_mbps(ip: str, nbytes: int) -> float:
 def test_http_throughput_side_by_side_with_iperf3(record_property) -> None:
     if shutil.which("ip") is None or shutil.which("tc") is None:
         pytest.skip("needs ip and tc to build network namespaces")
-    with Lab() as lab:
+    with VethLab() as lab:
         dut_ip = lab.address_dut()
         ceiling = lab.link.tcp_goodput_ceiling_mbps(timestamps=True)
-        reference = lab.spawn("iperf3-reference", lab.dut, ["iperf3", "-s", "-p", str(REFERENCE_PORT)],
+        reference = lab.spawn("iperf3-reference", ["iperf3", "-s", "-p", str(REFERENCE_PORT)], ns=lab.dut,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         wait_for_port(lab, dut_ip, REFERENCE_PORT, what="iperf3 -s")
         with ServicesProgram(["--http", "80", "--https", "443"], sanitized=False, netns=lab.dut.name):

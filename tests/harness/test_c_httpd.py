@@ -33,7 +33,7 @@ from harness.lab.http_client import (
     dl_pattern,
     mask_payload,
 )
-from harness.lab.peers import CA_CERT, client_context
+from harness.lab.peers import TEST_CA, client_context
 from harness.services_program import ServicesProgram, check_clean_exit
 from harness.testing import wait_for
 
@@ -333,7 +333,7 @@ def test_https_serves_the_endpoints_verified_as_hil_dut(program: ServicesProgram
 
 def test_https_through_curl_with_the_test_ca(program: ServicesProgram) -> None:
     port = program.tcp_port("https")
-    result = subprocess.run(["curl", "-sS", "--cacert", str(CA_CERT), "--resolve", f"{DUT_NAME}:{port}:{HOST}",
+    result = subprocess.run(["curl", "-sS", "--cacert", str(TEST_CA.cert), "--resolve", f"{DUT_NAME}:{port}:{HOST}",
                              f"https://{DUT_NAME}:{port}/dl/1000000?chunked=1"],
                             capture_output=True, timeout=60, check=False)  # fmt: skip
     assert result.returncode == 0, result.stderr

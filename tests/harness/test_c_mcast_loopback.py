@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.lab.netns import Lab
+from harness.lab.veth import VethLab
 from harness.lab.wire import IgmpSniffer, mcast_echo
 from harness.services_program import ServicesProgram, check_clean_exit
 from harness.testing import needs_root
@@ -35,17 +35,17 @@ def test_loopback_self_check() -> None:
 
 
 @pytest.fixture
-def lab() -> Iterator[tuple[Lab, str]]:
+def lab() -> Iterator[tuple[VethLab, str]]:
     """A lab whose DUT end has an address and a default route (as its DHCP lease would give it)."""
     if shutil.which("ip") is None or shutil.which("tc") is None:
         pytest.skip("needs ip and tc to build network namespaces")
-    with Lab() as lab:
+    with VethLab() as lab:
         dut_ip = lab.address_dut()
         lab.dut.ip("route", "add", "default", "via", lab.addressing.host_ip)
         yield lab, dut_ip
 
 
-def _join(lab: Lab, dut_ip: str, program: ServicesProgram) -> tuple[dict, float | None]:
+def _join(lab: VethLab, dut_ip: str, program: ServicesProgram) -> tuple[dict, float | None]:
     sniffer = lab.host.call(IgmpSniffer, lab.host_if, timeout=10)
     try:
         reply = program.command(f"mcast join {GROUP}")
@@ -55,7 +55,7 @@ def _join(lab: Lab, dut_ip: str, program: ServicesProgram) -> tuple[dict, float 
 
 
 @needs_root
-def test_join_is_an_igmp_report_and_group_datagrams_are_echoed(lab: tuple[Lab, str]) -> None:
+def test_join_is_an_igmp_report_and_group_datagrams_are_echoed(lab: tuple[VethLab, str]) -> None:
     lab_, dut_ip = lab
     host_ip = lab_.addressing.host_ip
     with ServicesProgram(["--mcast-echo", str(PORT)], certs=False, netns=lab_.dut.name) as program:
@@ -75,7 +75,7 @@ def test_join_is_an_igmp_report_and_group_datagrams_are_echoed(lab: tuple[Lab, s
 
 
 @needs_root
-def test_mcast_command_errors(lab: tuple[Lab, str]) -> None:
+def test_mcast_command_errors(lab: tuple[VethLab, str]) -> None:
     lab_, _ = lab
     with ServicesProgram(["--mcast-echo", "0"], certs=False, netns=lab_.dut.name) as program:
         assert program.command("mcast join 10.0.0.1")["error"] == "not a multicast group: 10.0.0.1"
@@ -86,7 +86,7 @@ def test_mcast_command_errors(lab: tuple[Lab, str]) -> None:
 
 
 @needs_root
-def test_fault_mcast_deaf_answers_ok_and_joins_nothing(lab: tuple[Lab, str]) -> None:
+def test_fault_mcast_deaf_answers_ok_and_joins_nothing(lab: tuple[VethLab, str]) -> None:
     lab_, dut_ip = lab
     with ServicesProgram(["--mcast-echo", str(PORT)], certs=False, netns=lab_.dut.name,
                          faults=("mcast_deaf",)) as program:  # fmt: skip

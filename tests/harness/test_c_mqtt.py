@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import pytest
 
 from harness.lab.mqtt_probe import MqttProbe, echo_topics, payload
-from harness.lab.peers import CA_CERT, LAB_SERVER, WRONG_HOST, CertPair
+from harness.lab.peers import LAB_SERVER, TEST_CA, WRONG_HOST, CertPair
 from harness.services_program import MAC, ServicesProgram, check_clean_exit
 from harness.testing import wait_for
 
@@ -55,7 +55,7 @@ class Mosquitto:
             "persistence false\nuser root\nset_tcp_nodelay true\nlog_dest stdout\n"
             f"listener {self.port} {HOST}\nallow_anonymous true\n"
             f"listener {self.tls_port} {HOST}\nallow_anonymous true\n"
-            f"cafile {CA_CERT}\ncertfile {cert.cert}\nkeyfile {cert.key}\n"
+            f"cafile {TEST_CA.cert}\ncertfile {cert.cert}\nkeyfile {cert.key}\n"
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

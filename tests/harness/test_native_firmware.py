@@ -18,7 +18,7 @@ from harness.boards.virtual.firmware_process import FirmwareProcess
 from harness.boards.virtual.services_process import SelectEchoPorts
 from harness.errors import MissingToolError
 from harness.lab.dhcp import DhcpServer
-from harness.lab.netns import Lab
+from harness.lab.veth import VethLab
 from harness.testing import needs_root, wait_for
 
 try:
@@ -96,16 +96,16 @@ def test_firmware_rejects_bad_arguments() -> None:
 
 
 @pytest.fixture
-def lab() -> Iterator[Lab]:
+def lab() -> Iterator[VethLab]:
     """The lab's shaped cable, with TX checksum offload off on the host end (smoltcp verifies every checksum)."""
     if os.geteuid() != 0:
         pytest.skip("needs root for network namespaces")
-    with Lab() as lab:
+    with VethLab() as lab:
         lab.host.run("ethtool", "-K", lab.host_if, "tx", "off")
         yield lab
 
 
-def _shim_tests(lab: Lab, sanitize: bool) -> subprocess.CompletedProcess[str]:
+def _shim_tests(lab: VethLab, sanitize: bool) -> subprocess.CompletedProcess[str]:
     binary = stackbuild.build_shim_tests(sanitize=sanitize)
     command = [str(binary), "--ifname", lab.dut_if, "--mac", MAC, "--ip", DUT_IP, "--peer-netns", lab.host.name,
                "--peer-ip", lab.addressing.host_ip]  # fmt: skip
@@ -114,18 +114,18 @@ def _shim_tests(lab: Lab, sanitize: bool) -> subprocess.CompletedProcess[str]:
 
 @needs_root
 @pytest.mark.parametrize("sanitize", [False, True], ids=["release", "asan"])
-def test_shim_semantics_against_the_kernel(lab: Lab, sanitize: bool) -> None:
+def test_shim_semantics_against_the_kernel(lab: VethLab, sanitize: bool) -> None:
     done = _shim_tests(lab, sanitize)
     assert done.returncode == 0, done.stdout + done.stderr[-4000:]
     assert "8 passed, 0 failed" in done.stdout
     assert "Sanitizer" not in done.stderr and "runtime error" not in done.stderr, done.stderr[-4000:]
 
 
-def _client(lab: Lab, *command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _client(lab: VethLab, *command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(lab.host.argv(*command), capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def _iperf3(lab: Lab, *extra: str) -> dict:
+def _iperf3(lab: VethLab, *extra: str) -> dict:
     done = _client(lab, "iperf3", "-c", DUT_IP, "-t", "3", "--json", *extra)
     report = json.loads(done.stdout)
     assert "error" not in report, report.get("error")
@@ -147,7 +147,7 @@ def _echo(host: str, payload: bytes) -> tuple[bytes, bytes]:
 
 @needs_root
 @pytest.mark.skipif(shutil.which("iperf3") is None, reason="needs iperf3 (apt-get install iperf3)")
-def test_the_services_answer_through_smoltcp_and_the_kernel_stays_silent(lab: Lab) -> None:
+def test_the_services_answer_through_smoltcp_and_the_kernel_stays_silent(lab: VethLab) -> None:
     with DhcpServer(lab.host, lab.host_if, lab.addressing), FirmwareProcess(
         mac=MAC, netns=lab.dut.name, options={"heap-bytes": 8 << 20}, **SERVICES
     ) as firmware:  # fmt: skip
@@ -212,7 +212,7 @@ def _select_load(host: str) -> dict:
 
 
 @needs_root
-def test_asan_build_serves_select_and_churn_without_reports(lab: Lab) -> None:
+def test_asan_build_serves_select_and_churn_without_reports(lab: VethLab) -> None:
     firmware = FirmwareProcess(mac=MAC, netns=lab.dut.name, static=f"{DUT_IP}/24", sanitize=True,
                                ready_timeout_s=60, select_echo=SERVICES["select_echo"])  # fmt: skip
     with firmware:
@@ -229,7 +229,7 @@ def test_asan_build_serves_select_and_churn_without_reports(lab: Lab) -> None:
 
 
 @needs_root
-def test_linux_flavour_serves_the_same_services_on_the_kernel(lab: Lab) -> None:
+def test_linux_flavour_serves_the_same_services_on_the_kernel(lab: VethLab) -> None:
     address = lab.address_dut()
     with FirmwareProcess(flavour="linux", netns=lab.dut.name, tcp_echo=7, udp_echo=7) as firmware:
         assert firmware.ready["stack"] == "linux"

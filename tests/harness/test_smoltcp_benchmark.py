@@ -21,9 +21,10 @@ import pytest
 
 from harness.boards.virtual import stackbuild
 from harness.boards.virtual.firmware_process import FirmwareProcess
-from harness.boards.virtual.netstats import process_cpu_seconds
 from harness.errors import MissingToolError
-from harness.lab.netns import Lab, LinkProfile
+from harness.lab.base import LinkProfile
+from harness.lab.veth import VethLab
+from harness.processes import cpu_seconds as process_cpu_seconds
 
 pytestmark = [
     pytest.mark.benchmark,
@@ -133,13 +134,13 @@ class Row:
 
 
 @pytest.fixture
-def lab() -> Iterator[Lab]:
-    with Lab() as lab:
+def lab() -> Iterator[VethLab]:
+    with VethLab() as lab:
         lab.host.run("ethtool", "-K", lab.host_if, "tx", "off")
         yield lab
 
 
-def measure(lab: Lab, firmware: FirmwareProcess, flavour: str, reverse: bool, pcap: Path) -> Row:
+def measure(lab: VethLab, firmware: FirmwareProcess, flavour: str, reverse: bool, pcap: Path) -> Row:
     dump = subprocess.Popen(lab.host.argv("tcpdump", "-i", lab.host_if, "-s", "96", "-w", str(pcap), "tcp"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
@@ -168,7 +169,7 @@ def measure(lab: Lab, firmware: FirmwareProcess, flavour: str, reverse: bool, pc
 
 
 def test_iperf3_both_ways_smoltcp_beside_linux(
-    lab: Lab, tmp_path: Path, record_property: pytest.RecordProperty
+    lab: VethLab, tmp_path: Path, record_property: pytest.RecordProperty
 ) -> None:
     rows: list[Row] = []
     with FirmwareProcess(mac=MAC, netns=lab.dut.name, static=f"{DUT_IP}/24", iperf3=5201) as firmware:

@@ -31,20 +31,22 @@ from harness.boards.virtual.cbuild import (
     _LIBRARY_SOURCES,
     CFLAGS,
     COMPILE_TIMEOUT_S,
-    REPO_ROOT,
-    SERVICES_DIR,
+    LDLIBS,
     _compiler_identity,
     cache_root,
     find_compiler,
+    services_dir,
 )
 from harness.errors import ConfigError, MissingToolError
+from harness.paths import firmware_dir
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-HOST_DIR = REPO_ROOT / "firmware" / "host"
+HOST_DIR = firmware_dir() / "host"
+SERVICES_DIR = services_dir()
 CRATE_DIR = HOST_DIR / "stack"
 FIRMWARE_BINARY = "hil-firmware"
 SHIM_TESTS_BINARY = "hil-shim-tests"
@@ -156,7 +158,7 @@ def _digest(link: _Link, identity: str) -> str:
     headers = sorted(HOST_DIR.rglob("*.h")) + sorted(SERVICES_DIR.rglob("*.h"))
     inputs = [*link.sources, *headers, *(_crate_inputs() if link.rust_profile else [])]
     for path in inputs:
-        h.update(str(path.relative_to(REPO_ROOT)).encode())
+        h.update(str(path.relative_to(firmware_dir())).encode())
         h.update(b"\0")
         h.update(path.read_bytes())
     return h.hexdigest()[:24]
@@ -186,6 +188,7 @@ def _link(link: _Link) -> Path:
             *includes,
             *(str(s) for s in link.sources),
             *rust,
+            *LDLIBS,
             "-o",
             str(tmp_dir / binary.name),
         ]
