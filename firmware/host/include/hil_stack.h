@@ -21,6 +21,10 @@ typedef struct hs_pool hs_pool_t;
 
 /* Sends one Ethernet frame (copied before return); < 0 counts a tx_fail. */
 typedef int (*hs_tx_fn)(void *ctx, const uint8_t *frame, size_t len);
+/* Whether the TX ring has room: while it says no, smoltcp keeps its data queued (back-pressure). */
+typedef bool (*hs_tx_ready_fn)(void *ctx);
+/* An L2 tap's callback: one received frame, on the poll thread (copy it, do not block). */
+typedef void (*hs_tap_fn)(void *ctx, const uint8_t *frame, size_t len);
 
 typedef struct {
     uint8_t mac[6];
@@ -34,6 +38,7 @@ typedef struct {
     uint32_t listen_pool_max; /* listen() pre-allocates min(backlog, this) sockets */
     uint64_t random_seed;
     hs_tx_fn tx;
+    hs_tx_ready_fn tx_ready; /* NULL: always room */
     void *tx_ctx;
 } hs_config_t;
 
@@ -98,6 +103,12 @@ void hs_stack_set_static(hs_stack_t *stack, uint32_t ip, uint8_t prefix, uint32_
 bool hs_stack_next_event(hs_stack_t *stack, hs_event_t *out);
 void hs_stack_ip_info(hs_stack_t *stack, hs_ip_info_t *out);
 void hs_stack_stats(hs_stack_t *stack, hs_stats_t *out);
+void hs_stack_set_ipv6_link_local(hs_stack_t *stack, bool on); /* on by default */
+/* The L2 tap table (esp_smoltcp_l2_tap): frames of a tapped EtherType go to the callback instead of
+ * smoltcp (counted as received). callback NULL clears. 0, -ENOSPC (4 taps at most) or -ENOENT. */
+int hs_l2_tap(hs_stack_t *stack, uint16_t ethertype, hs_tap_fn callback, void *ctx);
+/* esp_smoltcp_l2_send: one raw frame, counted like the stack's own. 0, -EMSGSIZE, -ENETDOWN, -ENOBUFS. */
+int hs_l2_send(hs_stack_t *stack, const uint8_t *frame, size_t len);
 int hs_mcast_join(hs_stack_t *stack, uint32_t group);
 int hs_mcast_leave(hs_stack_t *stack, uint32_t group);
 

@@ -33,7 +33,12 @@
 #define MAX_PASSES 8
 /* The RX socket's kernel queue: a few hundred frames, so the pool (not the kernel) is what runs out. */
 #define RX_SOCKET_BUFFER (4 * 1024 * 1024)
-#define TX_SOCKET_BUFFER (1024 * 1024)
+/* The TX ring is the AF_PACKET socket's send buffer: a frame stays charged to it until the DUT end's
+ * qdisc hands it to the cable, and the kernel charges 2304 B for a full 1514 B frame (measured with
+ * SIOCOUTQ on this kernel), so tx_ring full frames fill it. SO_SNDBUF is doubled by the kernel. */
+#define TX_FRAME_CHARGE 2304
+#define WIRE_OVERHEAD_BYTES 24 /* preamble, FCS, inter-frame gap: what the rate cap counts per frame */
+#define MAX_FRAME 2048
 
 typedef struct request {
     hil_net_op_fn op;
@@ -58,9 +63,14 @@ static struct {
     request_t *incoming;
     request_t *parked; /* poll thread only */
     atomic_bool link_up;
-    atomic_uint_fast64_t link_ups, link_downs, rx_csum_not_ready, polls;
+    atomic_uint_fast64_t link_ups, link_downs, rx_csum_not_ready, polls, tx_ring_full;
     uint64_t rx_kernel_drops; /* poll thread only (PACKET_STATISTICS resets on read) */
     int64_t start_us;
+    /* poll thread only: the frame the full ring could not take yet (the ring's last descriptor) */
+    uint8_t held[MAX_FRAME];
+    size_t held_len;
+    /* poll thread only: the rate cap's bucket, in bits (may run below zero) */
+    int64_t tokens_bits, tokens_at_us;
 } net = {.lock = PTHREAD_MUTEX_INITIALIZER, .packet_fd = -1, .netlink_fd = -1, .wake_fd = -1};
 
 static pthread_key_t wake_key;
@@ -99,6 +109,7 @@ void hil_net_default_config(hil_net_config_t *cfg)
     cfg->ifname = "eth0";
     cfg->pool_slots = 32;
     cfg->slot_bytes = 1600;
+    cfg->tx_ring = 30;
     cfg->stack.frame_mtu = 1500; /* what esp_smoltcp_glue reports to smoltcp (see docs/smoltcp.md) */
     cfg->stack.max_sockets = 32;
     cfg->stack.tcp_rx_bytes = 16 * 1024;
@@ -112,18 +123,71 @@ void hil_net_default_config(hil_net_config_t *cfg)
 
 /* --- the wire --------------------------------------------------------------------------------------- */
 
-static int transmit(void *ctx, const uint8_t *frame, size_t len)
+static void warn_tx_failure(void)
 {
-    (void)ctx;
-    /* A full qdisc (the EMAC's TX ring) or a down link fails the send: a tx_fail, as on the board. */
-    if (send(net.packet_fd, frame, len, 0) == (ssize_t)len) {
-        return 0;
-    }
     static int last_errno;
     if (errno != last_errno) {
         last_errno = errno;
         hil_log(HIL_LOG_WARN, TAG, "transmit failed: %s (counted in tx_fails)", strerror(errno));
     }
+}
+
+/* Send the held frame if the ring has room now; true when nothing is held any more. */
+static bool flush_held(void)
+{
+    if (net.held_len == 0) {
+        return true;
+    }
+    if (send(net.packet_fd, net.held, net.held_len, MSG_DONTWAIT) == (ssize_t)net.held_len) {
+        net.held_len = 0;
+    } else if (errno != EAGAIN) {
+        warn_tx_failure(); /* lost after all: a down link, a dropping qdisc */
+        net.held_len = 0;
+    }
+    return net.held_len == 0;
+}
+
+/* Microseconds until the rate cap lets the next frame go (0: now). */
+static int64_t rate_wait_us(int64_t now)
+{
+    if (net.cfg.tx_rate_bps == 0) {
+        return 0;
+    }
+    int64_t bucket = (int64_t)(2 * (1514 + WIRE_OVERHEAD_BYTES) * 8);
+    net.tokens_bits += (now - net.tokens_at_us) * (int64_t)net.cfg.tx_rate_bps / 1000000;
+    net.tokens_at_us = now;
+    if (net.tokens_bits > bucket) {
+        net.tokens_bits = bucket;
+    }
+    return net.tokens_bits >= 0 ? 0 : 1 + -net.tokens_bits * 1000000 / (int64_t)net.cfg.tx_rate_bps;
+}
+
+/* smoltcp asks before it builds a frame: no room in the ring (or under the rate cap) holds it back. */
+static bool tx_ready(void *ctx)
+{
+    (void)ctx;
+    return flush_held() && rate_wait_us(hil_net_now_us()) == 0;
+}
+
+static int transmit(void *ctx, const uint8_t *frame, size_t len)
+{
+    (void)ctx;
+    if (net.cfg.tx_filter != NULL && net.cfg.tx_filter(frame, len, net.cfg.filter_arg) != HIL_NET_PASS) {
+        return 0; /* the fault: the frame is never sent, and nothing tells */
+    }
+    net.tokens_bits -= (int64_t)(len + WIRE_OVERHEAD_BYTES) * 8;
+    if (flush_held() && send(net.packet_fd, frame, len, MSG_DONTWAIT) == (ssize_t)len) {
+        return 0;
+    }
+    if (errno == EAGAIN && net.held_len == 0 && len <= sizeof net.held) {
+        /* The ring filled up under this frame: it waits for the next free descriptor. */
+        memcpy(net.held, frame, len);
+        net.held_len = len;
+        atomic_fetch_add(&net.tx_ring_full, 1);
+        return 0;
+    }
+    /* A down link, a dropping qdisc: a tx_fail, as on the board. */
+    warn_tx_failure();
     return -1;
 }
 
@@ -165,12 +229,19 @@ static void *rx_thread(void *arg)
                 }
             }
         }
+        hil_net_verdict_t verdict = HIL_NET_PASS;
         if (slot == NULL || (size_t)n > net.cfg.slot_bytes) {
-            /* No free slot, or a frame larger than a slot: esp_smoltcp's frame_pool_drops. */
+            verdict = HIL_NET_POOL_DROP; /* no free slot, or a frame larger than a slot */
+        } else if (net.cfg.rx_filter != NULL) {
+            verdict = net.cfg.rx_filter(slot, (size_t)n, net.cfg.filter_arg);
+        }
+        if (verdict != HIL_NET_PASS) {
             if (slot) {
                 hs_pool_release(net.pool, index);
             }
-            hs_pool_count_drop(net.pool);
+            if (verdict == HIL_NET_POOL_DROP) {
+                hs_pool_count_drop(net.pool); /* esp_smoltcp's frame_pool_drops */
+            }
             continue;
         }
         if (hs_pool_submit(net.pool, index, (uint32_t)n)) {
@@ -303,7 +374,7 @@ static int open_packet_socket(void)
     }
     int one = 1;
     int rcv = RX_SOCKET_BUFFER;
-    int snd = TX_SOCKET_BUFFER;
+    int snd = (int)(net.cfg.tx_ring * TX_FRAME_CHARGE / 2);
     setsockopt(fd, SOL_PACKET, PACKET_AUXDATA, &one, sizeof one);
     setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv);
@@ -390,6 +461,10 @@ static int64_t next_wake_us(int64_t now, bool idle_spin)
     if (delay == 0 && idle_spin) {
         delay = 1000; /* smoltcp wants a poll but the last ones moved nothing (e.g. link down): no spinning */
     }
+    int64_t rate_wait = rate_wait_us(now);
+    if (rate_wait > 0 && (delay < 0 || delay > rate_wait)) {
+        delay = rate_wait; /* the rate cap lets the next frame go then */
+    }
     for (request_t *r = net.parked; r != NULL; r = r->next) {
         int64_t left = r->deadline_us - now;
         if (left < 0) {
@@ -409,14 +484,20 @@ static void *poll_thread(void *arg)
     for (;;) {
         int64_t now = hil_net_now_us();
         int64_t delay = next_wake_us(now, idle_spin);
-        struct pollfd fds[2] = {{.fd = net.wake_fd, .events = POLLIN}, {.fd = net.netlink_fd, .events = POLLIN}};
+        /* A held frame: wake when the ring drains (the socket turns writable at half its buffer). */
+        struct pollfd fds[3] = {{.fd = net.wake_fd, .events = POLLIN},
+                                {.fd = net.netlink_fd, .events = POLLIN},
+                                {.fd = net.packet_fd, .events = POLLOUT}};
         struct timespec ts = {.tv_sec = delay / 1000000, .tv_nsec = (delay % 1000000) * 1000};
-        if (ppoll(fds, 2, delay < 0 ? NULL : &ts, NULL) < 0 && errno != EINTR) {
+        if (ppoll(fds, net.held_len ? 3 : 2, delay < 0 ? NULL : &ts, NULL) < 0 && errno != EINTR) {
             hil_log(HIL_LOG_ERROR, TAG, "poll thread: ppoll errno %d", errno);
         }
         drain(net.wake_fd);
         if (fds[1].revents & POLLIN) {
             read_netlink();
+        }
+        if (net.cfg.on_pass != NULL) {
+            net.cfg.on_pass(net.cfg.filter_arg);
         }
         pthread_mutex_lock(&net.lock);
         request_t *fresh = net.incoming;
@@ -456,6 +537,13 @@ static void *poll_thread(void *arg)
 }
 
 /* --- calls from other threads ----------------------------------------------------------------------- */
+
+void hil_net_kick(void)
+{
+    if (net.wake_fd >= 0) {
+        kick(net.wake_fd);
+    }
+}
 
 static void close_wake_fd(void *value)
 {
@@ -561,7 +649,9 @@ int hil_net_start(const hil_net_config_t *cfg)
     hs_config_t stack = cfg->stack;
     memcpy(stack.mac, cfg->mac, 6);
     stack.tx = transmit;
+    stack.tx_ready = tx_ready;
     stack.tx_ctx = NULL;
+    net.tokens_at_us = hil_net_now_us();
     if (getrandom(&stack.random_seed, sizeof stack.random_seed, 0) != sizeof stack.random_seed) {
         stack.random_seed = (uint64_t)hil_net_now_us();
     }
@@ -614,6 +704,7 @@ void hil_net_stats(hil_net_stats_t *out)
     out->link_downs = atomic_load(&net.link_downs);
     out->rx_csum_not_ready = atomic_load(&net.rx_csum_not_ready);
     out->polls = atomic_load(&net.polls);
+    out->tx_ring_full = atomic_load(&net.tx_ring_full);
 }
 
 static int64_t ip_info_op(hs_stack_t *stack, void *arg)
@@ -650,4 +741,49 @@ void hil_net_describe_tcp(char *buf, size_t len)
     describe_args_t a = {.buf = buf, .len = len};
     snprintf(buf, len, "[]");
     hil_net_call(describe_op, &a, HIL_NET_NO_WAIT, NULL, 0);
+}
+
+typedef struct {
+    uint16_t ethertype;
+    hs_tap_fn callback;
+    void *ctx;
+    const uint8_t *frame;
+    size_t len;
+} l2_args_t;
+
+static int64_t l2_tap_op(hs_stack_t *stack, void *arg)
+{
+    l2_args_t *a = arg;
+    return hs_l2_tap(stack, a->ethertype, a->callback, a->ctx);
+}
+
+int hil_net_l2_tap(uint16_t ethertype, hs_tap_fn callback, void *ctx)
+{
+    l2_args_t a = {.ethertype = ethertype, .callback = callback, .ctx = ctx};
+    int64_t rc = hil_net_call(l2_tap_op, &a, HIL_NET_NO_WAIT, NULL, 0);
+    return rc == HIL_NET_AGAIN ? -EAGAIN : (int)rc;
+}
+
+static int64_t l2_send_op(hs_stack_t *stack, void *arg)
+{
+    l2_args_t *a = arg;
+    return hs_l2_send(stack, a->frame, a->len);
+}
+
+int hil_net_l2_send(const uint8_t *frame, size_t len)
+{
+    l2_args_t a = {.frame = frame, .len = len};
+    int64_t rc = hil_net_call(l2_send_op, &a, HIL_NET_NO_WAIT, NULL, 0);
+    return rc == HIL_NET_AGAIN ? -EAGAIN : (int)rc;
+}
+
+static int64_t link_local_op(hs_stack_t *stack, void *arg)
+{
+    hs_stack_set_ipv6_link_local(stack, *(bool *)arg);
+    return 0;
+}
+
+void hil_net_set_ipv6_link_local(bool on)
+{
+    hil_net_call(link_local_op, &on, HIL_NET_NO_WAIT, NULL, 0);
 }

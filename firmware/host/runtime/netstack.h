@@ -34,17 +34,32 @@ typedef struct {
 /* Called on the poll thread: keep it short, never call hil_net_call from it. */
 typedef void (*hil_net_event_fn)(const hil_net_event_t *event, void *arg);
 
+/* What a frame filter decides (the fault catalogue's frame-level faults use them). */
+typedef enum {
+    HIL_NET_PASS,      /* the frame goes on */
+    HIL_NET_DROP,      /* it vanishes, counted nowhere (a receive path that loses it, a send that never happens) */
+    HIL_NET_POOL_DROP, /* received frames only: dropped and counted in frame_pool_drops */
+} hil_net_verdict_t;
+/* rx: called on the receive thread for every frame before it takes a pool slot; tx: on the poll thread
+ * for every frame smoltcp sends. */
+typedef hil_net_verdict_t (*hil_net_filter_fn)(const uint8_t *frame, size_t len, void *arg);
+
 typedef struct {
     const char *ifname;
     uint8_t mac[6];
     uint32_t pool_slots;  /* RX frame pool (CONFIG_NETSTACK_RX_POOL_*) */
     uint32_t slot_bytes;
+    uint32_t tx_ring;     /* frames the TX ring holds (CONFIG_ETH_DMA_TX_BUFFER_NUM); full: back-pressure */
+    uint64_t tx_rate_bps; /* 0, or the most the interface transmits (bits/s, with the wire's per-frame overhead) */
     hs_config_t stack;    /* mac, tx, tx_ctx and random_seed are filled in by hil_net_start */
     bool dhcp;            /* else the static address below */
     uint32_t static_ip, static_gw;
     uint8_t static_prefix;
     hil_net_event_fn on_event;
     void *event_arg;
+    hil_net_filter_fn rx_filter, tx_filter; /* NULL: every frame passes */
+    void (*on_pass)(void *arg);             /* on the poll thread before every pass (NULL: nothing) */
+    void *filter_arg;                       /* for the filters and on_pass */
 } hil_net_config_t;
 
 /* Defaults: the board's values (esp_smoltcp Kconfig defaults and the glue's buffer sizes). */
@@ -70,6 +85,10 @@ typedef int64_t (*hil_net_op_fn)(hs_stack_t *stack, void *arg);
  */
 int64_t hil_net_call(hil_net_op_fn op, void *arg, int64_t deadline_us, struct pollfd *kernel_fds, int n_kernel_fds);
 
+/* Wake the poll thread: every waiting call looks again (something outside smoltcp changed, e.g. the
+ * shim's loopback queue). */
+void hil_net_kick(void);
+
 /* Monotonic microseconds (the stack's clock). */
 int64_t hil_net_now_us(void);
 
@@ -80,9 +99,16 @@ typedef struct {
     uint64_t rx_kernel_drops;   /* frames the kernel dropped before the RX thread read them */
     uint64_t rx_csum_not_ready; /* frames handed over with an unfinished checksum (offload on the peer) */
     uint64_t polls;             /* poll passes of the poll thread */
+    uint64_t tx_ring_full;      /* times the TX ring was full and held smoltcp back */
 } hil_net_stats_t;
 
 void hil_net_stats(hil_net_stats_t *out);
+/* The L2 tap (esp_smoltcp_l2_tap / esp_smoltcp_l2_send) from any thread: the callback runs on the poll
+ * thread. Returns 0 or a negated errno (see hs_l2_tap / hs_l2_send). */
+int hil_net_l2_tap(uint16_t ethertype, hs_tap_fn callback, void *ctx);
+int hil_net_l2_send(const uint8_t *frame, size_t len);
+/* Take the IPv6 link-local address away (the ipv6_ll_missing fault) or give it back. */
+void hil_net_set_ipv6_link_local(bool on);
 void hil_net_ip_info(hs_ip_info_t *out);
 bool hil_net_link_up(void);
 /* The stack's TCP sockets as a JSON array (see hs_stack_describe_tcp). */

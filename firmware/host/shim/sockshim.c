@@ -22,6 +22,7 @@
 
 #include "hil_platform.h"
 #include "hil_stack.h"
+#include "loopback.h"
 #include "netstack.h"
 
 #define TAG "sock_shim"
@@ -79,7 +80,7 @@ int hil_shim_init(const hil_shim_config_t *cfg)
     shim.cfg = *cfg;
     shim.fds = calloc((size_t)cfg->fd_count, sizeof *shim.fds);
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (shim.fds == NULL || devnull < 0) {
+    if (shim.fds == NULL || devnull < 0 || hil_loop_init(cfg->fd_base, cfg->fd_count) != 0) {
         return -1;
     }
     for (int fd = cfg->fd_base; fd < cfg->fd_base + cfg->fd_count; fd++) {
@@ -366,6 +367,9 @@ int __wrap_bind(int fd, const struct sockaddr *addr, socklen_t len)
     }
     op_args_t a = {.id = e->id};
     int err = parse_sockaddr(addr, len, &a.ip, &a.port);
+    if (!err && !e->tcp && hil_loop_addr(a.ip)) {
+        return (int)posix(hil_loop_bind(fd, a.port)); /* the in-RAM loopback (loopback.h) */
+    }
     return err ? fail(err) : (int)posix(call(op_bind, &a, HIL_NET_NO_WAIT));
 }
 
@@ -436,7 +440,7 @@ int __wrap_connect(int fd, const struct sockaddr *addr, socklen_t len)
     return rc == HIL_NET_AGAIN ? fail(EINPROGRESS) : (int)posix(rc);
 }
 
-static ssize_t shim_send(shim_fd_t *e, const void *buf, size_t len, int flags, const struct sockaddr *to,
+static ssize_t shim_send(int fd, shim_fd_t *e, const void *buf, size_t len, int flags, const struct sockaddr *to,
                          socklen_t tolen)
 {
     op_args_t a = {.id = e->id, .out = buf, .len = len};
@@ -446,6 +450,10 @@ static ssize_t shim_send(shim_fd_t *e, const void *buf, size_t len, int flags, c
             return fail(err);
         }
         a.has_to = true;
+        if (hil_loop_addr(a.ip)) {
+            int64_t rc = hil_loop_send(fd, a.port, buf, len);
+            return rc == -ECONNREFUSED ? (ssize_t)len : (ssize_t)posix(rc); /* Linux: sent, nobody listens */
+        }
     }
     bool wait = !e->nonblock && !(flags & MSG_DONTWAIT);
     a.all = wait && e->tcp;
@@ -456,11 +464,32 @@ static ssize_t shim_send(shim_fd_t *e, const void *buf, size_t len, int flags, c
     return (ssize_t)posix(rc);
 }
 
-static ssize_t shim_recv(shim_fd_t *e, void *buf, size_t len, int flags, struct sockaddr *from, socklen_t *fromlen)
+typedef struct {
+    int fd;
+    op_args_t *a;
+} loop_recv_t;
+
+/* A read from the loopback queue, on the poll thread like every wait (hil_net_kick wakes it). */
+static int64_t op_loop_recv(hs_stack_t *s, void *p)
+{
+    (void)s;
+    loop_recv_t *r = p;
+    uint16_t from_port = 0;
+    int64_t rc = hil_loop_recv(r->fd, r->a->in, r->a->len, r->a->peek, &r->a->info.full_len, &from_port);
+    r->a->info.addr = htonl(INADDR_LOOPBACK);
+    r->a->info.port = from_port;
+    return rc == -EAGAIN ? HIL_NET_AGAIN : rc;
+}
+
+static ssize_t shim_recv(int fd, shim_fd_t *e, void *buf, size_t len, int flags, struct sockaddr *from,
+                         socklen_t *fromlen)
 {
     op_args_t a = {.id = e->id, .in = buf, .len = len, .peek = (flags & MSG_PEEK) != 0};
     bool wait = !e->nonblock && !(flags & MSG_DONTWAIT);
-    int64_t rc = call(op_recv, &a, wait ? deadline_after(e->rcvtimeo_us) : HIL_NET_NO_WAIT);
+    loop_recv_t loop_read = {.fd = fd, .a = &a};
+    bool looped = !e->tcp && hil_loop_port(fd) != 0;
+    int64_t deadline = wait ? deadline_after(e->rcvtimeo_us) : HIL_NET_NO_WAIT;
+    int64_t rc = looped ? hil_net_call(op_loop_recv, &loop_read, deadline, NULL, 0) : call(op_recv, &a, deadline);
     if (rc == HIL_NET_AGAIN) {
         return fail(EAGAIN); /* nothing yet, or SO_RCVTIMEO passed: -1/EAGAIN, never 0 */
     }
@@ -479,7 +508,7 @@ ssize_t __wrap_send(int fd, const void *buf, size_t len, int flags)
         return __real_send(fd, buf, len, flags);
     }
     shim_fd_t *e = entry(fd);
-    return e == NULL ? -1 : shim_send(e, buf, len, flags, NULL, 0);
+    return e == NULL ? -1 : shim_send(fd, e, buf, len, flags, NULL, 0);
 }
 
 ssize_t __wrap_sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to, socklen_t tolen)
@@ -488,7 +517,7 @@ ssize_t __wrap_sendto(int fd, const void *buf, size_t len, int flags, const stru
         return __real_sendto(fd, buf, len, flags, to, tolen);
     }
     shim_fd_t *e = entry(fd);
-    return e == NULL ? -1 : shim_send(e, buf, len, flags, to, tolen);
+    return e == NULL ? -1 : shim_send(fd, e, buf, len, flags, to, tolen);
 }
 
 ssize_t __wrap_write(int fd, const void *buf, size_t len)
@@ -497,7 +526,7 @@ ssize_t __wrap_write(int fd, const void *buf, size_t len)
         return __real_write(fd, buf, len);
     }
     shim_fd_t *e = entry(fd);
-    return e == NULL ? -1 : shim_send(e, buf, len, 0, NULL, 0);
+    return e == NULL ? -1 : shim_send(fd, e, buf, len, 0, NULL, 0);
 }
 
 ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags)
@@ -506,7 +535,7 @@ ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags)
         return __real_recv(fd, buf, len, flags);
     }
     shim_fd_t *e = entry(fd);
-    return e == NULL ? -1 : shim_recv(e, buf, len, flags, NULL, NULL);
+    return e == NULL ? -1 : shim_recv(fd, e, buf, len, flags, NULL, NULL);
 }
 
 ssize_t __wrap_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from, socklen_t *fromlen)
@@ -515,7 +544,7 @@ ssize_t __wrap_recvfrom(int fd, void *buf, size_t len, int flags, struct sockadd
         return __real_recvfrom(fd, buf, len, flags, from, fromlen);
     }
     shim_fd_t *e = entry(fd);
-    return e == NULL ? -1 : shim_recv(e, buf, len, flags, from, fromlen);
+    return e == NULL ? -1 : shim_recv(fd, e, buf, len, flags, from, fromlen);
 }
 
 ssize_t __wrap_read(int fd, void *buf, size_t len)
@@ -524,7 +553,7 @@ ssize_t __wrap_read(int fd, void *buf, size_t len)
         return __real_read(fd, buf, len);
     }
     shim_fd_t *e = entry(fd);
-    return e == NULL ? -1 : shim_recv(e, buf, len, 0, NULL, NULL);
+    return e == NULL ? -1 : shim_recv(fd, e, buf, len, 0, NULL, NULL);
 }
 
 int __wrap_shutdown(int fd, int how)
@@ -552,6 +581,9 @@ int __wrap_close(int fd)
     /* TCP: FIN after the queued data; the poll thread lingers until the exchange is over. */
     op_args_t a = {.id = e->id};
     int64_t rc = call(op_close, &a, HIL_NET_NO_WAIT);
+    if (!e->tcp) {
+        hil_loop_close(fd);
+    }
     free_fd(fd);
     return (int)posix(rc);
 }
@@ -564,6 +596,11 @@ static int shim_name(int fd, struct sockaddr *addr, socklen_t *len, int peer)
         return -1;
     }
     op_args_t a = {.id = e->id, .i = peer};
+    uint16_t loop_port = peer || e->tcp ? 0 : hil_loop_port(fd);
+    if (loop_port != 0) {
+        fill_sockaddr(addr, len, htonl(INADDR_LOOPBACK), loop_port);
+        return 0;
+    }
     int rc = (int)posix(call(op_sockname, &a, HIL_NET_NO_WAIT));
     if (rc == 0) {
         fill_sockaddr(addr, len, a.ip, a.port);
@@ -796,6 +833,7 @@ int __wrap_ioctl(int fd, unsigned long request, ...)
 typedef struct {
     int fd;
     uint32_t id;
+    bool looped; /* bound to the in-RAM loopback: readable from its queue */
     short events;
     short revents;
 } shim_poll_t;
@@ -830,7 +868,8 @@ static int64_t op_poll_scan(hs_stack_t *s, void *p)
     int64_t ready = 0;
     for (int i = 0; i < a->n; i++) {
         shim_poll_t *item = &a->items[i];
-        int mask = hs_poll_socket(s, item->id);
+        int mask = item->looped ? HS_WRITABLE | (hil_loop_readable(item->fd) ? HS_READABLE : 0)
+                                : hs_poll_socket(s, item->id);
         item->revents = mask < 0 ? POLLNVAL : to_poll_events(mask, item->events);
         ready += item->revents != 0;
     }
@@ -901,7 +940,8 @@ int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout_ms)
             invalid++;
             continue;
         }
-        items[n_items++] = (shim_poll_t){.fd = fds[i].fd, .id = e->id, .events = fds[i].events};
+        items[n_items++] = (shim_poll_t){
+            .fd = fds[i].fd, .id = e->id, .looped = !e->tcp && hil_loop_port(fds[i].fd), .events = fds[i].events};
     }
     int64_t timeout_us = invalid ? 0 : timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000;
     int rc = wait_mixed(items, n_items, kernel, n_kernel, timeout_us);
@@ -960,7 +1000,8 @@ int __wrap_select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *tim
             free(kernel);
             return -1; /* EBADF, as select() reports a closed descriptor */
         }
-        items[n_items++] = (shim_poll_t){.fd = fd, .id = e->id, .events = events};
+        items[n_items++] =
+            (shim_poll_t){.fd = fd, .id = e->id, .looped = !e->tcp && hil_loop_port(fd), .events = events};
     }
     int64_t timeout_us = timeout == NULL ? -1 : (int64_t)timeout->tv_sec * 1000000 + timeout->tv_usec;
     int rc = wait_mixed(items, n_items, kernel, n_kernel, timeout_us);

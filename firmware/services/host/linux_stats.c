@@ -8,7 +8,6 @@
  *   active_sockets: TCP and UDP sockets of the network namespace (/proc/net/{tcp,udp}{,6});
  *   heap_free: a nominal 8 MiB heap less what this process allocated beyond start-up (mallinfo2),
  *   heap_min_free its lowest value so far.
- * The same mapping as harness/boards/virtual/netstats.py, which serves the Python twin.
  */
 #define _GNU_SOURCE
 #include "linux_stats.h"
@@ -21,7 +20,7 @@
 
 #include "hil_platform.h"
 
-#define HEAP_SIZE (8u * 1024u * 1024u)
+#define HEAP_SIZE HIL_LINUX_HEAP_BYTES
 
 typedef struct {
     uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes, tx_errors, tx_dropped, rx_dropped, rx_missed, rx_fifo;
@@ -139,6 +138,12 @@ static uint64_t since(uint64_t now, uint64_t then)
 static int provide(hil_stats_t *out, void *arg)
 {
     (void)arg;
+    hil_linux_stats_read(out);
+    return 0;
+}
+
+void hil_linux_stats_read(hil_stats_t *out)
+{
     raw_t now = read_raw();
     uint64_t used = since(heap_in_use(), heap_base);
     uint64_t heap_free = used < HEAP_SIZE ? HEAP_SIZE - used : 0;
@@ -162,7 +167,6 @@ static int provide(hil_stats_t *out, void *arg)
         since(now.rx_dropped + now.rx_missed + now.rx_fifo, base.rx_dropped + base.rx_missed + base.rx_fifo);
     out->heap_free = heap_free;
     out->uptime_ms = hil_time_ms();
-    return 0;
 }
 
 int hil_linux_stats_start(const char *name)

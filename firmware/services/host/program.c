@@ -9,10 +9,12 @@
  * that wraps poll/select sees nothing but sockets.
  *
  * Once every listener is bound, one JSON line goes to stdout:
- *   {"ready":true,"pid":N,"services":{"iperf3":{"tcp":[5201],"udp":[]},...}}
+ *   {"ready":true,"pid":N,"stack":..,"unknown_faults":[..],"services":{"iperf3":{"tcp":[5201],"udp":[]},...}}
  * Then stdin takes one command per line, each answered by one JSON line:
- *   stats | sockets          -> {"select_echo":{...},"iperf3":{...},"http":{...},"mqtt":{...}}
- *   mqtt|tls|mcast|loopback  -> the command's HIL_RESULT object, e.g. {"cmd":"loopback","ok":true,...}
+ *   stats                    -> {"select_echo":{...},"iperf3":{...},"http":{...},"mqtt":{...},"net":{...}}
+ *                               ("net": the HIL_STATS fields, when there is a stats provider)
+ *   a command of the caller  -> its HIL_RESULT object (hil_program_hooks_t.command: ip, heap, sockets, ...)
+ *   mqtt|tls|mcast|l2tap|loopback -> the command's HIL_RESULT object, e.g. {"cmd":"loopback","ok":true,...}
  *   quit                     -> {"bye":true} and exit 0 (EOF on stdin exits the same way)
  * Events arrive on their own lines whenever they happen: {"event":"mqtt","iface":"eth","state":...}.
  * SIGUSR1 prints the stats line. Logs (ESP-IDF format) go to stderr.
@@ -24,6 +26,7 @@
 #include "program.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -35,9 +38,18 @@
 #include "hil_platform.h"
 #include "hil_proto.h"
 #include "hil_services.h"
+#include "hooks.h"
 #include "linux_stats.h"
 
-typedef enum { SVC_IPERF3, SVC_SELECT_ECHO, SVC_TCP_ECHO, SVC_UDP_ECHO, SVC_HTTP, SVC_HTTPS, SVC_MCAST_ECHO } svc_kind_t;
+typedef enum {
+    SVC_IPERF3,
+    SVC_SELECT_ECHO,
+    SVC_TCP_ECHO,
+    SVC_UDP_ECHO,
+    SVC_HTTP,
+    SVC_HTTPS,
+    SVC_MCAST_ECHO
+} svc_kind_t;
 
 typedef struct {
     svc_kind_t kind;
@@ -59,32 +71,45 @@ static const struct {
 #define CRASH_EXIT_STATUS 70 /* EX_SOFTWARE: the crash line said why */
 #define LEAK_BYTES 32768u    /* heap_leak_per_connection */
 #define CRASH_CONNECTION 20u /* panic_on_nth_connection */
+/* The catalogue faults this program (the services) implements. */
+static const char *const OWN_FAULTS[] = {
+    "socket_slot_leak", "udp_never_readable", "heap_leak_per_connection", "panic_on_nth_connection",
+    "httpd_malformed_crash", "tls_wrong_cert", "no_mqtt_reconnect", "mcast_deaf", "l2_tap_deaf",
+};
 
 typedef struct {
     const char *certs_dir;
     const char *stats_iface;
     const char *mac;
     long ready_timeout_s;
+    long l2_echo; /* EtherType, or 0 */
 } options_t;
 
 static hil_sem_t *ready_sem; /* one count per service that bound (or failed to) */
 static volatile int start_failed;
 static volatile int all_ready;
-static hil_mutex_t *out_lock; /* stdout: command replies and events come from different threads */
+/* stdout: command replies and events come from different threads, events even before hil_program_run */
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 static char ready_json[2048];
 static size_t ready_len;
 static volatile sig_atomic_t stats_requested;
+static hil_program_hooks_t hooks;
+
+void hil_program_set_hooks(const hil_program_hooks_t *new_hooks)
+{
+    hooks = *new_hooks;
+}
 
 static void print_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void print_line(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    hil_mutex_lock(out_lock);
+    pthread_mutex_lock(&out_lock);
     vprintf(fmt, ap);
     fputc('\n', stdout);
     fflush(stdout);
-    hil_mutex_unlock(out_lock);
+    pthread_mutex_unlock(&out_lock);
     va_end(ap);
 }
 
@@ -103,7 +128,7 @@ static void append_ready(const char *fmt, ...)
 static void on_ready(const char *service, const uint16_t *tcp, int n_tcp, const uint16_t *udp, int n_udp, void *arg)
 {
     (void)arg;
-    hil_mutex_lock(out_lock);
+    pthread_mutex_lock(&out_lock);
     append_ready("%s\"%s\":{\"tcp\":[", ready_len ? "," : "", service);
     for (int i = 0; i < n_tcp; i++) {
         append_ready("%s%u", i ? "," : "", (unsigned)tcp[i]);
@@ -113,21 +138,31 @@ static void on_ready(const char *service, const uint16_t *tcp, int n_tcp, const 
         append_ready("%s%u", i ? "," : "", (unsigned)udp[i]);
     }
     append_ready("]}");
-    hil_mutex_unlock(out_lock);
+    pthread_mutex_unlock(&out_lock);
     hil_sem_give(ready_sem);
+}
+
+void hil_program_event(const char *members)
+{
+    print_line("{%s}", members);
+}
+
+void hil_program_crash(const char *kind, const char *task)
+{
+    print_line("{\"event\":\"crash\",\"kind\":\"%s\",\"task\":\"%s\"}", kind, task);
+    _exit(CRASH_EXIT_STATUS);
 }
 
 static void on_event(const char *members, void *arg)
 {
     (void)arg;
-    print_line("{%s}", members);
+    hil_program_event(members);
 }
 
 static void on_crash(const char *kind, const char *task, void *arg)
 {
     (void)arg;
-    print_line("{\"event\":\"crash\",\"kind\":\"%s\",\"task\":\"%s\"}", kind, task);
-    _exit(CRASH_EXIT_STATUS);
+    hil_program_crash(kind, task);
 }
 
 static void service_thread(void *arg)
@@ -171,22 +206,28 @@ static void usage(const char *why)
             "hil-services: %s\n"
             "usage: hil-services [--iperf3 PORT] [--select-echo TCP_PORT UDP_BASE COUNT] [--tcp-echo PORT]\n"
             "                    [--udp-echo PORT] [--http PORT] [--https PORT] [--mcast-echo PORT]\n"
-            "                    [--certs DIR] [--mac MAC] [--stats-iface IFACE] [--ready-timeout SECONDS]\n",
+            "                    [--l2-echo ETHERTYPE] [--certs DIR] [--mac MAC] [--stats-iface IFACE]\n"
+            "                    [--ready-timeout SECONDS]\n",
             why);
     exit(2);
 }
 
-static long parse_num(const char *text, long lo, long hi, const char *what)
+static long parse_num_base(const char *text, long lo, long hi, const char *what, int base)
 {
     char *end = NULL;
     errno = 0;
-    long v = text ? strtol(text, &end, 10) : 0;
+    long v = text ? strtol(text, &end, base) : 0;
     if (text == NULL || *text == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi) {
         char msg[160];
         snprintf(msg, sizeof msg, "%s must be a number in %ld..%ld, got '%s'", what, lo, hi, text ? text : "");
         usage(msg);
     }
     return v;
+}
+
+static long parse_num(const char *text, long lo, long hi, const char *what)
+{
+    return parse_num_base(text, lo, hi, what, 10);
 }
 
 static const char *need_value(int argc, char **argv, int *i)
@@ -237,6 +278,8 @@ static int parse_args(int argc, char **argv, svc_t *services, options_t *opt)
             opt->mac = need_value(argc, argv, &i);
         } else if (strcmp(arg, "--ready-timeout") == 0) {
             opt->ready_timeout_s = parse_num(i + 1 < argc ? argv[++i] : NULL, 1, 3600, arg);
+        } else if (strcmp(arg, "--l2-echo") == 0) {
+            opt->l2_echo = parse_num_base(i + 1 < argc ? argv[++i] : NULL, 0x0600, 0xffff, arg, 0); /* 0x88b5 */
         } else {
             char msg[128];
             snprintf(msg, sizeof msg, "unknown option '%s'", arg);
@@ -277,6 +320,7 @@ static void apply_faults(const char *list)
         .http_crash_on_malformed = list_has(list, "httpd_malformed_crash"),
         .mqtt_no_reconnect = list_has(list, "no_mqtt_reconnect"),
         .mcast_deaf = list_has(list, "mcast_deaf"),
+        .l2_tap_deaf = list_has(list, "l2_tap_deaf"),
     };
     hil_services_set_faults(&services);
     if (*list != '\0') {
@@ -351,7 +395,9 @@ static void print_stats(void)
     hil_iperf3_stats_t iperf;
     hil_http_stats_t http;
     hil_mqtt_stats_t mqtt;
+    hil_stats_t stats;
     char fields[768];
+    char net[1024] = "";
     hil_select_echo_get_stats(&echo);
     hil_iperf3_get_stats(&iperf);
     hil_http_get_stats(&http);
@@ -359,14 +405,31 @@ static void print_stats(void)
     if (hil_select_echo_format_stats(fields, sizeof fields, &echo) < 0) {
         fields[0] = '\0';
     }
+    if (hil_hooks_stats(&stats) == 0) {
+        /* The HIL_STATS object without its braces, then the caller's diagnostic counters. */
+        int n = hil_proto_format_stats_object(net, sizeof net - 1, "cmd", &stats);
+        if (n > 2) {
+            net[0] = ',';
+            net[n - 1] = '\0';
+            char extra[512] = "";
+            if (hooks.stats_extra != NULL && hooks.stats_extra(extra, sizeof extra) > 0 &&
+                strlen(net) + strlen(extra) + 2 < sizeof net) {
+                strcat(net, ",");
+                strcat(net, extra);
+            }
+        } else {
+            net[0] = '\0';
+        }
+    }
     print_line("{\"select_echo\":{%s},\"iperf3\":{\"tests_done\":%" PRIu32 ",\"tests_failed\":%" PRIu32
                ",\"access_denied\":%" PRIu32 "},\"http\":{\"open_connections\":%" PRIu32 ",\"accepted\":%" PRIu32
                ",\"purged\":%" PRIu32 ",\"tls_failures\":%" PRIu32 ",\"requests\":%" PRIu32
                ",\"bad_requests\":%" PRIu32 ",\"ws_messages\":%" PRIu32 "},\"mqtt\":{\"connects\":%" PRIu32
-               ",\"received\":%" PRIu32 ",\"echoed\":%" PRIu32 ",\"too_large\":%" PRIu32 "}}",
+               ",\"received\":%" PRIu32 ",\"echoed\":%" PRIu32 ",\"too_large\":%" PRIu32 "}%s%s%s}",
                fields, iperf.tests_done, iperf.tests_failed, iperf.access_denied, http.open_connections, http.accepted,
                http.purged, http.tls_failures, http.requests, http.bad_requests, http.ws_messages, mqtt.connects,
-               mqtt.received, mqtt.echoed, mqtt.too_large);
+               mqtt.received, mqtt.echoed, mqtt.too_large, net[0] ? ",\"net\":{" : "", net[0] ? net + 1 : "",
+               net[0] ? "}" : "");
 }
 
 /* Returns 1 when the program should exit. */
@@ -376,26 +439,51 @@ static int handle_command(char *line)
     snprintf(copy, sizeof copy, "%s", line);
     char *argv[8];
     int argc = hil_proto_split_args(line, argv, 8);
-    char reply[1024];
+    static char reply[16384]; /* the command thread's only */
     if (argc == 0) {
         return 0;
     }
-    if (argc == 1 && (strcmp(argv[0], "stats") == 0 || strcmp(argv[0], "sockets") == 0)) {
+    if (argc == 1 && strcmp(argv[0], "stats") == 0) {
         print_stats();
     } else if (argc == 1 && strcmp(argv[0], "quit") == 0) {
         print_line("{\"bye\":true}");
         return 1;
-    } else if (argc > 0 && hil_services_command(argc, argv, reply, sizeof reply)) {
+    } else if (argc > 0 && ((hooks.command != NULL && hooks.command(argc, argv, reply, sizeof reply)) ||
+                            hil_services_command(argc, argv, reply, sizeof reply))) {
         print_line("{%s}", reply);
+    } else if (argc == 1 && strcmp(argv[0], "sockets") == 0) {
+        print_stats(); /* a program without a stack of its own has only the services' counters */
     } else {
         char quoted[300];
         if (hil_proto_json_string(quoted, sizeof quoted, copy) < 0) {
             strcpy(quoted, "\"?\"");
         }
-        print_line("{\"error\":\"unknown command; use stats, quit, mqtt, tls, mcast or loopback\",\"command\":%s}",
+        print_line("{\"error\":\"unknown command; use stats, quit, mqtt, tls, mcast, l2tap or loopback\","
+                   "\"command\":%s}",
                    quoted);
     }
     return 0;
+}
+
+/* The names in HIL_FAULTS that neither the services nor the caller implement, as a JSON array. */
+static void unknown_faults(const char *list, char *out, size_t len)
+{
+    size_t used = (size_t)snprintf(out, len, "[");
+    for (const char *p = list; *p != '\0';) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), p);
+        int known = name[0] == '\0' || (hooks.faults != NULL && list_has(hooks.faults, name));
+        for (size_t k = 0; k < sizeof OWN_FAULTS / sizeof OWN_FAULTS[0] && !known; k++) {
+            known = strcmp(name, OWN_FAULTS[k]) == 0;
+        }
+        if (!known && used + n + 4 < len) {
+            used += (size_t)snprintf(out + used, len - used, "%s\"%s\"", used > 1 ? "," : "", name);
+        }
+        p = end ? end + 1 : p + n;
+    }
+    snprintf(out + used, len - used, "]");
 }
 
 static void on_sigusr1(int sig)
@@ -475,9 +563,8 @@ int hil_program_run(int argc, char **argv)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigusr1; /* no SA_RESTART: the signal interrupts the stdin read */
     sigaction(SIGUSR1, &sa, NULL);
-    out_lock = hil_mutex_create();
     ready_sem = hil_sem_create((uint32_t)n_services, 0);
-    if (out_lock == NULL || ready_sem == NULL) {
+    if (ready_sem == NULL) {
         perror("hil-services: setup");
         return 1;
     }
@@ -496,6 +583,10 @@ int hil_program_run(int argc, char **argv)
     hil_services_set_ready_hook(on_ready, NULL);
     hil_services_set_event_hook(on_event, NULL);
     hil_services_set_crash_hook(on_crash, NULL);
+    if (opt.l2_echo != 0 && hil_l2_echo_start((uint16_t)opt.l2_echo) != 0) {
+        print_line("{\"ready\":false,\"error\":\"the L2 echo did not start (no tap on this stack?)\"}");
+        return 1;
+    }
     /* SIGUSR1 must reach this thread (to interrupt its stdin read): the service threads block it. */
     sigset_t usr1;
     sigemptyset(&usr1);
@@ -511,10 +602,17 @@ int hil_program_run(int argc, char **argv)
     if (wait_ready(n_services, opt.ready_timeout_s) != 0) {
         return 1;
     }
-    hil_mutex_lock(out_lock);
+    pthread_mutex_lock(&out_lock);
     char services_json[sizeof ready_json];
     snprintf(services_json, sizeof services_json, "%s", ready_json);
-    hil_mutex_unlock(out_lock);
-    print_line("{\"ready\":true,\"pid\":%ld,\"services\":{%s}}", (long)getpid(), services_json);
+    pthread_mutex_unlock(&out_lock);
+    char unknown[512];
+    unknown_faults(faults, unknown, sizeof unknown);
+    char stack[64] = "";
+    if (hooks.stack != NULL) {
+        snprintf(stack, sizeof stack, "\"stack\":\"%s\",", hooks.stack);
+    }
+    print_line("{\"ready\":true,\"pid\":%ld,%s\"unknown_faults\":%s,\"services\":{%s}}", (long)getpid(), stack,
+               unknown, services_json);
     return command_loop();
 }

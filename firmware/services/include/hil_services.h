@@ -180,6 +180,7 @@ typedef struct {
     int http_crash_on_malformed;             /* httpd_malformed_crash: a malformed request panics */
     int mqtt_no_reconnect;                   /* no_mqtt_reconnect: the MQTT client gives up after a drop */
     int mcast_deaf;                          /* mcast_deaf: `mcast join` answers ok and joins nothing */
+    int l2_tap_deaf;                         /* l2_tap_deaf: the L2 taps count frames and never echo */
 } hil_services_faults_t;
 void hil_services_set_faults(const hil_services_faults_t *faults);
 typedef void (*hil_crash_fn)(const char *kind, const char *task, void *arg);
@@ -217,17 +218,22 @@ typedef struct {
 } hil_tls_get_result_t;
 int hil_tls_get(const char *url, hil_tls_get_result_t *result);
 
-/* `loopback`: 16 UDP datagrams from a socket bound to 127.0.0.1 to itself (PROTOCOL.md). Returns 0
- * when every datagram came back unchanged; -1 otherwise, with error set. */
+/* `loopback [recvfrom|recv|ephemeral]`: 16 UDP datagrams from an unbound socket (sendto) to a socket
+ * bound to 127.0.0.1, each read back within 1 s (PROTOCOL.md): bound to HIL_LOOPBACK_PORT and read with
+ * recvfrom(), or with recv() (as esp_http_server reads its control socket), or bound to port 0 and
+ * read with recvfrom(). Returns 0 when every datagram came back unchanged; -1 otherwise, with error set. */
+#define HIL_LOOPBACK_PORT 32790
+typedef enum { HIL_LOOPBACK_RECVFROM, HIL_LOOPBACK_RECV, HIL_LOOPBACK_EPHEMERAL } hil_loopback_mode_t;
 typedef struct {
     int sent;
     int received;
     int altered;
+    uint16_t port; /* the receiving socket's port (0 when it could not be bound) */
     uint64_t bytes;
     uint64_t duration_us;
-    char error[48];
+    char error[64];
 } hil_loopback_result_t;
-int hil_loopback_check(hil_loopback_result_t *result);
+int hil_loopback_check(hil_loopback_mode_t mode, hil_loopback_result_t *result);
 
 /* Multicast echo on port: datagrams to the port (a joined group or the unicast address) go back by
  * unicast to their sender. hil_mcast_membership joins/leaves an IPv4 group on its socket (IGMP):
@@ -258,6 +264,34 @@ typedef struct {
     uint32_t too_large;     /* messages over HIL_MQTT_BUF_BYTES, not echoed */
 } hil_mqtt_stats_t;
 void hil_mqtt_get_stats(hil_mqtt_stats_t *out);
+
+/* ---- L2 echo (PROTOCOL.md "L2 echo") ----------------------------------------------------------- */
+
+/* The stack's L2 tap, supplied by the program: `tap` registers (callback non-NULL) or clears the tap of
+ * one EtherType and returns 0, or -1 when no slot is free / the tap is not there; the callback gets
+ * every received frame of that EtherType on the stack's receive path (copy it, do not block). `send`
+ * transmits one raw frame: 0, or -1. */
+typedef void (*hil_l2_rx_fn)(void *arg, const uint8_t *frame, size_t len);
+typedef struct {
+    int (*tap)(uint16_t ethertype, hil_l2_rx_fn callback, void *arg, void *ctx);
+    int (*send)(const uint8_t *frame, size_t len, void *ctx);
+    void *ctx;
+} hil_l2_driver_t;
+void hil_services_set_l2_driver(const hil_l2_driver_t *driver);
+
+/* The echo task and the tap of `ethertype` (on from boot). Returns 0, or -1 (no driver, no memory). */
+int hil_l2_echo_start(uint16_t ethertype);
+/* `l2tap on|off`: at most HIL_L2_TAPS EtherTypes. on: 0, -1 no free slot. off: 0 with the tap's
+ * counters, -1 when it is not on. Frames are echoed from the task, at most HIL_L2_QUEUE waiting. */
+#define HIL_L2_TAPS 4
+#define HIL_L2_QUEUE 8
+typedef struct {
+    uint32_t rx;      /* frames the tap received */
+    uint32_t echoed;  /* echoes sent */
+    uint32_t dropped; /* malformed requests, a full queue, failed sends */
+} hil_l2_counters_t;
+int hil_l2_tap_on(uint16_t ethertype);
+int hil_l2_tap_off(uint16_t ethertype, hil_l2_counters_t *out);
 
 /* The console commands of these services (`mqtt`, `tls`, `mcast`, `loopback`; PROTOCOL.md): argv as
  * hil_proto_split_args gives it. Writes the HIL_RESULT members (without braces and "proto", starting

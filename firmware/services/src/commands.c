@@ -1,10 +1,11 @@
-/* The console commands of the services (PROTOCOL.md "Console commands"): mqtt, tls, mcast, loopback.
+/* The console commands of the services (PROTOCOL.md "Console commands"): mqtt, tls, mcast, l2tap, loopback.
  * Each writes the members of its one HIL_RESULT; the program prints them its own way (a HIL_RESULT
  * line on the console, a JSON line on hil-services' stdout). */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "hil_proto.h"
@@ -86,15 +87,54 @@ static void cmd_mcast(hil_members_t *m, int argc, char **argv)
     }
 }
 
-static void cmd_loopback(hil_members_t *m, int argc)
+static void cmd_l2tap(hil_members_t *m, int argc, char **argv)
 {
-    if (argc != 1) {
-        result_head(m, "loopback", 0, "usage: loopback");
+    int on = argc == 3 && strcmp(argv[1], "on") == 0;
+    int off = argc == 3 && strcmp(argv[1], "off") == 0;
+    if (!on && !off) {
+        result_head(m, "l2tap", 0, "usage: l2tap on|off <ethertype>");
+        return;
+    }
+    char *end = NULL;
+    unsigned long value = strtoul(argv[2], &end, 0); /* 0x88b5 or 34997 */
+    if (end == argv[2] || *end != '\0' || value < 0x0600 || value > 0xffff) {
+        char error[64];
+        snprintf(error, sizeof error, "bad ethertype: %s", argv[2]);
+        result_head(m, "l2tap", 0, error);
+        return;
+    }
+    hil_l2_counters_t counters;
+    int ok = on ? hil_l2_tap_on((uint16_t)value) == 0 : hil_l2_tap_off((uint16_t)value, &counters) == 0;
+    result_head(m, "l2tap", ok, on ? "no free tap slot" : "not on");
+    if (ok) {
+        hil_members_str(m, "action", on ? "on" : "off");
+        hil_members_u64(m, "ethertype", value);
+    }
+    if (ok && off) {
+        hil_members_u64(m, "rx", counters.rx);
+        hil_members_u64(m, "echoed", counters.echoed);
+        hil_members_u64(m, "dropped", counters.dropped);
+    }
+}
+
+static void cmd_loopback(hil_members_t *m, int argc, char **argv)
+{
+    hil_loopback_mode_t mode = HIL_LOOPBACK_RECVFROM;
+    if (argc == 2 && strcmp(argv[1], "recv") == 0) {
+        mode = HIL_LOOPBACK_RECV;
+    } else if (argc == 2 && strcmp(argv[1], "ephemeral") == 0) {
+        mode = HIL_LOOPBACK_EPHEMERAL;
+    } else if (argc > 2 || (argc == 2 && strcmp(argv[1], "recvfrom") != 0)) {
+        result_head(m, "loopback", 0, "usage: loopback [recvfrom|recv|ephemeral]");
         return;
     }
     hil_loopback_result_t r;
-    int ok = hil_loopback_check(&r) == 0;
+    int ok = hil_loopback_check(mode, &r) == 0;
     result_head(m, "loopback", ok, r.error);
+    hil_members_str(m, "mode", argc == 2 ? argv[1] : "recvfrom");
+    if (r.port != 0) {
+        hil_members_u64(m, "port", r.port);
+    }
     if (ok || r.sent > 0) {
         hil_members_u64(m, "sent", (uint64_t)r.sent);
         hil_members_u64(m, "received", (uint64_t)r.received);
@@ -116,8 +156,10 @@ int hil_services_command(int argc, char **argv, char *out, size_t out_len)
         cmd_tls(&m, argc, argv);
     } else if (strcmp(argv[0], "mcast") == 0) {
         cmd_mcast(&m, argc, argv);
+    } else if (strcmp(argv[0], "l2tap") == 0) {
+        cmd_l2tap(&m, argc, argv);
     } else if (strcmp(argv[0], "loopback") == 0) {
-        cmd_loopback(&m, argc);
+        cmd_loopback(&m, argc, argv);
     } else {
         return 0;
     }

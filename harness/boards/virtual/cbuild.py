@@ -54,6 +54,7 @@ _LIBRARY_SOURCES = (
     "src/mqtt_client.c",
     "src/mcast.c",
     "src/loopback.c",
+    "src/l2echo.c",
     "src/commands.c",
     "platform/posix.c",
 )

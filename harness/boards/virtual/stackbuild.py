@@ -5,7 +5,11 @@ Two flavours of one program, ``hil-firmware``, from the same sources:
 - ``smoltcp``: the Rust crate firmware/host/stack (smoltcp 0.12, built by cargo as a staticlib), the C
   runtime (poll thread, AF_PACKET, frame pool, heap budget) and the BSD-socket shim, linked with
   ``--wrap`` so firmware/services runs unchanged on smoltcp;
-- ``linux``: the same services on the kernel's sockets (the control arm).
+- ``linux``: the same services on the kernel's sockets and busybox udhcpc (the control arm); its udhcpc
+  script (firmware/host/app/udhcpc.sh) is copied beside the program, executable.
+
+Both are the services program (firmware/services/host/program.c) with the board's sizes (``-DHIL_BOARD_SIZES``)
+around one network (firmware/host/app/net_<flavour>.c).
 
 Plus the shim's C tests (``hil-shim-tests``) and AddressSanitizer/UBSan variants of both (sanitize=True:
 the crate's debug profile, the C at -O1 with ``-fsanitize=address,undefined``, no heap budget since ASan
@@ -61,8 +65,10 @@ WRAPPED_CALLS = (
 # What the Rust staticlib needs from the system (rustc --print native-static-libs on x86_64 Linux).
 RUST_NATIVE_LIBS = ("-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl")
 SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined")
-_RUNTIME = ("runtime/netstack.c", "shim/sockshim.c")
-_INCLUDES = ("include", "runtime", "shim")
+_RUNTIME = ("runtime/netstack.c", "shim/sockshim.c", "shim/loopback.c")
+_INCLUDES = ("include", "runtime", "shim", "app")
+_PROGRAM = ("host/program.c", "host/linux_stats.c")
+DHCP_SCRIPT = "udhcpc.sh"
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class _Link:
     sources: tuple[Path, ...]
     flags: tuple[str, ...]
     rust_profile: str | None  # cargo profile of the crate to link, None: no Rust
+    data: tuple[Path, ...] = ()  # files copied beside the program (executable)
 
 
 def msrv() -> str:
@@ -156,7 +163,7 @@ def _digest(link: _Link, identity: str) -> str:
     h.update(identity.encode())
     h.update("\0".join(link.flags).encode())
     headers = sorted(HOST_DIR.rglob("*.h")) + sorted(SERVICES_DIR.rglob("*.h"))
-    inputs = [*link.sources, *headers, *(_crate_inputs() if link.rust_profile else [])]
+    inputs = [*link.sources, *link.data, *headers, *(_crate_inputs() if link.rust_profile else [])]
     for path in inputs:
         h.update(str(path.relative_to(firmware_dir())).encode())
         h.update(b"\0")
@@ -180,6 +187,7 @@ def _link(link: _Link) -> Path:
         includes = [f"-I{HOST_DIR / d}" for d in _INCLUDES] + [
             f"-I{SERVICES_DIR / 'include'}",
             f"-I{SERVICES_DIR / 'src'}",
+            f"-I{SERVICES_DIR / 'host'}",
         ]
         rust = [str(archive), *RUST_NATIVE_LIBS] if archive else []
         cmd = [
@@ -199,6 +207,10 @@ def _link(link: _Link) -> Path:
         if done.returncode != 0:
             raise ConfigError(f"compiling {link.name} failed (warnings are errors):\n{done.stderr.strip()}\n"
                               f"command: {' '.join(cmd)}")  # fmt: skip
+        for data in link.data:
+            copy = tmp_dir / data.name
+            shutil.copyfile(data, copy)
+            copy.chmod(0o755)
         try:
             tmp_dir.rename(final_dir)
         except OSError:
@@ -239,10 +251,18 @@ def build_firmware(flavour: str = "smoltcp", sanitize: bool = False) -> Path:
     if flavour not in FLAVOURS:
         raise ConfigError(f"unknown firmware flavour {flavour!r}; choose one of {', '.join(FLAVOURS)}")
     native = flavour == "smoltcp"
-    main = HOST_DIR / "app" / "hil_firmware_main.c"
-    sources = (*_native_sources(sanitize), main) if native else (*(SERVICES_DIR / s for s in _LIBRARY_SOURCES), main)
+    app = (HOST_DIR / "app" / "hil_firmware_main.c", HOST_DIR / "app" / f"net_{flavour}.c")
+    program = tuple(SERVICES_DIR / s for s in _PROGRAM)
+    if native:
+        sources = (*_native_sources(sanitize), *program, *app)
+        data: tuple[Path, ...] = ()
+    else:
+        sources = (*(SERVICES_DIR / s for s in _LIBRARY_SOURCES), *program, *app)
+        data = (HOST_DIR / "app" / DHCP_SCRIPT,)
     name = f"{FIRMWARE_BINARY}-{flavour}{'-asan' if sanitize else ''}"
-    return _link(_Link(name, sources, _flags(native, sanitize), ("dev" if sanitize else "release") if native else None))
+    flags = (*_flags(native, sanitize), "-DHIL_BOARD_SIZES")
+    rust = ("dev" if sanitize else "release") if native else None
+    return _link(_Link(name, sources, flags, rust, data))
 
 
 def build_shim_tests(sanitize: bool = False) -> Path:

@@ -19,10 +19,10 @@ use std::sync::Arc;
 use smoltcp::time::Instant;
 use smoltcp::wire::Ipv4Address;
 
-use crate::device::TxFn;
+use crate::device::{TapFn, TxFn, TxReadyFn};
 use crate::heap::HEAP;
 use crate::pool::{FramePool, PoolStats};
-use crate::stack::{DhcpEvent, Limits, Stack};
+use crate::stack::{DhcpEvent, Limits, Stack, Wire};
 
 /// The stack's configuration (`hs_config_t`).
 #[repr(C)]
@@ -39,6 +39,8 @@ pub struct HsConfig {
     pub listen_pool_max: u32,
     pub random_seed: u64,
     pub tx: TxFn,
+    /// The TX ring's back-pressure (NULL: always room).
+    pub tx_ready: Option<TxReadyFn>,
     pub tx_ctx: *mut c_void,
 }
 
@@ -215,15 +217,9 @@ pub unsafe extern "C" fn hs_stack_new(config: *const HsConfig, pool: *const Fram
         udp_packets: config.udp_packets as usize,
         listen_pool_max: config.listen_pool_max as usize,
     };
-    let stack = Stack::new(
-        config.mac,
-        limits,
-        config.random_seed,
-        Arc::from_raw(pool),
-        config.tx,
-        config.tx_ctx,
-        Instant::from_micros(now_us),
-    );
+    let wire = Wire { tx: config.tx, tx_ready: config.tx_ready, ctx: config.tx_ctx };
+    let stack =
+        Stack::new(config.mac, limits, config.random_seed, Arc::from_raw(pool), wire, Instant::from_micros(now_us));
     Box::into_raw(Box::new(stack))
 }
 
@@ -307,6 +303,31 @@ pub unsafe extern "C" fn hs_stack_stats(stack: *mut HsStack, out: *mut HsStats) 
         tx_fails: device.tx.fails,
         active_sockets: stack.active_sockets() as u32,
     };
+}
+
+/// Give the interface its IPv6 link-local address (the default) or take it away.
+#[no_mangle]
+pub unsafe extern "C" fn hs_stack_set_ipv6_link_local(stack: *mut HsStack, on: bool) {
+    (*stack).set_ipv6_link_local(on);
+}
+
+/// Register (`callback` non-NULL) or clear the L2 tap of `ethertype`: 0, -ENOSPC (every slot taken)
+/// or -ENOENT (clearing a tap that is not there). The callback runs on the poll thread.
+#[no_mangle]
+pub unsafe extern "C" fn hs_l2_tap(
+    stack: *mut HsStack,
+    ethertype: u16,
+    callback: Option<TapFn>,
+    ctx: *mut c_void,
+) -> c_int {
+    ret_unit((*stack).set_l2_tap(ethertype, callback.map(|f| (f, ctx))))
+}
+
+/// Send one raw Ethernet frame: 0, -EMSGSIZE, -ENETDOWN or -ENOBUFS.
+#[no_mangle]
+pub unsafe extern "C" fn hs_l2_send(stack: *mut HsStack, frame: *const u8, len: usize) -> c_int {
+    let frame = if len == 0 { &[][..] } else { core::slice::from_raw_parts(frame, len) };
+    ret_unit((*stack).send_l2(frame))
 }
 
 #[no_mangle]

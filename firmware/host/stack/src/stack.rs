@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet, SocketStorage};
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
@@ -14,7 +14,7 @@ use smoltcp::wire::{
     Ipv6Address, Ipv6Cidr,
 };
 
-use crate::device::{HostDevice, TxFn};
+use crate::device::{HostDevice, TapFn, TxFn, TxReadyFn};
 use crate::errno::*;
 use crate::pool::FramePool;
 
@@ -25,7 +25,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(75);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(7200);
 const EPHEMERAL_FIRST: u16 = 49152;
 const DHCP_PACKET_BYTES: usize = 1500;
-/// Bound on back-to-back smoltcp polls in one pass (64 full segments ~ 92 KB, more than a window).
+const ETHERNET_HEADER_BYTES: usize = 14;
+/// Bound on back-to-back smoltcp egress polls in one pass (64 full segments ~ 92 KB, more than a window).
 const MAX_POLLS_PER_PASS: usize = 64;
 
 /// Readiness bits of `poll_socket`.
@@ -45,6 +46,14 @@ pub struct Limits {
     pub udp_tx_bytes: usize,
     pub udp_packets: usize,
     pub listen_pool_max: usize,
+}
+
+/// The runtime's transmit side: the send callback, the TX ring's back-pressure, their context.
+#[derive(Clone, Copy)]
+pub struct Wire {
+    pub tx: TxFn,
+    pub tx_ready: Option<TxReadyFn>,
+    pub ctx: *mut core::ffi::c_void,
 }
 
 /// What the DHCP client reports to the firmware.
@@ -73,10 +82,16 @@ struct Tcp {
     keepalive: bool,
 }
 
+/// A listening socket: `armed` smoltcp sockets wait in LISTEN (min(backlog, listen_pool_max), what
+/// `listen()` pre-allocates), and connections that took one wait in the pool until `accept()`, at most
+/// `backlog` of them. A socket that takes a connection is replaced between two frames, so a SYN right
+/// behind another one finds a listening socket too (the board's accept task would re-arm it within
+/// microseconds; a host thread may be late by milliseconds).
 struct Listener {
     endpoint: IpListenEndpoint,
     pool: Vec<SocketHandle>,
-    target: usize,
+    armed: usize,
+    backlog: usize,
 }
 
 struct Udp {
@@ -146,16 +161,8 @@ fn peer_closed(state: tcp::State) -> bool {
 
 impl Stack {
     /// A stack on one Ethernet interface. `now` is the time since boot.
-    pub fn new(
-        mac: [u8; 6],
-        limits: Limits,
-        random_seed: u64,
-        pool: Arc<FramePool>,
-        tx: TxFn,
-        tx_ctx: *mut core::ffi::c_void,
-        now: Instant,
-    ) -> Self {
-        let mut device = HostDevice::new(pool, tx, tx_ctx, limits.frame_mtu);
+    pub fn new(mac: [u8; 6], limits: Limits, random_seed: u64, pool: Arc<FramePool>, wire: Wire, now: Instant) -> Self {
+        let mut device = HostDevice::new(pool, wire.tx, wire.tx_ready, wire.ctx, limits.frame_mtu);
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         config.random_seed = random_seed;
         let mut iface = Interface::new(config, &mut device, now);
@@ -188,11 +195,21 @@ impl Stack {
     pub fn poll(&mut self, now: Instant) -> bool {
         self.now = now;
         let mut changed = false;
+        // Frames one at a time, re-arming listeners between two frames.
+        loop {
+            match self.iface.poll_ingress_single(now, &mut self.device, &mut self.sockets) {
+                PollIngressSingleResult::None => break,
+                PollIngressSingleResult::PacketProcessed => {}
+                PollIngressSingleResult::SocketStateChanged => changed = true,
+            }
+            self.arm_listeners();
+        }
         // smoltcp sends at most one segment per socket per poll: keep polling while that moves frames
         // and smoltcp wants more now, so a window's worth goes out in one pass of the poll thread.
         for _ in 0..MAX_POLLS_PER_PASS {
             let sent = self.device.tx.frames + self.device.tx.fails;
-            changed |= self.iface.poll(now, &mut self.device, &mut self.sockets) == PollResult::SocketStateChanged;
+            changed |=
+                self.iface.poll_egress(now, &mut self.device, &mut self.sockets) == PollResult::SocketStateChanged;
             let moved = self.device.tx.frames + self.device.tx.fails != sent;
             if !moved || self.iface.poll_delay(now, &self.sockets) != Some(Duration::ZERO) {
                 break;
@@ -200,6 +217,7 @@ impl Stack {
         }
         self.process_dhcp();
         self.sweep_lingering();
+        self.arm_listeners();
         self.refresh_all();
         changed
     }
@@ -322,6 +340,39 @@ impl Stack {
             IpCidr::Ipv6(c) if is_link_local(c.address()) => Some(c.address()),
             _ => None,
         })
+    }
+
+    /// Give the interface its IPv6 link-local address (the default) or take it away.
+    pub fn set_ipv6_link_local(&mut self, on: bool) {
+        let mac = match self.iface.hardware_addr() {
+            HardwareAddress::Ethernet(EthernetAddress(mac)) => mac,
+        };
+        self.iface.update_ip_addrs(|addrs| {
+            addrs.retain(|a| !matches!(a, IpCidr::Ipv6(c) if is_link_local(c.address())));
+            if on {
+                let _ = addrs.push(IpCidr::Ipv6(Ipv6Cidr::new(link_local_from_mac(mac), 64)));
+            }
+        });
+    }
+
+    /// Register (`callback` Some) or clear (None) the L2 tap of one EtherType (`esp_smoltcp_l2_tap`).
+    pub fn set_l2_tap(&mut self, ethertype: u16, callback: Option<(TapFn, *mut core::ffi::c_void)>) -> Result<(), i32> {
+        self.device.set_tap(ethertype, callback)
+    }
+
+    /// Send one raw Ethernet frame (`esp_smoltcp_l2_send`); counted like every frame the stack sends.
+    pub fn send_l2(&mut self, frame: &[u8]) -> Result<(), i32> {
+        if frame.len() < ETHERNET_HEADER_BYTES || frame.len() > self.limits.frame_mtu {
+            return Err(EMSGSIZE);
+        }
+        if !self.device.link_up {
+            return Err(ENETDOWN);
+        }
+        if self.device.send_raw(frame) {
+            Ok(())
+        } else {
+            Err(ENOBUFS)
+        }
     }
 
     pub fn join_multicast(&mut self, group: Ipv4Address) -> Result<(), i32> {
@@ -494,7 +545,8 @@ impl Stack {
 
     /// listen(): the socket becomes a pool of min(backlog, listen_pool_max) listening smoltcp sockets.
     pub fn listen(&mut self, id: u32, backlog: i32) -> Result<(), i32> {
-        let target = (backlog.max(1) as usize).min(self.limits.listen_pool_max.max(1));
+        let backlog = backlog.max(1) as usize;
+        let target = backlog.min(self.limits.listen_pool_max.max(1));
         let (handle, bound, nodelay, keepalive) = match self.sock(id)? {
             Sock::Udp(_) => return Err(EOPNOTSUPP),
             Sock::Tcp(t) if t.listener.is_some() => return Ok(()),
@@ -523,42 +575,26 @@ impl Stack {
         if let Sock::Tcp(t) = self.sock(id)? {
             t.handle = None;
             t.bound = Some(endpoint);
-            t.listener = Some(Listener { endpoint, pool, target });
+            t.listener = Some(Listener { endpoint, pool, armed: target, backlog });
         }
         Ok(())
     }
 
-    /// accept(): a connection from the listener's pool, replaced by a fresh listening socket.
+    /// accept(): a connection from the listener's pool (its place is re-armed after every frame).
     pub fn accept(&mut self, id: u32) -> Result<(u32, IpEndpoint), i32> {
-        let (endpoint, target, nodelay, keepalive, pool) = match self.sock(id)? {
-            Sock::Tcp(Tcp { listener: Some(l), nodelay, keepalive, .. }) => {
-                (l.endpoint, l.target, *nodelay, *keepalive, l.pool.clone())
-            }
+        let Sock::Tcp(Tcp { listener: Some(l), nodelay, keepalive, .. }) = self.sock_ref(id)? else {
+            return Err(EINVAL);
+        };
+        let (nodelay, keepalive) = (*nodelay, *keepalive);
+        let ready = l.pool.iter().position(|&h| is_established_like(self.sockets.get::<tcp::Socket>(h).state()));
+        let Some(position) = ready else { return Err(EAGAIN) };
+        let handle = match self.sock(id)? {
+            Sock::Tcp(Tcp { listener: Some(l), .. }) => l.pool.swap_remove(position),
             _ => return Err(EINVAL),
         };
-        let mut ready = None;
-        for &h in &pool {
-            let socket = self.sockets.get_mut::<tcp::Socket>(h);
-            match socket.state() {
-                tcp::State::Listen | tcp::State::SynReceived => {}
-                // Reset before it was accepted: listen again (Linux drops it from the queue too).
-                tcp::State::Closed => socket.listen(endpoint).map_err(|_| EINVAL)?,
-                _ if ready.is_none() => ready = Some(h),
-                _ => {}
-            }
-        }
-        // Refill first, so the port keeps answering even when this accept finds nothing.
-        let mut pool: Vec<SocketHandle> = pool.into_iter().filter(|&h| Some(h) != ready).collect();
-        while pool.len() < target {
-            let Ok(fresh) = self.new_tcp_handle(nodelay, keepalive) else { break };
-            let _ = self.sockets.get_mut::<tcp::Socket>(fresh).listen(endpoint);
-            pool.push(fresh);
-        }
-        if let Sock::Tcp(Tcp { listener: Some(l), .. }) = self.sock(id)? {
-            l.pool = pool;
-        }
-        let Some(handle) = ready else { return Err(EAGAIN) };
-        let socket = self.sockets.get::<tcp::Socket>(handle);
+        self.arm_listeners();
+        let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+        socket.set_timeout(None);
         let peer = socket.remote_endpoint().unwrap_or(IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::UNSPECIFIED), 0));
         let fin_seen = peer_closed(socket.state());
         let new_id = self.insert(Sock::Tcp(Tcp {
@@ -577,6 +613,40 @@ impl Stack {
             keepalive,
         }));
         Ok((new_id, peer))
+    }
+
+    /// Keep every listener's armed sockets listening: a socket reset before it was accepted listens
+    /// again, and one that took a connection is replaced while fewer than `backlog` connections wait.
+    fn arm_listeners(&mut self) {
+        for slot in 0..self.table.len() {
+            let Some(Sock::Tcp(Tcp { listener: Some(l), nodelay, keepalive, .. })) = &mut self.table[slot] else {
+                continue;
+            };
+            let (mut listening, mut waiting) = (0, 0);
+            for &h in &l.pool {
+                let socket = self.sockets.get_mut::<tcp::Socket>(h);
+                match socket.state() {
+                    tcp::State::Listen => listening += 1,
+                    // Reset before it was accepted: listen again (Linux drops it from the queue too).
+                    tcp::State::Closed => {
+                        let _ = socket.listen(l.endpoint);
+                        listening += 1;
+                    }
+                    _ => waiting += 1,
+                }
+            }
+            if listening >= l.armed || waiting >= l.backlog {
+                continue;
+            }
+            let (endpoint, nodelay, keepalive, missing) = (l.endpoint, *nodelay, *keepalive, l.armed - listening);
+            for _ in 0..missing {
+                let Ok(fresh) = self.new_tcp_handle(nodelay, keepalive) else { break };
+                let _ = self.sockets.get_mut::<tcp::Socket>(fresh).listen(endpoint);
+                if let Some(Sock::Tcp(Tcp { listener: Some(l), .. })) = &mut self.table[slot] {
+                    l.pool.push(fresh);
+                }
+            }
+        }
     }
 
     /// connect(): TCP starts the handshake (EINPROGRESS; completion shows in `poll_socket`);

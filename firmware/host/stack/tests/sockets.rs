@@ -274,3 +274,101 @@ fn frames_queued_when_the_link_drops_are_rx_drops() {
     assert_eq!(cable.a.stats().rx_drops, 1);
     assert_eq!(cable.a.stats().rx_frames, 0);
 }
+
+#[test]
+fn a_burst_of_connections_waits_in_the_backlog_beyond_the_armed_socket() {
+    let mut cable = Cable::new(&Limits { listen_pool_max: 1, ..Limits::default() });
+    unsafe {
+        let listener = hs_socket(cable.b.stack, true) as u32;
+        assert_eq!(hs_bind(cable.b.stack, listener, 0, 7005), 0);
+        assert_eq!(hs_listen(cable.b.stack, listener, 4), 0);
+        assert_eq!(cable.b.stats().active_sockets, 1, "one socket armed: min(backlog 4, pool 1)");
+        // Five SYNs on the wire before the server accepts anything.
+        let clients: Vec<u32> = (0..5).map(|_| hs_socket(cable.a.stack, true) as u32).collect();
+        for &client in &clients {
+            assert_eq!(hs_connect(cable.a.stack, client, ip("10.0.0.2"), 7005), -EINPROGRESS);
+        }
+        cable.settle();
+        let connected: Vec<bool> = clients.iter().map(|&c| hs_poll_socket(cable.a.stack, c) & ERROR == 0).collect();
+        assert_eq!(connected, [true, true, true, true, false], "the backlog (4) holds four, the fifth is refused");
+        for _ in 0..4 {
+            assert!(hs_accept(cable.b.stack, listener, &mut 0, &mut 0) > 0);
+        }
+        assert_eq!(hs_accept(cable.b.stack, listener, &mut 0, &mut 0), -i64::from(EAGAIN));
+        let late = hs_socket(cable.a.stack, true) as u32;
+        assert_eq!(hs_connect(cable.a.stack, late, ip("10.0.0.2"), 7005), -EINPROGRESS);
+        cable.settle();
+        assert_eq!(hs_poll_socket(cable.a.stack, late) & ERROR, 0, "re-armed once the backlog was accepted");
+    }
+}
+
+#[test]
+fn a_full_tx_ring_holds_data_back_instead_of_losing_it() {
+    let mut cable = Cable::new(&Limits::default());
+    let (_, client, server) = connected_pair(&mut cable, 7006);
+    cable.a.wire.ring_full.set(true);
+    assert_eq!(send(cable.a.stack, client, &[7u8; 3000]), 3000);
+    cable.settle();
+    assert!(cable.a.take_outbox().is_empty(), "nothing leaves while the ring is full");
+    cable.a.wire.ring_full.set(false);
+    cable.settle();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let (n @ 1.., _) = recv(cable.b.stack, server, &mut buf) {
+        got.extend_from_slice(&buf[..n as usize]);
+    }
+    assert_eq!(got, vec![7u8; 3000]);
+    assert_eq!(cable.a.stats().tx_fails, 0, "held back, not failed");
+}
+
+#[test]
+fn the_link_local_address_can_be_taken_away() {
+    let cable = Cable::new(&Limits::default());
+    let mut info = HsIpInfo::default();
+    unsafe {
+        hs_stack_set_ipv6_link_local(cable.a.stack, false);
+        hs_stack_ip_info(cable.a.stack, &mut info);
+        assert_eq!(info.has_ipv6_ll, 0);
+        hs_stack_set_ipv6_link_local(cable.a.stack, true);
+        hs_stack_ip_info(cable.a.stack, &mut info);
+    }
+    assert_eq!(info.has_ipv6_ll, 1);
+}
+
+thread_local! {
+    static TAPPED: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+unsafe extern "C" fn collect(_ctx: *mut std::ffi::c_void, frame: *const u8, len: usize) {
+    TAPPED.with(|t| t.borrow_mut().push(std::slice::from_raw_parts(frame, len).to_vec()));
+}
+
+#[test]
+fn a_tapped_ethertype_goes_to_its_callback_before_smoltcp_and_l2_send_transmits() {
+    let mut cable = Cable::new(&Limits::default());
+    let null = std::ptr::null_mut();
+    let mut frame = vec![0xffu8; 6];
+    frame.extend_from_slice(&common::A_MAC);
+    frame.extend_from_slice(&[0x88, 0xb5]);
+    frame.extend_from_slice(b"HIL2 payload");
+    unsafe {
+        assert_eq!(hs_l2_tap(cable.b.stack, 0x88b5, Some(collect), null), 0);
+        for ethertype in [0x9000, 0x9001, 0x9002] {
+            assert_eq!(hs_l2_tap(cable.b.stack, ethertype, Some(collect), null), 0);
+        }
+        assert_eq!(hs_l2_tap(cable.b.stack, 0x9003, Some(collect), null), -ENOSPC, "four taps at most");
+        cable.settle(); // what the stacks say by themselves after the link came up
+        let before = cable.b.stats();
+        assert!(cable.b.deliver(&frame));
+        cable.settle();
+        assert_eq!(TAPPED.with(|t| t.borrow().clone()), vec![frame.clone()]);
+        let after = cable.b.stats();
+        assert_eq!(after.rx_frames - before.rx_frames, 1, "a tapped frame counts as received");
+        assert_eq!(hs_l2_send(cable.b.stack, frame.as_ptr(), frame.len()), 0);
+        assert_eq!(cable.b.take_outbox(), vec![frame.clone()]);
+        assert_eq!(cable.b.stats().tx_frames - after.tx_frames, 1);
+        assert_eq!(hs_l2_send(cable.b.stack, frame.as_ptr(), 10), -EMSGSIZE, "shorter than a header");
+        assert_eq!(hs_l2_tap(cable.b.stack, 0x88b5, None, null), 0);
+        assert_eq!(hs_l2_tap(cable.b.stack, 0x88b5, None, null), -ENOENT);
+    }
+}

@@ -1,7 +1,7 @@
 //! Two stacks joined by an in-memory cable, driven through the C FFI exactly as the runtime drives it.
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 use std::rc::Rc;
 
@@ -16,19 +16,27 @@ pub fn ip(text: &str) -> u32 {
     u32::from_ne_bytes([octets[0], octets[1], octets[2], octets[3]])
 }
 
-/// Frames one end transmitted, waiting for the other end.
-type Queue = Rc<RefCell<Vec<Vec<u8>>>>;
+/// One end's transmit side: frames waiting for the other end, and whether its TX ring is full.
+#[derive(Default)]
+pub struct Wire {
+    outbox: RefCell<Vec<Vec<u8>>>,
+    pub ring_full: Cell<bool>,
+}
 
 unsafe extern "C" fn tx(ctx: *mut c_void, frame: *const u8, len: usize) -> i32 {
-    let queue = &*(ctx as *const RefCell<Vec<Vec<u8>>>);
-    queue.borrow_mut().push(std::slice::from_raw_parts(frame, len).to_vec());
+    let wire = &*(ctx as *const Wire);
+    wire.outbox.borrow_mut().push(std::slice::from_raw_parts(frame, len).to_vec());
     0
+}
+
+unsafe extern "C" fn tx_ready(ctx: *mut c_void) -> bool {
+    !(*(ctx as *const Wire)).ring_full.get()
 }
 
 pub struct End {
     pub stack: *mut HsStack,
     pub pool: *const FramePool,
-    outbox: Queue,
+    pub wire: Rc<Wire>,
 }
 
 pub struct Limits {
@@ -45,7 +53,7 @@ impl Default for Limits {
 
 impl End {
     pub fn new(mac: [u8; 6], addr: &str, limits: &Limits) -> Self {
-        let outbox: Queue = Rc::new(RefCell::new(Vec::new()));
+        let wire = Rc::new(Wire::default());
         let config = HsConfig {
             mac,
             frame_mtu: 1514,
@@ -58,14 +66,15 @@ impl End {
             listen_pool_max: limits.listen_pool_max,
             random_seed: u64::from(mac[5]),
             tx,
-            tx_ctx: Rc::as_ptr(&outbox) as *mut c_void,
+            tx_ready: Some(tx_ready),
+            tx_ctx: Rc::as_ptr(&wire) as *mut c_void,
         };
         unsafe {
             let pool = hs_pool_new(limits.pool_slots, 1600);
             let stack = hs_stack_new(&config, pool, 0);
             hs_stack_set_static(stack, ip(addr), 24, 0);
             hs_stack_set_link(stack, true);
-            Self { stack, pool, outbox }
+            Self { stack, pool, wire }
         }
     }
 
@@ -85,7 +94,7 @@ impl End {
     }
 
     pub fn take_outbox(&self) -> Vec<Vec<u8>> {
-        std::mem::take(&mut *self.outbox.borrow_mut())
+        std::mem::take(&mut *self.wire.outbox.borrow_mut())
     }
 
     pub fn stats(&self) -> HsStats {
