@@ -1,9 +1,11 @@
-"""Drive `hil-services` with every service and console command (firmware/services/README.md), for tests.
+"""Drive the services program (firmware/services/README.md) as a child process, for tests.
 
-`harness.boards.virtual.services_process.ServicesProcess` starts the services the Python twin uses today
-(iperf3, echoes); this driver also starts HTTP, HTTPS and the multicast echo, sends the console commands
-(`mqtt`, `tls`, `mcast`, `loopback`) and collects the asynchronous event lines. It runs the sanitizer build
-by default, so every test that uses it also proves the C free of AddressSanitizer/UBSan reports.
+One driver for both programs that speak its stdin/stdout protocol: `hil-services` (the services on the
+host's own sockets) and the virtual board's native firmware `hil-firmware` (the same services on smoltcp or
+the kernel, plus stack events and the `ip`, `heap`, `sockets` commands). It starts the program, waits for
+its ready line, sends commands and collects replies and asynchronous event lines. By default it runs the
+sanitizer build of `hil-services`, so every test that uses it also proves the C free of AddressSanitizer/UBSan
+reports.
 """
 
 from __future__ import annotations
@@ -17,34 +19,43 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from harness.boards.virtual import cbuild
 from harness.paths import certs_dir
+from harness.processes import spawn
 
 MAC = "02:00:00:12:34:56"
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 
 
 class ServicesProgram:
-    """One `hil-services` process; a context manager that always stops it.
+    """One running services program; a context manager that always stops it.
 
     Args:
         args: options naming the services, e.g. ``["--http", "0", "--https", "0"]`` (port 0: any free port).
-        sanitized: run the ASan/UBSan build (default) rather than the release build.
+        binary: the program (default: `hil-services`, built on demand; pass `stackbuild.build_firmware(...)`
+            for the native firmware).
+        sanitized: the ASan/UBSan build of `hil-services` (default) rather than the release build.
         certs: pass ``--certs`` with the project's test certificates.
-        mac: the MAC the MQTT client is named after.
+        mac: the MAC (`--mac`): the MQTT client's name, and the native firmware's hardware address.
         netns: run inside this network namespace.
         faults: catalogue fault names for the C code (HIL_FAULTS).
+        ready_timeout_s: how long the program may take to bind its services.
     """
 
-    def __init__(self, args: list[str], *, sanitized: bool = True, certs: bool = True, mac: str | None = MAC,
-                 netns: str | None = None, faults: tuple[str, ...] = ()) -> None:  # fmt: skip
+    def __init__(self, args: list[str], *, binary: Path | None = None, sanitized: bool = True, certs: bool = True,
+                 mac: str | None = MAC, netns: str | None = None, faults: tuple[str, ...] = (),
+                 ready_timeout_s: float = 20.0) -> None:  # fmt: skip
         self.argv = [*args, *(["--certs", str(certs_dir())] if certs else []), *(["--mac", mac] if mac else [])]
+        self.binary = binary
         self.sanitized = sanitized
         self.netns = netns
         self.faults = faults
+        self.ready_timeout_s = ready_timeout_s
+        self.ready: dict[str, Any] = {}
         self.services: dict[str, dict[str, list[int]]] = {}
         self.events: list[dict[str, Any]] = []
         self._replies: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -53,22 +64,30 @@ class ServicesProgram:
         self._log: Any = None
         self._reader: threading.Thread | None = None
 
+    @property
+    def pid(self) -> int:
+        """The program's PID (inside ``ip netns exec`` it is the same process after exec)."""
+        if self._proc is None:
+            raise RuntimeError("the services program is not running")
+        return self._proc.pid
+
     def start(self) -> ServicesProgram:
         """Start the program and wait for its ready line."""
-        binary = cbuild.build_services(sanitize=self.sanitized)
-        cmd = [str(binary), *self.argv]
+        binary = self.binary or cbuild.build_services(sanitize=self.sanitized)
+        cmd = [str(binary), *self.argv, "--ready-timeout", str(max(1, int(self.ready_timeout_s)))]
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns, *cmd]
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
+        # The log goes to a file, not a pipe: an unread pipe would fill up and stall the program.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
         env = {**os.environ, "HIL_FAULTS": ",".join(self.faults)}
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env,
-                                      start_new_session=True)  # fmt: skip
-        self._reader = threading.Thread(target=self._read_lines, name="hil-services-stdout", daemon=True)
+        self._proc = spawn(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env)
+        self._reader = threading.Thread(target=self._read_lines, name="services-stdout", daemon=True)
         self._reader.start()
-        ready = self._reply(20.0)
+        ready = self._reply(self.ready_timeout_s + 10)
         if not ready.get("ready"):
             self.close()
-            raise RuntimeError(f"hil-services did not start: {ready}; its log: {self.log_text()[-2000:]}")
+            raise RuntimeError(f"{binary.name} did not start: {ready}; its log: {self.log_text()[-2000:]}")
+        self.ready = ready
         self.services = ready["services"]
         return self
 
@@ -88,18 +107,22 @@ class ServicesProgram:
         try:
             reply = self._replies.get(timeout=timeout)
         except queue.Empty as exc:
-            raise TimeoutError(f"hil-services did not answer within {timeout:g} s") from exc
+            raise TimeoutError(f"the services program did not answer within {timeout:g} s") from exc
         if reply is None:
-            raise RuntimeError(f"hil-services exited: {self.log_text()[-2000:]}")
+            raise RuntimeError(f"the services program exited: {self.log_text()[-2000:]}")
         return reply
 
     def tcp_port(self, service: str) -> int:
         """The bound TCP port of ``http``, ``https``, ``iperf3``, ..."""
         return self.services[service]["tcp"][0]
 
+    def udp_ports(self, service: str) -> list[int]:
+        """The bound UDP ports of ``select_echo``, ``udp_echo``, ``mcast_echo``, ..."""
+        return self.services[service]["udp"]
+
     def udp_port(self, service: str) -> int:
-        """The bound UDP port of ``mcast_echo``, ``udp_echo``, ..."""
-        return self.services[service]["udp"][0]
+        """The first bound UDP port of a service."""
+        return self.udp_ports(service)[0]
 
     def command(self, line: str, timeout: float = 30.0) -> dict[str, Any]:
         """Send one stdin command and return its one-line JSON reply."""
@@ -108,13 +131,19 @@ class ServicesProgram:
         self._proc.stdin.flush()
         return self._reply(timeout)
 
-    def wait_event(self, match: Callable[[dict[str, Any]], bool], timeout: float, since: int = 0) -> dict[str, Any]:
-        """The first event from index ``since`` on that ``match`` accepts; waits up to ``timeout`` seconds."""
+    def stats(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The `stats` reply: the services' counters (and ``net``, the HIL_STATS fields, with a stack)."""
+        return self.command("stats", timeout)
+
+    def wait_event(self, match: str | Callable[[dict[str, Any]], bool], timeout: float = 15.0,
+                   since: int = 0) -> dict[str, Any]:  # fmt: skip
+        """The first event from index ``since`` on that ``match`` accepts (or named ``match``); waits ``timeout`` s."""
+        accept = (lambda event: event.get("event") == match) if isinstance(match, str) else match
         deadline = time.monotonic() + timeout
         with self._events_changed:
             while True:
                 for event in self.events[since:]:
-                    if match(event):
+                    if accept(event):
                         return event
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -122,7 +151,7 @@ class ServicesProgram:
                 self._events_changed.wait(left)
 
     def log_text(self) -> str:
-        """What the program logged to stderr so far."""
+        """What the program logged to stderr so far (readable after close, until the context ends)."""
         if self._log is None:
             return ""
         self._log.flush()
@@ -172,5 +201,5 @@ def check_clean_exit(program: ServicesProgram) -> None:
     """Quit ``program`` and assert it exited 0 with no sanitizer report (leaks are checked at exit)."""
     status = program.close()
     reports = program.sanitizer_reports()
-    assert not reports, f"sanitizer reports from hil-services:\n{reports}\n{program.log_text()[-4000:]}"
-    assert status == 0, f"hil-services exited with status {status}: {program.log_text()[-2000:]}"
+    assert not reports, f"sanitizer reports from the services program:\n{reports}\n{program.log_text()[-4000:]}"
+    assert status == 0, f"the services program exited with status {status}: {program.log_text()[-2000:]}"

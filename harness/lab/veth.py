@@ -40,7 +40,7 @@ class VethLab(Lab):
         self.dut = Namespace(f"hil-{self.run_id}-dut")
 
     def _check(self) -> None:
-        require_tools("ip", "tc")
+        require_tools("ip", "tc", "ethtool")
         if os.geteuid() != 0:
             raise LabError("the virtual lab needs root (network namespaces, veth, tc): run the suite as root")
 
@@ -57,6 +57,10 @@ class VethLab(Lab):
         for ns, ifname in ((self.host, self.host_if), (self.dut, self.dut_if)):
             # One segment per skb: otherwise tbf charges the 24-byte overhead once per GSO super-packet.
             ns.ip("link", "set", "dev", ifname, "mtu", str(self.link.mtu), "gso_max_segs", "1")
+            # Every frame on the cable carries its finished checksums, as on a wire: with TX checksum
+            # offload a veth hands the other end's packet socket frames whose checksum is still to be
+            # filled in, and the board's stack (smoltcp) verifies every checksum it receives.
+            ns.run("ethtool", "-K", ifname, "tx", "off")
             ns.tc(
                 "qdisc", "add", "dev", ifname, "root", "tbf",
                 "rate", f"{self.link.rate_mbit}mbit", "burst", str(self.link.burst_bytes),

@@ -302,8 +302,8 @@ void fw_net_stats(hil_stats_t *out)
     hil_net_stats(&s);
     *out = (hil_stats_t){
         .iface = "eth",
-        .rx_frames = s.stack.rx_frames,
-        .rx_bytes = s.stack.rx_bytes,
+        .rx_frames = s.rx_frames,
+        .rx_bytes = s.rx_bytes,
         .rx_drops = s.stack.rx_drops + s.rx_kernel_drops,
         .tx_frames = s.stack.tx_frames,
         .tx_bytes = s.stack.tx_bytes,
@@ -323,9 +323,10 @@ int fw_net_stats_extra(char *out, size_t len)
     hil_net_stats_t s;
     hil_net_stats(&s);
     return snprintf(out, len,
-                    "\"rx_kernel_drops\":%" PRIu64 ",\"rx_csum_not_ready\":%" PRIu64 ",\"pool_min_free\":%" PRIu32
-                    ",\"polls\":%" PRIu64 ",\"tx_ring_full\":%" PRIu64,
-                    s.rx_kernel_drops, s.rx_csum_not_ready, s.pool.min_free, s.polls, s.tx_ring_full);
+                    "\"stack_rx_frames\":%" PRIu64 ",\"rx_kernel_drops\":%" PRIu64 ",\"rx_csum_not_ready\":%" PRIu64
+                    ",\"pool_min_free\":%" PRIu32 ",\"polls\":%" PRIu64 ",\"tx_ring_full\":%" PRIu64,
+                    s.stack.rx_frames, s.rx_kernel_drops, s.rx_csum_not_ready, s.pool.min_free, s.polls,
+                    s.tx_ring_full);
 }
 
 static void reply_ip(hil_members_t *m)

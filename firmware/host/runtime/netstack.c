@@ -63,7 +63,7 @@ static struct {
     request_t *incoming;
     request_t *parked; /* poll thread only */
     atomic_bool link_up;
-    atomic_uint_fast64_t link_ups, link_downs, rx_csum_not_ready, polls, tx_ring_full;
+    atomic_uint_fast64_t link_ups, link_downs, rx_csum_not_ready, polls, tx_ring_full, rx_frames, rx_bytes;
     uint64_t rx_kernel_drops; /* poll thread only (PACKET_STATISTICS resets on read) */
     int64_t start_us;
     /* poll thread only: the frame the full ring could not take yet (the ring's last descriptor) */
@@ -214,6 +214,8 @@ static void *rx_thread(void *arg)
             hil_log(HIL_LOG_ERROR, TAG, "RX socket failed: errno %d", errno);
             return NULL;
         }
+        atomic_fetch_add(&net.rx_frames, 1);
+        atomic_fetch_add(&net.rx_bytes, (uint64_t)n);
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
             if (c->cmsg_level == SOL_PACKET && c->cmsg_type == PACKET_AUXDATA) {
                 struct tpacket_auxdata aux;
@@ -705,6 +707,8 @@ void hil_net_stats(hil_net_stats_t *out)
     out->rx_csum_not_ready = atomic_load(&net.rx_csum_not_ready);
     out->polls = atomic_load(&net.polls);
     out->tx_ring_full = atomic_load(&net.tx_ring_full);
+    out->rx_frames = atomic_load(&net.rx_frames);
+    out->rx_bytes = atomic_load(&net.rx_bytes);
 }
 
 static int64_t ip_info_op(hs_stack_t *stack, void *arg)

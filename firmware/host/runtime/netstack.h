@@ -93,8 +93,9 @@ void hil_net_kick(void);
 int64_t hil_net_now_us(void);
 
 typedef struct {
-    hs_stats_t stack;
+    hs_stats_t stack;            /* what smoltcp's device saw (rx: frames the stack took, tapped ones included) */
     hs_pool_stats_t pool;
+    uint64_t rx_frames, rx_bytes; /* every frame the interface delivered, whatever became of it (a NIC's count) */
     uint64_t link_ups, link_downs;
     uint64_t rx_kernel_drops;   /* frames the kernel dropped before the RX thread read them */
     uint64_t rx_csum_not_ready; /* frames handed over with an unfinished checksum (offload on the peer) */

@@ -28,7 +28,7 @@ typedef void (*hil_thread_fn)(void *arg);
  * priority is a FreeRTOS priority (ignored on POSIX). Returns 0 on success, -1 on failure. */
 int hil_thread_start(const char *name, hil_thread_fn fn, void *arg, size_t stack_bytes, int priority);
 
-/* Monotonic time since boot (FreeRTOS) or since process start (POSIX). */
+/* Monotonic time since boot (FreeRTOS) or since process start (POSIX; minus $HIL_UPTIME_AT_START_MS). */
 uint64_t hil_time_us(void);
 uint32_t hil_time_ms(void);
 void hil_sleep_ms(uint32_t ms);

@@ -62,9 +62,13 @@ static uint64_t monotonic_us(void)
 static uint64_t start_us;
 static pthread_once_t start_once = PTHREAD_ONCE_INIT;
 
+/* Time counts from boot: a program started after the chip's ROM and bootloader ran is told how long they
+ * took (HIL_UPTIME_AT_START_MS, set by the virtual board), so its log lines and uptime match the console. */
 static void record_start(void)
 {
-    start_us = monotonic_us();
+    const char *before = getenv("HIL_UPTIME_AT_START_MS");
+    uint64_t before_us = before != NULL ? strtoull(before, NULL, 10) * 1000u : 0;
+    start_us = monotonic_us() - before_us;
 }
 
 uint64_t hil_time_us(void)

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.boards.board import Board
-from harness.boards.virtual.cbuild import build_services
+from harness.boards.virtual.firmware import FIRMWARE_ENV
+from harness.boards.virtual.stackbuild import build_firmware
 from harness.console.monitor import ConsoleMonitor
 from harness.errors import BoardError
 from harness.lab.base import ManagedProcess
@@ -43,6 +44,24 @@ def control_request(control_path: str, op: str, timeout: float = CONTROL_TIMEOUT
     return reply
 
 
+def start_supervisor(lab: VethLab, state_dir: Path, *, flash_dir: Path, mac: str, stack: str,
+                     chip_rev: str | None = None, faults: tuple[str, ...] = ()) -> ManagedProcess:  # fmt: skip
+    """Build the native firmware and start the board's supervisor in the lab's DUT namespace.
+
+    The firmware is built first, so a build problem is reported as such, not as a boot hang. The
+    supervisor prints one ready line on its stdout (a pipe); its log is ``<state_dir>/supervisor.log``.
+    """
+    firmware = build_firmware(stack)
+    command = [
+        sys.executable, "-m", "harness.boards.virtual.supervisor", "--state-dir", str(state_dir),
+        "--flash-dir", str(flash_dir), "--ifname", lab.dut_if, "--mac", mac, "--stack", stack,
+        *(["--chip-rev", chip_rev] if chip_rev else []), *(f"--fault={fault}" for fault in faults),
+    ]  # fmt: skip
+    with open(state_dir / "supervisor.log", "ab") as stderr:
+        return lab.spawn("virtual-board", command, ns=lab.dut, stdout=subprocess.PIPE, stderr=stderr,
+                         env={**os.environ, FIRMWARE_ENV: str(firmware)})  # fmt: skip
+
+
 def virtual_mac(run_id: str) -> str:
     """A stable, locally administered MAC per run (so concurrent runs differ)."""
     digest = hashlib.sha256(run_id.encode()).digest()
@@ -55,15 +74,17 @@ class VirtualBoard(Board):
     Args:
         lab: the started lab whose DUT namespace the board lives in.
         log_dir: where the console log and the board's own logs go.
-        faults: names from the fault catalogue the firmware twin starts with.
+        faults: names from the fault catalogue the firmware starts with.
+        stack: the native firmware's network stack, ``smoltcp`` or ``linux`` (the kernel's: the control arm).
     """
 
     kind = "virtual"
 
-    def __init__(self, lab: VethLab, log_dir: Path, faults: tuple[str, ...] = ()) -> None:
+    def __init__(self, lab: VethLab, log_dir: Path, faults: tuple[str, ...] = (), stack: str = "smoltcp") -> None:
         super().__init__(log_dir)
         self.lab = lab
         self.faults = faults
+        self.stack = stack
         self.mac = virtual_mac(lab.run_id)
         self.state_dir = log_dir / "virtual-board"
         self.flash_dir = self.state_dir / "flash"  # factory-programmed at first start; persists with the log dir
@@ -79,22 +100,8 @@ class VirtualBoard(Board):
     def start(self, wait_online: bool = True) -> None:
         """Start the board process, open its console, and boot it."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        # Compile the firmware's C services first, so a build problem is reported as such, not as a boot hang.
-        services = build_services()
-        command = [
-            sys.executable, "-m", "harness.boards.virtual.supervisor", "--state-dir", str(self.state_dir),
-            "--flash-dir", str(self.flash_dir), "--ifname", self.lab.dut_if, "--mac", self.mac,
-        ]  # fmt: skip
-        for fault in self.faults:
-            command += ["--fault", fault]
-        stderr = open(self.state_dir / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
-        try:
-            self.process = self.lab.spawn(
-                "virtual-board", command, ns=self.lab.dut, stdout=subprocess.PIPE, stderr=stderr,
-                env={**os.environ, "HIL_SERVICES_BINARY": str(services)},
-            )  # fmt: skip
-        finally:
-            stderr.close()
+        self.process = start_supervisor(self.lab, self.state_dir, flash_dir=self.flash_dir, mac=self.mac,
+                                        stack=self.stack, faults=self.faults)  # fmt: skip
         ready = self._read_ready()
         self._port, self._control = ready["port"], ready["control"]
         self.console = ConsoleMonitor(self._port, self.log_dir / "console.log").start()
@@ -145,13 +152,21 @@ class VirtualBoard(Board):
         return steal_adjusted_floor(floor_mbps, host_cpu_steal_pct)
 
     def app_pid(self) -> int | None:
-        """PID of the running firmware process (to simulate a hang by killing it)."""
+        """PID of the running app process (to simulate a hang by killing it)."""
         return self.control("status").get("app_pid")
 
     def dut_processes(self) -> list[int]:
-        """The running firmware process: the virtual DUT is a process of the lab machine."""
+        """The running app and its native firmware: the virtual DUT is processes of the lab machine."""
         pid = self.app_pid()
-        return [pid] if pid else []
+        if not pid:
+            return []
+        children: list[int] = []
+        for task in Path(f"/proc/{pid}/task").glob("*/children"):
+            try:
+                children += [int(child) for child in task.read_text().split()]
+            except (OSError, ValueError):
+                continue
+        return [pid, *children]
 
     def close(self) -> None:
         """Stop the console and the board process."""

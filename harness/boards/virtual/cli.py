@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.boards.virtual.kind import STACKS
 from harness.boards.virtual.standalone import (
     STATE_FILE,
     check_name,
@@ -46,6 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _name(start)
     start.add_argument("--flash-dir", help="directory of the board's flash file (default: the state directory)")
     start.add_argument("--chip-rev", choices=("v1.0", "v3.1"), default="v1.0", help="chip revision (default v1.0)")
+    start.add_argument(
+        "--stack",
+        choices=STACKS,
+        default="smoltcp",
+        help="the native firmware's network stack: smoltcp (default) or linux (the kernel's)",
+    )
     start.add_argument("--external-lab", action="store_true",
                        help="no host namespace or DHCP server: leave the cable's host end hv<id> in the root "
                             "namespace for a NIC lab")  # fmt: skip
@@ -101,7 +108,7 @@ def run_start(args: argparse.Namespace) -> int:
     directory = state_dir(name)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / STATE_FILE).unlink(missing_ok=True)
-    command = [sys.executable, "-m", MODULE, "--name", name, "--chip-rev", args.chip_rev]
+    command = [sys.executable, "-m", MODULE, "--name", name, "--chip-rev", args.chip_rev, "--stack", args.stack]
     if args.flash_dir:
         command += ["--flash-dir", str(Path(args.flash_dir).resolve())]
     if args.external_lab:

@@ -1,4 +1,4 @@
-"""The virtual ESP32-P4 as a board kind: `--board virtual` (the default) and its `--fault` option."""
+"""The virtual ESP32-P4 as a board kind: `--board virtual` (the default), its `--virtual-stack` and `--fault`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.boards.kinds import BoardKind, KindOptions
+
+STACKS = ("smoltcp", "linux")
 
 
 class VirtualKind(BoardKind):
@@ -16,7 +18,14 @@ class VirtualKind(BoardKind):
     is_default = True
 
     def add_options(self, group: KindOptions) -> None:
-        """`--fault NAME` (repeatable): start the board with a misbehaviour from the fault catalogue."""
+        """`--virtual-stack smoltcp|linux` and `--fault NAME` (repeatable, from the fault catalogue)."""
+        group.addoption(
+            "--virtual-stack",
+            choices=STACKS,
+            default="smoltcp",
+            help="the virtual board's network stack: smoltcp (the default: the firmware's stack, in "
+            "the native firmware) or linux (the kernel's stack, the control arm; docs/smoltcp.md)",
+        )
         group.addoption("--fault", action="append", default=[],
                         help="start the virtual board with this fault from the catalogue (repeatable; "
                         "docs/faults.md)")  # fmt: skip
@@ -38,7 +47,7 @@ class VirtualKind(BoardKind):
         """The board process in the lab's DUT namespace, started with the chosen faults."""
         from harness.boards.virtual.board import VirtualBoard
 
-        return VirtualBoard(lab, log_dir, faults=tuple(options.fault))
+        return VirtualBoard(lab, log_dir, faults=tuple(options.fault), stack=options.virtual_stack)
 
 
 BOARD_KIND = VirtualKind()

@@ -23,14 +23,14 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from harness.boards.virtual.board import control_request, virtual_mac
+from harness.boards.virtual.board import control_request, start_supervisor, virtual_mac
+from harness.boards.virtual.kind import STACKS
 from harness.errors import BoardError, ConfigError, LabError
 from harness.lab.base import WIRE_OVERHEAD_BYTES, ManagedProcess
 from harness.lab.netns import LOCK_DIR, Namespace, delete_namespace, run_command
@@ -99,6 +99,8 @@ class ExternalLab(VethLab):
         for argv in (["ip", "-n", dut.name], ["ip"]):
             ifname = self.dut_if if len(argv) > 1 else self.host_if
             run_command([*argv, "link", "set", "dev", ifname, "mtu", str(self.link.mtu), "gso_max_segs", "1"])
+            run_command([*(["ip", "netns", "exec", dut.name] if len(argv) > 1 else []), "ethtool", "-K", ifname,
+                         "tx", "off"])  # finished checksums on the cable, as VethLab does  # fmt: skip
             tc = ["tc", "-n", dut.name] if len(argv) > 1 else ["tc"]
             run_command([
                 *tc, "qdisc", "add", "dev", ifname, "root", "tbf", "rate", f"{self.link.rate_mbit}mbit",
@@ -152,22 +154,16 @@ class StandaloneBoard:
             from harness.lab.dhcp import DhcpServer
 
             self.dhcp = DhcpServer(self.lab.host, self.lab.host_if, self.lab.addressing).start()
-        command = [
-            sys.executable, "-m", "harness.boards.virtual.supervisor", "--state-dir", str(self.dir),
-            "--flash-dir", str(self.flash_dir), "--ifname", self.lab.dut_if, "--mac", self.mac,
-            "--chip-rev", self.args.chip_rev,
-        ]  # fmt: skip
-        with open(self.dir / "supervisor.log", "ab") as stderr:
-            self.board = self.lab.spawn(
-                "virtual-board", command, ns=self.lab.dut, stdout=subprocess.PIPE, stderr=stderr
-            )
+        self.board = start_supervisor(self.lab, self.dir, flash_dir=self.flash_dir, mac=self.mac,
+                                      stack=self.args.stack, chip_rev=self.args.chip_rev)  # fmt: skip
         ready = self._read_ready()
         self.rfc2217 = Rfc2217Server(ready["port"], lambda op: control_request(ready["control"], op)).start()
         self.state = {
             "name": self.name, "port": ready["port"], "rfc2217": self.rfc2217.url, "control": ready["control"],
             "dut_ns": self.lab.dut.name, "host_ns": None if self.args.external_lab else self.lab.host.name,
             "host_if": self.lab.host_if, "dut_ip": None, "mac": self.mac, "flash_dir": str(self.flash_dir),
-            "chip_rev": self.args.chip_rev, "external_lab": bool(self.args.external_lab), "pid": os.getpid(),
+            "chip_rev": self.args.chip_rev, "stack": self.args.stack, "external_lab": bool(self.args.external_lab),
+            "pid": os.getpid(),
             "ready": False,
         }  # fmt: skip
         write_state(self.name, self.state)
@@ -242,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="vboard")
     parser.add_argument("--flash-dir")
     parser.add_argument("--chip-rev", default="v1.0", choices=("v1.0", "v3.1"))
+    parser.add_argument("--stack", default="smoltcp", choices=STACKS)
     parser.add_argument("--external-lab", action="store_true")
     args = parser.parse_args(argv)
     board = StandaloneBoard(args)

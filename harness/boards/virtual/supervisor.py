@@ -5,15 +5,16 @@ USB-serial pty, the SPI flash) and on every reset does what the chip does:
 
 - IO0 high (SPI boot): the ROM banner ``boot:0x30f (SPI_FAST_FLASH_BOOT)``, then the boot decision for
   what is in flash (`image.decide_boot`). A bootable app prints the 2nd-stage bootloader's lines and
-  starts the firmware twin, which is told the flashed app's descriptor (environment variable
-  ``HIL_VIRTUAL_APP``, JSON). Erased or corrupt flash prints the real failure lines and loops: ROM
-  banner again with the reset reason of that failure, paced like the real loop, until the next reset.
+  starts the app (`firmware.py`: hil_app's console around the native firmware), which is told the flashed
+  app's descriptor (environment variable ``HIL_VIRTUAL_APP``, JSON). Erased or corrupt flash prints the
+  real failure lines and loops: ROM banner again with the reset reason of that failure, paced like the
+  real loop, until the next reset.
 - IO0 low (download mode): ``boot:0x307 (DOWNLOAD(USB/UART0/SPI))`` and ``waiting for download``, then
   the ROM serial loader (`rom.RomLoader`) answers esptool on the pty until a reset or until esptool
   asks to run the flashed app.
 
-A brand-new board (its flash file does not exist yet) is factory-programmed with the twin's own image
-(`factory_image`), so it boots the twin out of the box and ``erase-flash`` + reset gives a real boot loop.
+A brand-new board (its flash file does not exist yet) is factory-programmed with the board's own image
+(`factory_image`), so it boots out of the box and ``erase-flash`` + reset gives a real boot loop.
 
 It prints one JSON line on stdout once ready: ``{"port": "/dev/pts/N", "control": "<unix socket>",
 "pid": N, "flash_dir": ...}``.
@@ -50,7 +51,7 @@ from typing import Any
 from harness import __version__
 from harness.boards.virtual import bootlog
 from harness.boards.virtual.factory_image import FactoryApp, program_factory_image
-from harness.boards.virtual.firmware import EXIT_RESET_BASE, IDF_VERSION, firmware_sha256
+from harness.boards.virtual.firmware import EXIT_RESET_BASE, IDF_VERSION, STACKS, firmware_sha256
 from harness.boards.virtual.flash import FLASH_FILE_NAME, SpiFlash
 from harness.boards.virtual.image import (
     PARTITION_TABLE_MAX,
@@ -240,7 +241,7 @@ class VirtualChip:
         command = [
             sys.executable, "-m", "harness.boards.virtual.firmware", "--console-fd", str(self.master),
             "--ifname", self.args.ifname, "--mac", self.args.mac, "--chip-rev", format_rev(self.chip_rev),
-            "--boot-ms", str(boot_ms),
+            "--boot-ms", str(boot_ms), "--stack", self.args.stack,
         ]  # fmt: skip
         for fault in self.args.fault:
             command += ["--fault", fault]
@@ -255,7 +256,7 @@ class VirtualChip:
 
     def _wait_app(self, app: subprocess.Popen) -> None:
         code = app.wait()
-        signal_group(app.pid, signal.SIGKILL)  # the firmware's own helpers (iperf3) die with it, as on a reset
+        signal_group(app.pid, signal.SIGKILL)  # the native firmware (and its udhcpc) die with it, as on a reset
         with self._lock:
             if app is not self.app or self._closing.is_set():
                 return
@@ -301,7 +302,7 @@ class VirtualChip:
 
 
 def twin_descriptor() -> FactoryApp:
-    """The descriptor of the firmware twin, as its factory image carries it."""
+    """The descriptor of the board's own app, as its factory image carries it."""
     return FactoryApp("hil_app", __version__, IDF_VERSION, firmware_sha256())
 
 
@@ -376,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ifname", default="eth0")
     parser.add_argument("--mac", required=True)
     parser.add_argument("--chip-rev", default="v1.0")
+    parser.add_argument("--stack", choices=STACKS, default="smoltcp", help="the native firmware's network stack")
     parser.add_argument("--fault", action="append", default=[])
     args = parser.parse_args(argv)
     args.state_dir.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet, TcpPacket};
 
 use crate::errno::{ENOENT, ENOSPC};
 use crate::pool::FramePool;
@@ -120,6 +121,21 @@ impl HostDevice {
         Ok(())
     }
 
+    /// The destination port when the next queued frame is a TCP SYN (for the listeners' admission).
+    pub fn next_syn_port(&self) -> Option<u16> {
+        tcp_syn_port(self.pool.peek_ready()?)
+    }
+
+    /// Take the next queued frame and drop it: received, and dropped by the stack (rx_drops).
+    pub fn drop_next(&mut self) {
+        if let Some((index, frame)) = self.pool.next_ready() {
+            self.rx.frames += 1;
+            self.rx.bytes += frame.len() as u64;
+            self.rx.drops += 1;
+            self.pool.release(index);
+        }
+    }
+
     /// Send a raw Ethernet frame (`esp_smoltcp_l2_send`); false when the send failed (a tx_fail).
     pub fn send_raw(&mut self, frame: &[u8]) -> bool {
         self.transmitter.send(frame, &mut self.tx)
@@ -132,6 +148,21 @@ impl HostDevice {
             self.rx.drops += 1;
         }
     }
+}
+
+/// The destination port of a frame that is a valid IPv4 TCP SYN (no ACK, checksums right, not a fragment).
+fn tcp_syn_port(frame: &[u8]) -> Option<u16> {
+    let ethernet = EthernetFrame::new_checked(frame).ok()?;
+    if ethernet.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(ethernet.payload()).ok()?;
+    if !ip.verify_checksum() || ip.next_header() != IpProtocol::Tcp || ip.more_frags() || ip.frag_offset() != 0 {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    let (src, dst) = (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()));
+    (tcp.syn() && !tcp.ack() && tcp.verify_checksum(&src, &dst)).then(|| tcp.dst_port())
 }
 
 /// The tap registered for a frame's EtherType.

@@ -112,6 +112,13 @@ impl FramePool {
         Some((index, unsafe { std::slice::from_raw_parts(self.slot_ptr(index), len as usize) }))
     }
 
+    /// The next queued frame without taking it (only the poll thread takes frames, so it stays first).
+    pub fn peek_ready(&self) -> Option<&[u8]> {
+        let (index, len) = *self.lock().ready.front()?;
+        // As in `next_ready`: the slot is not written while it is queued.
+        Some(unsafe { std::slice::from_raw_parts(self.slot_ptr(index), len as usize) })
+    }
+
     /// Whether a frame waits.
     pub fn has_ready(&self) -> bool {
         !self.lock().ready.is_empty()

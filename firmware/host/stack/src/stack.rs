@@ -86,7 +86,9 @@ struct Tcp {
 /// `listen()` pre-allocates), and connections that took one wait in the pool until `accept()`, at most
 /// `backlog` of them. A socket that takes a connection is replaced between two frames, so a SYN right
 /// behind another one finds a listening socket too (the board's accept task would re-arm it within
-/// microseconds; a host thread may be late by milliseconds).
+/// microseconds; a host thread may be late by milliseconds). When no socket listens, a new SYN takes the
+/// place of the oldest half-open connection (a SYN flood cannot lock the port), and with only established
+/// connections waiting (the backlog is full) it is dropped, as lwIP and Linux drop it: the client retries.
 struct Listener {
     endpoint: IpListenEndpoint,
     pool: Vec<SocketHandle>,
@@ -197,6 +199,12 @@ impl Stack {
         let mut changed = false;
         // Frames one at a time, re-arming listeners between two frames.
         loop {
+            if let Some(port) = self.device.next_syn_port() {
+                if !self.admit_syn(port) {
+                    self.device.drop_next();
+                    continue;
+                }
+            }
             match self.iface.poll_ingress_single(now, &mut self.device, &mut self.sockets) {
                 PollIngressSingleResult::None => break,
                 PollIngressSingleResult::PacketProcessed => {}
@@ -613,6 +621,25 @@ impl Stack {
             keepalive,
         }));
         Ok((new_id, peer))
+    }
+
+    /// Whether a SYN to `port` may reach smoltcp: yes with no listener there (smoltcp resets it: refused) or a
+    /// socket listening; otherwise the oldest half-open connection makes room, and without one it is dropped.
+    fn admit_syn(&mut self, port: u16) -> bool {
+        let listener = self.table.iter().flatten().find_map(|sock| match sock {
+            Sock::Tcp(Tcp { listener: Some(l), .. }) if l.endpoint.port == port => Some(l),
+            _ => None,
+        });
+        let Some(l) = listener else { return true };
+        let state = |h: &SocketHandle| self.sockets.get::<tcp::Socket>(*h).state();
+        if l.pool.iter().any(|h| state(h) == tcp::State::Listen) {
+            return true;
+        }
+        let Some(&oldest) = l.pool.iter().find(|h| state(h) == tcp::State::SynReceived) else { return false };
+        let endpoint = l.endpoint;
+        let socket = self.sockets.get_mut::<tcp::Socket>(oldest);
+        socket.abort();
+        socket.listen(endpoint).is_ok()
     }
 
     /// Keep every listener's armed sockets listening: a socket reset before it was accepted listens
