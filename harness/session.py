@@ -108,6 +108,7 @@ class HilSession:
             self.guard = Guard(board, self.decoder)
             self.record.meta["board"] = board.identity()
             self.record.meta["firmware"] = board.firmware_info()
+            self.record.meta["stack"] = board.network_stack()
             self.record.meta["console_log"] = self.record.relative(board.monitor.log_path)
             self.record.save()
             return board
@@ -214,7 +215,9 @@ class HilSession:
         """Print the summary table (scenario, result, metric, value, ceiling) and the results path."""
         if not self.record.tests:
             return
-        table = Table(title=f"esp-smoltcp-hil run {self.record.run_id} ({self.options.board} board)")
+        stack = self.record.meta.get("stack")
+        on = f"{self.options.board} board, {stack}" if stack else f"{self.options.board} board"
+        table = Table(title=f"esp-smoltcp-hil run {self.record.run_id} ({on})")
         for column in ("scenario", "result", "metric", "value", "ceiling"):
             table.add_column(column, justify="right" if column in ("value", "ceiling") else "left")
         for test in self.record.tests.values():

@@ -14,6 +14,9 @@ from harness.errors import BoardError, DutTimeoutError
 from harness.firmware.footprint import FirmwareFootprint
 
 COMMAND_TIMEOUT_S = 10.0
+# The smoltcp inside each published esp_smoltcp_glue (its Cargo.toml pins smoltcp 0.12; 0.12.0 is the only
+# 0.12 release): a real board reports the glue, not smoltcp itself.
+GLUE_SMOLTCP = {"0.1.0": "0.12.0", "0.2.0-rc.1": "0.12.0"}
 BOOT_TIMEOUT_S = 20.0
 IP_TIMEOUT_S = 30.0
 _RESET_LINE = re.compile(r"rst:0x([0-9a-fA-F]+) \(([A-Z0-9_]+)\)")
@@ -197,9 +200,27 @@ class Board(abc.ABC):
         mac = self.hello.get("mac", "")
         return {"kind": self.kind, "id": mac, "mac": mac, "port": self.port}
 
+    def components(self) -> dict[str, str]:
+        """The software the firmware runs, name -> version: HIL_HELLO.components, plus the smoltcp that the
+        reported esp_smoltcp_glue contains when the firmware does not name smoltcp itself.
+
+        Scenarios key a known behaviour of one component on this (never on the kind of board).
+        """
+        components = {str(k): str(v) for k, v in (self.hello.get("components") or {}).items()}
+        glue = GLUE_SMOLTCP.get(components.get("esp_smoltcp_glue", ""))
+        if "smoltcp" not in components and glue is not None:
+            components["smoltcp"] = glue
+        return components
+
+    def network_stack(self) -> str:
+        """The TCP/IP stack the firmware runs, with its version when known (``smoltcp 0.12.0``, ``lwip``)."""
+        name = str(self.hello.get("stack") or "smoltcp")  # PROTOCOL.md: absent means smoltcp
+        version = self.components().get(name)
+        return f"{name} {version}" if version else name
+
     def firmware_info(self) -> dict[str, Any]:
         """The firmware identity printed in HIL_HELLO."""
-        keys = ("app", "app_version", "idf", "components", "chip", "chip_rev", "elf_sha256", "board")
+        keys = ("app", "app_version", "idf", "components", "chip", "chip_rev", "elf_sha256", "board", "stack")
         return {key: self.hello[key] for key in keys if key in self.hello}
 
     def firmware_footprint(self) -> FirmwareFootprint | None:

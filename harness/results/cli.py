@@ -363,8 +363,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     policy = load_policy(args.hil_config)
     with open_store(args.db, create=False) as store:
         comparisons = compare_runs(store, args.run_a, args.run_b, policy)
+        # Which stack each run measured (a smoltcp run beside a linux run is the point of comparing them).
+        labels = [
+            f"{run}, {stack}" if (stack := store.document(run).get("stack")) else run
+            for run in (args.run_a, args.run_b)
+        ]
     console = make_console()
-    console.print(compare_table(args.run_a, args.run_b, comparisons))
+    console.print(compare_table(labels[0], labels[1], comparisons))
     console.print(line(compare_summary(comparisons)))
     return EXIT_OK
 

@@ -25,10 +25,10 @@ INT64_MAX = 2**63 - 1  # counters and line numbers are stored as 64-bit integers
 MAX_ID_CHARS = 512
 
 # Optional string fields of the objects a results file holds (run level and nested objects).
-_RUN_STRINGS = ("finished", "harness_version", "host", "console_log", "junit")
+_RUN_STRINGS = ("finished", "harness_version", "host", "console_log", "junit", "stack")
 _OBJECT_STRINGS = {
     "board": ("kind", "id", "mac"),
-    "firmware": ("app", "app_version", "idf", "elf_sha256", "chip", "chip_rev", "git_commit", "commit"),
+    "firmware": ("app", "app_version", "idf", "elf_sha256", "chip", "chip_rev", "git_commit", "commit", "stack"),
     "link": ("kind", "duplex"),
     "config": ("fingerprint", "source"),
     "source": ("commit", "branch", "base_branch", "pr", "ci", "ci_job_url", "commit_url", "repository"),

@@ -23,6 +23,26 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "known_shim_defect(name): catches a known esp-smoltcp shim defect (tests/scenarios/test_shim_defects.py)",
     )
+    config.addinivalue_line(
+        "markers",
+        "known_behaviour(component, versions, behaviour): a strict xfail on a board whose firmware reports "
+        "`component` (HIL_HELLO.components) at a version starting with one of `versions` (docs/scenarios.md)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _known_behaviour(request: pytest.FixtureRequest) -> None:
+    """A scenario that fails on one component's known behaviour is a strict xfail where the board reports it.
+
+    The test keeps its assertions: it must fail there (a pass means the behaviour changed and the marker is
+    out of date), and it must pass everywhere else. The board is asked only when the marker is there.
+    """
+    for marker in request.node.iter_markers("known_behaviour"):
+        component, versions, behaviour = marker.args
+        version = request.getfixturevalue("board").components().get(component)
+        if version is not None and version.startswith(tuple(versions)):
+            request.applymarker(pytest.mark.xfail(strict=True, reason=f"{component} {version}: {behaviour}"))
+            return
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -8,7 +8,19 @@ from harness.boards.board import Board
 from harness.lab.traffic import percentile, ping
 
 
-@pytest.mark.parametrize("size", [56, 512, 1472])
+# smoltcp 0.12.0 fragments an IPv4 packet larger than its IP MTU without keeping the fragments' payload a
+# multiple of 8 bytes (RFC 791 3.2); the glue gives smoltcp max_transmission_unit 1500, which smoltcp counts
+# with the Ethernet header (IP MTU 1486), so a 1500-byte echo reply leaves in two overlapping fragments.
+FRAGMENTED_REPLY = pytest.mark.known_behaviour(
+    "smoltcp", ("0.12.",),
+    "the 1500-byte echo reply exceeds smoltcp's IP MTU (1486: max_transmission_unit 1500 counts the Ethernet "
+    "header) and smoltcp 0.12 fragments it at 1466 payload bytes, not a multiple of 8 (RFC 791 3.2): the second "
+    "fragment's offset (1464) overlaps the first and the host reassembles a reply 2 bytes short, which ping "
+    "reports as truncated (smoltcp-rs/smoltcp#1104, fixed by #1116 after 0.12)",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [56, 512, pytest.param(1472, marks=FRAGMENTED_REPLY)])
 def test_ping(board: Board, lab, dut_ip: str, hil_config, metrics, size: int) -> None:
     """No echo is lost; RTT percentiles are recorded."""
     result = ping(lab.host, dut_ip, count=100, interval=0.01, size=size)

@@ -4,6 +4,8 @@ and its receive counter saw the frames."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from harness.boards.board import Board
@@ -13,6 +15,19 @@ from harness.lab.robustness import CASES, Case, send_case
 from harness.lab.traffic import ping
 
 CALL_TIMEOUT_S = 60
+SETTLE_S = 0.05
+SETTLE_MAX_S = 5.0
+# smoltcp's neighbour cache holds 8 entries (IFACE_NEIGHBOR_CACHE_COUNT) and learns every host that sends it an
+# ARP request (RFC 826); 500 requesters evict the lab host, and smoltcp discards the reply it cannot address
+# while it asks for the host again instead of keeping it (RFC 1122 2.3.2.2 says SHOULD keep the latest one).
+KNOWN = {
+    "arp_storm": pytest.mark.known_behaviour(
+        "smoltcp", ("0.12.",),
+        "500 ARP requesters evict the lab host from smoltcp's 8-entry neighbour cache; the first echo reply after "
+        "the storm is discarded while smoltcp resolves the host again (RFC 1122 2.3.2.2: SHOULD save the latest "
+        "packet for an unresolved address), so one of the pings after the storm goes unanswered",
+    ),
+}  # fmt: skip
 
 
 def _http_alive(dut_ip: str) -> int:
@@ -20,7 +35,25 @@ def _http_alive(dut_ip: str) -> int:
         return conn.get("/stats", keep_alive=False).status
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def _absorbed(board: Board) -> None:
+    """Wait until the DUT has taken in what the case sent: its receive counter stands still.
+
+    A DUT that processes fewer frames per second than the wire carries is still working through a flood when
+    the last frame left the lab; the checks below are about afterwards.
+    """
+    deadline = time.monotonic() + SETTLE_MAX_S
+    last = board.stats()["rx_frames"]
+    while time.monotonic() < deadline:
+        time.sleep(SETTLE_S)  # the interval over which "stands still" is judged
+        now = board.stats()["rx_frames"]
+        if now == last:
+            return
+        last = now
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param(case, marks=KNOWN.get(case.name, ())) for case in CASES], ids=[case.name for case in CASES]
+)
 def test_robustness(board: Board, lab, dut_ip: str, metrics, case: Case) -> None:
     """Send the case's frames; the DUT must still answer and must have received them."""
     before = board.stats()
@@ -34,6 +67,7 @@ def test_robustness(board: Board, lab, dut_ip: str, metrics, case: Case) -> None
     finally:
         if mtu is not None:
             lab.host.ip("link", "set", "dev", lab.host_if, "mtu", str(mtu))
+    _absorbed(board)
     metrics.record("robustness_packets_sent", sent.packets, "packets", "higher")
     if case.name == "syn_flood":
         metrics.record("robustness_syn_flood_pps", sent.rate_pps, "packets/s", "higher")

@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import queue
+import re
 import select
 import signal
 import subprocess
@@ -109,10 +110,20 @@ def board_options() -> list[str]:
     return options
 
 
+def busybox_version() -> str:
+    """The version of busybox (whose udhcpc is the linux stack's DHCP client), e.g. ``1.35.0``."""
+    try:
+        banner = subprocess.run(["busybox"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except OSError:
+        return "unknown"
+    found = re.search(r"BusyBox v(\S+)", banner)
+    return found.group(1) if found else "unknown"
+
+
 def stack_components(stack: str) -> dict[str, str]:
-    """HIL_HELLO.components of a stack: smoltcp's version from Cargo.lock, or the kernel's release."""
+    """HIL_HELLO.components of a stack: smoltcp's version from Cargo.lock, or the kernel's and udhcpc's."""
     if stack == "linux":
-        return {"linux": platform.release()}
+        return {"linux": platform.release(), "udhcpc": busybox_version()}
     from harness.boards.virtual.stackbuild import smoltcp_version
 
     return {"smoltcp": smoltcp_version(), **VIRTUAL_COMPONENTS}
