@@ -7,7 +7,6 @@ import pytest
 from harness.boards.board import Board
 from harness.lab.traffic import percentile, ping
 
-
 # smoltcp 0.12.0 fragments an IPv4 packet larger than its IP MTU without keeping the fragments' payload a
 # multiple of 8 bytes (RFC 791 3.2); the glue gives smoltcp max_transmission_unit 1500, which smoltcp counts
 # with the Ethernet header (IP MTU 1486), so a 1500-byte echo reply leaves in two overlapping fragments.
