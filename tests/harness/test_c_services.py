@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.boards.virtual import cbuild
-from harness.boards.virtual.services_process import SelectEchoPorts, ServicesProcess
+from harness.services_program import ServicesProgram
 from harness.errors import ConfigError, MissingToolError
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler (apt-get install gcc)")
@@ -111,7 +111,12 @@ def test_services_program_rejects_bad_arguments() -> None:
 
 
 def test_services_program_reports_ports_stats_and_quits() -> None:
-    services = ServicesProcess(iperf3=0, select_echo=SelectEchoPorts(0, 0, 2), tcp_echo=0, udp_echo=0)
+    services = ServicesProgram(
+        ["--iperf3", "0", "--select-echo", "0", "0", "2", "--tcp-echo", "0", "--udp-echo", "0"],
+        sanitized=False,
+        certs=False,
+        mac=None,
+    )
     with services:
         assert set(services.services) == {"iperf3", "select_echo", "tcp_echo", "udp_echo"}
         assert len(services.udp_ports("select_echo")) == 2
@@ -124,15 +129,15 @@ def test_services_program_reports_ports_stats_and_quits() -> None:
 
 
 def test_a_taken_port_fails_startup_clearly() -> None:
-    with ServicesProcess(tcp_echo=0) as first:
+    with ServicesProgram(["--tcp-echo", "0"], sanitized=False, certs=False, mac=None) as first:
         port = first.tcp_port("tcp_echo")
         with pytest.raises(Exception, match="a service failed to start") as info:
-            ServicesProcess(tcp_echo=port).start()
+            ServicesProgram(["--tcp-echo", str(port)], sanitized=False, certs=False, mac=None).start()
         assert f"port {port}" in str(info.value)
 
 
 def test_tcp_and_udp_echo() -> None:
-    with ServicesProcess(tcp_echo=0, udp_echo=0) as services:
+    with ServicesProgram(["--tcp-echo", "0", "--udp-echo", "0"], sanitized=False, certs=False, mac=None) as services:
         payload = bytes(range(256)) * 40
         with socket.create_connection(("127.0.0.1", services.tcp_port("tcp_echo")), timeout=5) as sock:
             sock.sendall(payload)

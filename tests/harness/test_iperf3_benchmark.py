@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.boards.virtual.services_process import ServicesProcess
+from harness.services_program import ServicesProgram
 from harness.lab.veth import VethLab
 
 pytestmark = [
@@ -102,7 +102,7 @@ def free_port() -> int:
 def test_loopback_side_by_side() -> None:
     rows = []
     real_port = free_port()
-    with ServicesProcess(iperf3=0) as ours, RealIperf3(real_port):
+    with ServicesProgram(["--iperf3", "0"], sanitized=False, certs=False, mac=None) as ours, RealIperf3(real_port):
         for reverse in (False, True):
             mine = client_mbps(ours.tcp_port("iperf3"), 3, reverse)
             real = client_mbps(real_port, 3, reverse)
@@ -116,7 +116,10 @@ def test_loopback_side_by_side() -> None:
 def test_shaped_100base_tx_ratio(shaped_link: tuple[str, str, str]) -> None:
     server_ns, client_ns, server_addr = shaped_link
     rows = []
-    with ServicesProcess(iperf3=5201, netns=server_ns) as ours, RealIperf3(5202, netns=server_ns):
+    with (
+        ServicesProgram(["--iperf3", "5201"], netns=server_ns, sanitized=False, certs=False, mac=None) as ours,
+        RealIperf3(5202, netns=server_ns),
+    ):
         assert ours.tcp_port("iperf3") == 5201
         for reverse in (False, True):
             mine = client_mbps(5201, SHAPED_SECONDS, reverse, client_ns, server_addr)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from harness.boards.virtual.services_process import ServicesProcess
+from harness.services_program import ServicesProgram
 from harness.testing import wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -27,8 +27,8 @@ RATE = "400M"
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServicesProcess]:
-    with ServicesProcess(iperf3=0) as services:
+def server() -> Iterator[ServicesProgram]:
+    with ServicesProgram(["--iperf3", "0"], sanitized=False, certs=False, mac=None) as services:
         yield services
 
 
@@ -54,7 +54,7 @@ def iperf3_client(port: int, *args: str, timeout_s: float = 30) -> dict[str, Any
         pytest.param(("-t", "3", "-P", "2", "-R"), 2, id="tcp-P2-R"),
     ],
 )
-def test_tcp(server: ServicesProcess, args: tuple[str, ...], streams: int) -> None:
+def test_tcp(server: ServicesProgram, args: tuple[str, ...], streams: int) -> None:
     done_before = server.stats()["iperf3"]["tests_done"]
     report = iperf3_client(server.tcp_port("iperf3"), "-b", RATE, *args)
     end = report["end"]
@@ -73,7 +73,7 @@ def test_tcp(server: ServicesProcess, args: tuple[str, ...], streams: int) -> No
     assert wait_for(lambda: server.stats()["iperf3"]["tests_done"] == done_before + 1)
 
 
-def test_bidirectional(server: ServicesProcess) -> None:
+def test_bidirectional(server: ServicesProgram) -> None:
     report = iperf3_client(server.tcp_port("iperf3"), "-b", RATE, "-t", "2", "--bidir")
     end = report["end"]
     assert end["sum_sent"]["bytes"] > 0 and end["sum_received"]["bytes"] > 0
@@ -81,7 +81,7 @@ def test_bidirectional(server: ServicesProcess) -> None:
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["udp-upload", "udp-download-R"])
-def test_udp(server: ServicesProcess, reverse: bool) -> None:
+def test_udp(server: ServicesProgram, reverse: bool) -> None:
     args = ["-u", "-b", "20M", "-l", "1400", "-t", "2"] + (["-R"] if reverse else [])
     report = iperf3_client(server.tcp_port("iperf3"), *args)
     total = report["end"]["sum"]
@@ -91,7 +91,7 @@ def test_udp(server: ServicesProcess, reverse: bool) -> None:
     assert total["bytes"] > 0
 
 
-def test_second_client_is_told_the_server_is_busy(server: ServicesProcess) -> None:
+def test_second_client_is_told_the_server_is_busy(server: ServicesProgram) -> None:
     port = server.tcp_port("iperf3")
     first: dict[str, Any] = {}
     runner = threading.Thread(target=lambda: first.update(iperf3_client(port, "-b", "50M", "-t", "2")))
@@ -126,7 +126,7 @@ def _test_running(port: int) -> bool:
     return result.stdout.count("\n") >= 2  # control + data stream
 
 
-def test_too_many_streams_are_refused_with_iperf3s_own_error(server: ServicesProcess) -> None:
+def test_too_many_streams_are_refused_with_iperf3s_own_error(server: ServicesProgram) -> None:
     result = subprocess.run(
         ["iperf3", "-c", "127.0.0.1", "-p", str(server.tcp_port("iperf3")), "-t", "1", "-P", "9", "--json"],
         capture_output=True,

@@ -1,5 +1,6 @@
 """The virtual board's native firmware (firmware/host): the smoltcp crate, the runtime, the BSD-socket shim and
-hil-firmware, built by harness/boards/virtual/stackbuild.py and run on a lab cable against the kernel."""
+hil-firmware (both flavours), built by harness/boards/virtual/stackbuild.py and run on a lab cable against the
+kernel, driven through the services program's stdin/stdout protocol (harness/services_program.py)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from pathlib import Path
 import pytest
 
 from harness.boards.virtual import stackbuild
-from harness.boards.virtual.firmware_process import FirmwareProcess
-from harness.boards.virtual.services_process import SelectEchoPorts
 from harness.errors import MissingToolError
 from harness.lab.dhcp import DhcpServer
+from harness.lab.netns import Namespace, delete_namespace, run_command
 from harness.lab.veth import VethLab
+from harness.lab.wire import l2_echo
+from harness.services_program import ServicesProgram, check_clean_exit
 from harness.testing import needs_root, wait_for
 
 try:
@@ -33,12 +35,14 @@ GLUE_FEATURES = {
     "proto-ipv6-fragmentation", "proto-ipv6-hbh", "proto-dns", "multicast", "socket-tcp", "socket-udp",
     "socket-dhcpv4", "socket-icmp", "socket-raw", "socket-dns", "socket-mdns",
 }  # fmt: skip
-SERVICES = {
-    "iperf3": 5201,
-    "select_echo": SelectEchoPorts(tcp=7000, udp_base=7001, udp_count=4),
-    "tcp_echo": 7,
-    "udp_echo": 7,
-}
+SERVICES = ["--iperf3", "5201", "--select-echo", "7000", "7001", "4", "--tcp-echo", "7", "--udp-echo", "7"]
+ALL_SERVICES = [*SERVICES, "--http", "80", "--https", "443", "--mcast-echo", "5007", "--l2-echo", "0x88b5"]
+
+
+def firmware(flavour: str, args: list[str], netns: str, *, sanitize: bool = False, **kwargs: object) -> ServicesProgram:
+    """hil-firmware of one flavour with these options, as the services program driver runs it."""
+    binary = stackbuild.build_firmware(flavour, sanitize=sanitize)
+    return ServicesProgram(args, binary=binary, netns=netns, mac=MAC, **kwargs)  # type: ignore[arg-type]
 
 
 def cargo(*args: str) -> subprocess.CompletedProcess[str]:
@@ -86,10 +90,12 @@ def test_firmware_builds_are_cached_by_content(tmp_path: Path, monkeypatch: pyte
 def test_firmware_rejects_bad_arguments() -> None:
     binary = stackbuild.build_firmware("smoltcp")
     for args, message in (
-        ((), "no service chosen"),
         (("--iperf3", "1"), "--mac is required"),
         (("--iperf3", "1", "--mac", "03:00:00:00:00:01"), "unicast MAC"),
         (("--iperf3", "1", "--mac", MAC, "--listen-pool", "0"), "--listen-pool must be a number"),
+        (("--iperf3", "1", "--mac", MAC, "--thread-priority", "100"), "--thread-priority must be a number in 0..99"),
+        (("--mac", MAC), "no service chosen"),
+        (("--mac", MAC, "--frob", "1"), "unknown option '--frob'"),
     ):
         done = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=30, check=False)
         assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
@@ -97,12 +103,33 @@ def test_firmware_rejects_bad_arguments() -> None:
 
 @pytest.fixture
 def lab() -> Iterator[VethLab]:
-    """The lab's shaped cable, with TX checksum offload off on the host end (smoltcp verifies every checksum)."""
+    """The lab's shaped cable (TX checksum offload off on both ends: smoltcp verifies every checksum)."""
     if os.geteuid() != 0:
         pytest.skip("needs root for network namespaces")
     with VethLab() as lab:
-        lab.host.run("ethtool", "-K", lab.host_if, "tx", "off")
         yield lab
+
+
+@needs_root
+@pytest.mark.parametrize("flavour", stackbuild.FLAVOURS)
+def test_the_firmware_takes_over_only_a_veth_in_a_lab_namespace(lab: VethLab, flavour: str) -> None:
+    """Never an interface of the machine: outside a /run/netns/hil-* namespace, or on anything but a veth, the
+    firmware refuses before it changes anything."""
+    binary = str(stackbuild.build_firmware(flavour))
+    argv = [binary, "--ifname", "i0", "--mac", MAC, "--udp-echo", "0"]
+    other = Namespace(f"guard-{os.getpid()}")
+    run_command(["ip", "netns", "add", other.name])
+    try:
+        other.ip("link", "add", "i0", "type", "veth", "peer", "name", "i1")
+        outside = subprocess.run(other.argv(*argv), capture_output=True, text=True, timeout=30, check=False)
+        lab.dut.ip("link", "add", "i0", "type", "ifb")
+        not_veth = subprocess.run(lab.dut.argv(*argv), capture_output=True, text=True, timeout=30, check=False)
+        mac_after = other.run("cat", "/sys/class/net/i0/address").strip()
+    finally:
+        delete_namespace(other.name)
+    assert outside.returncode == 1 and "not one of the lab's network namespaces" in outside.stderr, outside.stderr
+    assert not_veth.returncode == 1 and "driven by ifb, not a lab cable's veth end" in not_veth.stderr, not_veth.stderr
+    assert mac_after != MAC, "the refused interface kept its own MAC"
 
 
 def _shim_tests(lab: VethLab, sanitize: bool) -> subprocess.CompletedProcess[str]:
@@ -145,23 +172,35 @@ def _echo(host: str, payload: bytes) -> tuple[bytes, bytes]:
     return got, datagram
 
 
+def _http_stats(host: str) -> dict:
+    with socket.create_connection((host, 80), timeout=5) as conn:
+        conn.sendall(b"GET /stats HTTP/1.1\r\nHost: hil-dut\r\nConnection: close\r\n\r\n")
+        response = b""
+        while chunk := conn.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return json.loads(body)
+
+
 @needs_root
 @pytest.mark.skipif(shutil.which("iperf3") is None, reason="needs iperf3 (apt-get install iperf3)")
 def test_the_services_answer_through_smoltcp_and_the_kernel_stays_silent(lab: VethLab) -> None:
-    with DhcpServer(lab.host, lab.host_if, lab.addressing), FirmwareProcess(
-        mac=MAC, netns=lab.dut.name, options={"heap-bytes": 8 << 20}, **SERVICES
-    ) as firmware:  # fmt: skip
-        assert firmware.ready["stack"] == "smoltcp" and firmware.ready["mac"] == MAC
-        firmware.wait_event("link_up")
-        got_ip = firmware.wait_event("got_ip", timeout_s=15)
+    with DhcpServer(lab.host, lab.host_if, lab.addressing), firmware(
+        "smoltcp", [*ALL_SERVICES, "--heap-bytes", str(8 << 20), "--listen-pool", "1"], lab.dut.name
+    ) as program:  # fmt: skip
+        assert program.ready["stack"] == "smoltcp" and program.ready["unknown_faults"] == []
+        program.wait_event("link_up")
+        got_ip = program.wait_event("got_ip", timeout=15)
         assert got_ip["ip"] == lab.addressing.pool_start and got_ip["lease_s"] > 0, got_ip
-        assert firmware.wait_event("dhcp")["server"] == lab.addressing.host_ip
-        ip = firmware.command("ip")
+        assert program.wait_event("dhcp")["server"] == lab.addressing.host_ip
+        ip = program.command("ip")
+        assert ip["cmd"] == "ip" and ip["ok"], ip
         assert (ip["ip"], ip["gw"], ip["mac"]) == (got_ip["ip"], lab.addressing.host_ip, MAC)
         assert ip["ipv6_ll"] == "fe80::ff:fe12:3456"  # EUI-64 of the MAC
         dut = ip["ip"]
 
-        # Only smoltcp answers: the kernel has no address and no listening socket on the DUT side.
+        # Only smoltcp answers: the kernel has no address and no socket on the DUT side.
         addresses = lab.dut.run("ip", "-o", "addr", "show", "dev", lab.dut_if)
         assert " inet" not in addresses, addresses
         assert lab.dut.run("ss", "-Hltnu").strip() == ""
@@ -175,16 +214,26 @@ def test_the_services_answer_through_smoltcp_and_the_kernel_stays_silent(lab: Ve
             assert report["end"]["sum_received"]["bytes"] > 0
         tcp, udp = lab.host.call(_echo, dut, os.urandom(100_000), timeout=30)
         assert len(tcp) == 100_000 and len(udp) == 1400
+        assert lab.host.call(_http_stats, dut, timeout=30)["trigger"] == "http"
+        echoes = lab.host.call(l2_echo, lab.host_if, MAC, 0x88B5, 5, 64, 2.0, timeout=30)
+        assert echoes.answered == 5 and echoes.rx_hw_ns == [0] * 5, echoes
+        loopback = program.command("loopback recv")
+        assert loopback["ok"] and loopback["received"] == 16, loopback
+        assert program.command("mcast join 239.1.2.3")["ok"]
 
-        stats = firmware.command("stats")["net"]
+        stats = program.stats()["net"]
         assert stats["rx_frames"] > 0 and stats["tx_frames"] > 0 and stats["link_ups"] == 1
         assert stats["rx_bytes"] >= 3 * 1_000_000, "the upload's bytes went through the stack's counters"
         assert 0 < stats["heap_min_free"] <= stats["heap_free"] < 8 << 20
-        sockets = firmware.command("sockets")
-        assert sockets["fds"]["used"] >= 7 and sockets["net"]["active_sockets"] >= len(sockets["tcp"]) >= 1
-        heap = firmware.command("heap")
-        assert heap["total"] == 8 << 20 and heap["free"] <= heap["total"]
-    assert firmware.close() is None
+        tap = program.command("l2tap off 0x88b5")
+        assert (tap["rx"], tap["echoed"], tap["dropped"]) == (5, 5, 0), tap
+        sockets = program.command("sockets")
+        assert sockets["cmd"] == "sockets" and sockets["fds_max"] == 32 and sockets["fd_base"] == 32
+        assert sockets["fds_used"] >= 10 and sockets["sockets_max"] == 32
+        assert sockets["active_sockets"] >= len(sockets["tcp"]) >= 5, "one armed socket per listener"
+        heap = program.command("heap")
+        assert heap["caps"]["default"]["total"] == 8 << 20 and heap["free"] <= 8 << 20
+    assert program.close() is None
 
 
 def _select_load(host: str) -> dict:
@@ -213,26 +262,43 @@ def _select_load(host: str) -> dict:
 
 @needs_root
 def test_asan_build_serves_select_and_churn_without_reports(lab: VethLab) -> None:
-    firmware = FirmwareProcess(mac=MAC, netns=lab.dut.name, static=f"{DUT_IP}/24", sanitize=True,
-                               ready_timeout_s=60, select_echo=SERVICES["select_echo"])  # fmt: skip
-    with firmware:
-        firmware.wait_event("link_up")
+    args = ["--static", f"{DUT_IP}/24", "--select-echo", "7000", "7001", "4", "--listen-pool", "1"]
+    with firmware("smoltcp", args, lab.dut.name, sanitize=True, certs=False, ready_timeout_s=60) as program:
+        program.wait_event("link_up")
         load = lab.host.call(_select_load, DUT_IP, timeout=180)
         assert load["echoed"] == 16 * 3000
         # The last churn client's FIN may still be on its way: wait for the server to see it.
-        assert wait_for(lambda: firmware.command("stats")["select_echo"]["closed"] == 216, timeout_s=10)
-        counters = firmware.command("stats")["select_echo"]
+        assert wait_for(lambda: program.stats()["select_echo"]["closed"] == 216, timeout_s=10)
+        counters = program.stats()["select_echo"]
         assert counters["accepted"] == 216 and counters["errors"] == 0, counters
-        assert firmware.command("sockets")["fds"]["used"] == 5, "a churned connection leaked a descriptor"
-    log = firmware.last_log
-    assert "Sanitizer" not in log and "runtime error" not in log, log[-4000:]
+        assert program.command("sockets")["fds_used"] == 5, "a churned connection leaked a descriptor"
+        check_clean_exit(program)
+
+
+def test_the_services_faults_and_the_runtime_faults_are_known_to_the_firmware(lab: VethLab) -> None:
+    from harness.boards.virtual.faults import CATALOGUE
+
+    with firmware("smoltcp", ["--static", f"{DUT_IP}/24", *SERVICES], lab.dut.name, certs=False,
+                  faults=(*(fault.name for fault in CATALOGUE), "not_a_fault")) as program:  # fmt: skip
+        assert program.ready["unknown_faults"] == ["not_a_fault"]
+        assert program.command("ip")["ipv6_ll"] == "", "ipv6_ll_missing: no link-local address"
 
 
 @needs_root
-def test_linux_flavour_serves_the_same_services_on_the_kernel(lab: VethLab) -> None:
-    address = lab.address_dut()
-    with FirmwareProcess(flavour="linux", netns=lab.dut.name, tcp_echo=7, udp_echo=7) as firmware:
-        assert firmware.ready["stack"] == "linux"
-        tcp, udp = lab.host.call(_echo, address, b"linux" * 1000, timeout=30)
+def test_linux_flavour_serves_the_same_services_on_the_kernel_with_udhcpc(lab: VethLab) -> None:
+    with DhcpServer(lab.host, lab.host_if, lab.addressing), firmware(
+        "linux", [*ALL_SERVICES], lab.dut.name
+    ) as program:  # fmt: skip
+        assert program.ready["stack"] == "linux"
+        got_ip = program.wait_event("got_ip", timeout=15)
+        assert got_ip["ip"] == lab.addressing.pool_start and got_ip["lease_s"] == 3600, got_ip
+        assert program.wait_event("dhcp")["server"] == lab.addressing.host_ip
+        ip = program.command("ip")
+        assert (ip["ip"], ip["gw"], ip["mac"]) == (got_ip["ip"], lab.addressing.host_ip, MAC)
+        assert ip["ipv6_ll"] == "fe80::ff:fe12:3456"
+        tcp, udp = lab.host.call(_echo, got_ip["ip"], b"linux" * 1000, timeout=30)
         assert tcp == b"linux" * 1000 and len(udp) == 1400
-        assert firmware.command("stats")["net"]["rx_frames"] > 0
+        echoes = lab.host.call(l2_echo, lab.host_if, MAC, 0x88B5, 3, 64, 2.0, timeout=30)
+        assert echoes.answered == 3, echoes
+        assert program.command("loopback")["ok"]
+        assert program.stats()["net"]["rx_frames"] > 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.boards.virtual.services_process import SelectEchoPorts, ServicesProcess
+from harness.services_program import ServicesProgram
 from harness.testing import wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler (apt-get install gcc)")
@@ -22,8 +22,8 @@ IO_TIMEOUT_S = 10
 
 
 @pytest.fixture
-def echo() -> Iterator[ServicesProcess]:
-    with ServicesProcess(select_echo=SelectEchoPorts(0, 0, 4)) as services:
+def echo() -> Iterator[ServicesProgram]:
+    with ServicesProgram(["--select-echo", "0", "0", "4"], sanitized=False, certs=False, mac=None) as services:
         yield services
 
 
@@ -48,7 +48,7 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def test_64_tcp_clients_and_4_udp_peers(echo: ServicesProcess) -> None:
+def test_64_tcp_clients_and_4_udp_peers(echo: ServicesProgram) -> None:
     tcp_port = echo.tcp_port("select_echo")
     clients = [socket.create_connection((HOST, tcp_port), timeout=IO_TIMEOUT_S) for _ in range(64)]
     peers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
@@ -79,7 +79,7 @@ def test_64_tcp_clients_and_4_udp_peers(echo: ServicesProcess) -> None:
     assert stats["errors"] == 0
 
 
-def test_a_client_that_does_not_read_cannot_stall_the_others(echo: ServicesProcess) -> None:
+def test_a_client_that_does_not_read_cannot_stall_the_others(echo: ServicesProgram) -> None:
     port = echo.tcp_port("select_echo")
     with (
         socket.create_connection((HOST, port), timeout=IO_TIMEOUT_S) as hog,
@@ -106,7 +106,7 @@ def test_a_client_that_does_not_read_cannot_stall_the_others(echo: ServicesProce
         assert received == sent
 
 
-def test_500_cycles_leave_no_socket_or_memory_behind(echo: ServicesProcess) -> None:
+def test_500_cycles_leave_no_socket_or_memory_behind(echo: ServicesProgram) -> None:
     pid = echo.pid
     port = echo.tcp_port("select_echo")
     # Warm up allocator arenas and stats, then take the baseline.

@@ -270,6 +270,7 @@ int main(int argc, char **argv)
     if (!common.have_mac) {
         fw_usage("--mac is required: it is the board's hardware address");
     }
+    hil_program_check(n_rest, rest); /* bad options end here, before the stack touches the interface */
     common.faults = getenv("HIL_FAULTS") ? getenv("HIL_FAULTS") : "";
     signal(SIGPIPE, SIG_IGN); /* a peer that vanishes mid-send must not kill the firmware */
     hil_services_set_mac(common.mac);

@@ -36,6 +36,7 @@
 #include "firmware_net.h"
 #include "hil_platform.h"
 #include "hil_services.h"
+#include "iface_guard.h"
 #include "linux_stats.h"
 
 #define TAG "net_stack"
@@ -345,6 +346,9 @@ int fw_net_start(const fw_net_common_t *common)
     lx.ifindex = (int)if_nametoindex(lx.ifname);
     if (lx.ifindex == 0) {
         hil_log(HIL_LOG_ERROR, TAG, "no interface %s in this network namespace", lx.ifname);
+        return -1;
+    }
+    if (hil_iface_guard(lx.ifname) != 0) {
         return -1;
     }
     if (bring_up_interface() != 0 || hil_linux_stats_start(lx.ifname) != 0 || pipe2(taps_wake, O_CLOEXEC) != 0) {

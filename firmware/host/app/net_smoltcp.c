@@ -3,6 +3,7 @@
  * ring, heap budget) and the BSD-socket shim, with the board's sizes.
  *
  * Options: --static IP/PREFIX[/GW] (else DHCP) --heap-bytes N --pool-slots N --slot-bytes N --tx-ring N
+ *          --thread-priority N (SCHED_FIFO of the RX and poll threads, 0: none)
  *          --frame-mtu N --max-sockets N --listen-pool N --tcp-rx N --tcp-tx N --udp-rx N --udp-tx N
  *          --udp-packets N --fd-base N --fd-count N
  *
@@ -126,6 +127,8 @@ int fw_net_option(int argc, char **argv, int i)
         parse_static(v);
     } else if (strcmp(o, "--heap-bytes") == 0) {
         cfg.heap_bytes = (size_t)fw_number(v, 64 * 1024, 1L << 34, o);
+    } else if (strcmp(o, "--thread-priority") == 0) {
+        cfg.net.thread_priority = (int)fw_number(v, 0, 99, o);
     } else if (strcmp(o, "--fd-base") == 0) {
         cfg.shim.fd_base = (int)fw_number(v, 3, 1 << 20, o);
     } else if (strcmp(o, "--fd-count") == 0) {

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "hil_platform.h"
+#include "iface_guard.h"
 
 #define TAG "net_stack"
 #ifndef IFF_LOWER_UP
@@ -110,6 +111,7 @@ void hil_net_default_config(hil_net_config_t *cfg)
     cfg->pool_slots = 32;
     cfg->slot_bytes = 1600;
     cfg->tx_ring = 30;
+    cfg->thread_priority = 10;
     cfg->stack.frame_mtu = 1500; /* what esp_smoltcp_glue reports to smoltcp (see docs/smoltcp.md) */
     cfg->stack.max_sockets = 32;
     cfg->stack.tcp_rx_bytes = 16 * 1024;
@@ -622,6 +624,21 @@ int64_t hil_net_call(hil_net_op_fn op, void *arg, int64_t deadline_us, struct po
 
 /* --- start and queries ------------------------------------------------------------------------------ */
 
+/* The EMAC's RX task and the poll task run above the application's tasks on the board (FreeRTOS
+ * priorities); here a real-time policy keeps the host's other work from holding them off. */
+static void raise_priority(pthread_t thread, const char *name)
+{
+    if (net.cfg.thread_priority <= 0) {
+        return;
+    }
+    struct sched_param param = {.sched_priority = net.cfg.thread_priority};
+    int rc = pthread_setschedparam(thread, SCHED_FIFO, &param);
+    if (rc != 0) {
+        hil_log(HIL_LOG_WARN, TAG, "%s thread: no real-time priority (%s); it runs with the host's other tasks", name,
+                strerror(rc));
+    }
+}
+
 int hil_net_start(const hil_net_config_t *cfg)
 {
     net.cfg = *cfg;
@@ -629,6 +646,9 @@ int hil_net_start(const hil_net_config_t *cfg)
     net.ifindex = (int)if_nametoindex(cfg->ifname);
     if (net.ifindex == 0) {
         hil_log(HIL_LOG_ERROR, TAG, "no interface %s in this network namespace", cfg->ifname);
+        return -1;
+    }
+    if (hil_iface_guard(cfg->ifname) != 0) {
         return -1;
     }
     net.packet_fd = open_packet_socket();
@@ -674,7 +694,11 @@ int hil_net_start(const hil_net_config_t *cfg)
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     int rc = pthread_create(&thread, &attr, rx_thread, NULL);
     if (rc == 0) {
+        raise_priority(thread, "RX");
         rc = pthread_create(&thread, &attr, poll_thread, NULL);
+    }
+    if (rc == 0) {
+        raise_priority(thread, "poll");
     }
     pthread_attr_destroy(&attr);
     if (rc != 0) {

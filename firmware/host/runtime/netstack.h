@@ -51,6 +51,7 @@ typedef struct {
     uint32_t slot_bytes;
     uint32_t tx_ring;     /* frames the TX ring holds (CONFIG_ETH_DMA_TX_BUFFER_NUM); full: back-pressure */
     uint64_t tx_rate_bps; /* 0, or the most the interface transmits (bits/s, with the wire's per-frame overhead) */
+    int thread_priority;  /* SCHED_FIFO priority of the RX and poll threads; 0: the host's normal policy */
     hs_config_t stack;    /* mac, tx, tx_ctx and random_seed are filled in by hil_net_start */
     bool dhcp;            /* else the static address below */
     uint32_t static_ip, static_gw;

@@ -547,16 +547,30 @@ static int command_loop(void)
     }
 }
 
+/* The options: the services and the rest; exits 2 on a bad one. */
+static int read_options(int argc, char **argv, svc_t *services, options_t *opt)
+{
+    int n_services = parse_args(argc, argv, services, opt);
+    for (int i = 0; i < n_services; i++) {
+        if (services[i].kind == SVC_HTTPS && opt->certs_dir == NULL) {
+            usage("--https needs --certs DIR (firmware/certs)");
+        }
+    }
+    return n_services;
+}
+
+void hil_program_check(int argc, char **argv)
+{
+    static svc_t services[MAX_SERVICES];
+    options_t opt = {0};
+    read_options(argc, argv, services, &opt);
+}
+
 int hil_program_run(int argc, char **argv)
 {
     static svc_t services[MAX_SERVICES];
     options_t opt = {.ready_timeout_s = 10};
-    int n_services = parse_args(argc, argv, services, &opt);
-    for (int i = 0; i < n_services; i++) {
-        if (services[i].kind == SVC_HTTPS && opt.certs_dir == NULL) {
-            usage("--https needs --certs DIR (firmware/certs)");
-        }
-    }
+    int n_services = read_options(argc, argv, services, &opt);
     /* A peer that vanishes mid-send must not kill the process. */
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;

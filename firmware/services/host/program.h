@@ -20,6 +20,10 @@ typedef struct {
 /* Call before hil_program_run. */
 void hil_program_set_hooks(const hil_program_hooks_t *hooks);
 
+/* Check the options as hil_program_run will read them (exits 2 with the usage on a bad one), so a caller can
+ * refuse bad options before it starts anything. */
+void hil_program_check(int argc, char **argv);
+
 /* Parse the options, start the services, print the ready line, then answer stdin commands until `quit` or
  * EOF. Hooks installed before the call (hil_services_set_stats_provider, hil_services_set_mac,
  * hil_services_set_l2_driver, hil_program_set_hooks) stay unless an option (--stats-iface, --mac) replaces

@@ -65,7 +65,7 @@ WRAPPED_CALLS = (
 # What the Rust staticlib needs from the system (rustc --print native-static-libs on x86_64 Linux).
 RUST_NATIVE_LIBS = ("-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl")
 SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined")
-_RUNTIME = ("runtime/netstack.c", "shim/sockshim.c", "shim/loopback.c")
+_RUNTIME = ("runtime/netstack.c", "runtime/iface_guard.c", "shim/sockshim.c", "shim/loopback.c")
 _INCLUDES = ("include", "runtime", "shim", "app")
 _PROGRAM = ("host/program.c", "host/linux_stats.c")
 DHCP_SCRIPT = "udhcpc.sh"
@@ -257,7 +257,7 @@ def build_firmware(flavour: str = "smoltcp", sanitize: bool = False) -> Path:
         sources = (*_native_sources(sanitize), *program, *app)
         data: tuple[Path, ...] = ()
     else:
-        sources = (*(SERVICES_DIR / s for s in _LIBRARY_SOURCES), *program, *app)
+        sources = (*(SERVICES_DIR / s for s in _LIBRARY_SOURCES), *program, HOST_DIR / "runtime/iface_guard.c", *app)
         data = (HOST_DIR / "app" / DHCP_SCRIPT,)
     name = f"{FIRMWARE_BINARY}-{flavour}{'-asan' if sanitize else ''}"
     flags = (*_flags(native, sanitize), "-DHIL_BOARD_SIZES")
