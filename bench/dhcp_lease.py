@@ -1,4 +1,5 @@
-"""Measure DISCOVER -> ACK on the lab's DHCP server for the virtual board's client and busybox udhcpc.
+"""Measure DISCOVER -> ACK on the lab's DHCP server for the virtual board's client (smoltcp's DHCPv4 socket in the
+native firmware) and busybox udhcpc (the linux stack's client).
 
 Usage (root): python bench/dhcp_lease.py [--rounds 20]
 Prints the median and maximum per client; nothing is asserted.
@@ -7,9 +8,7 @@ Prints the median and maximum per client; nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,22 +16,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from harness.boards.virtual import stackbuild  # noqa: E402
 from harness.lab.dhcp import DhcpServer  # noqa: E402
 from harness.lab.veth import VethLab  # noqa: E402
+from harness.services_program import ServicesProgram  # noqa: E402
 
 
 def _virtual_client_round(lab: VethLab, server: DhcpServer) -> float:
     since = time.monotonic()
-    argv = [sys.executable, "-m", "harness.boards.virtual.dhcp_client", "--ifname", lab.dut_if]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    client = lab.spawn("dhcp-client", argv, ns=lab.dut, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
-    try:
-        assert client.popen.stdout is not None
-        client.popen.stdout.readline()  # got_ip
+    binary = stackbuild.build_firmware("smoltcp")
+    with ServicesProgram(["--udp-echo", "0"], binary=binary, certs=False, netns=lab.dut.name) as firmware:
+        firmware.wait_event("got_ip", timeout=10)
         return server.lease_time_s(since=since, timeout=10)
-    finally:
-        client.stop()
-        lab.processes.remove(client)
 
 
 def _udhcpc_round(lab: VethLab, server: DhcpServer) -> float:
@@ -48,7 +43,8 @@ def main() -> int:
     with VethLab() as lab:
         lab.dut.ip("link", "set", lab.dut_if, "up")
         with DhcpServer(lab.host, lab.host_if, lab.addressing) as server:
-            for name, one_round in (("virtual board client", _virtual_client_round), ("busybox udhcpc", _udhcpc_round)):
+            rounds = (("smoltcp (virtual board)", _virtual_client_round), ("busybox udhcpc", _udhcpc_round))
+            for name, one_round in rounds:
                 ms = [one_round(lab, server) * 1000 for _ in range(args.rounds)]
                 print(
                     f"{name:22s} DISCOVER->ACK over {args.rounds} leases: "

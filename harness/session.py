@@ -104,6 +104,7 @@ class HilSession:
                 return self.board
             board = self.kind.make_board(self.options, self.config, lab, self.record.artifacts_dir)
             self.board = board
+            board.on_reset = lab.forget_dut
             board.start()
             self.guard = Guard(board, self.decoder)
             self.record.meta["board"] = board.identity()
@@ -249,6 +250,9 @@ def _failure_message(report: pytest.TestReport) -> str:
 
 
 def _skip_reason(report: pytest.TestReport) -> str:
+    expected = getattr(report, "wasxfail", None)
+    if expected is not None:  # an expected failure (a known behaviour) is recorded as skipped, saying why
+        return f"xfail: {expected}"[:2000]
     longrepr = report.longrepr
     if isinstance(longrepr, tuple) and len(longrepr) == 3:
         return str(longrepr[2])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,8 @@ class Board(abc.ABC):
         self.hello: dict[str, Any] = {}
         # Restarts the harness asked for (EN pulses, `reboot`); any other reset is unexpected.
         self.planned_restarts = 0
+        # Called right after the harness resets the board (the session lets the lab forget the DUT).
+        self.on_reset: Callable[[], None] | None = None
 
     # --- what each board implements ---------------------------------------------------------------------
 
@@ -90,6 +93,8 @@ class Board(abc.ABC):
         t_reset = time.time()
         self.planned_restarts += 1
         self.hard_reset()
+        if self.on_reset is not None:
+            self.on_reset()
         return self.follow_boot(mark, t_reset, wait_online=wait_online, timeout=timeout)
 
     def reboot(self, wait_online: bool = True, timeout: float = BOOT_TIMEOUT_S) -> BootInfo:
@@ -98,6 +103,8 @@ class Board(abc.ABC):
         t_reset = time.time()
         self.planned_restarts += 1
         self.monitor.send("reboot")
+        if self.on_reset is not None:
+            self.on_reset()
         return self.follow_boot(mark, t_reset, wait_online=wait_online, timeout=timeout)
 
     def follow_boot(

@@ -361,6 +361,16 @@ class Lab(abc.ABC):
         ns, ifname = self.cable_end(side)
         ns.ip("link", "set", "dev", ifname, "up" if up else "down")
 
+    def forget_dut(self) -> None:
+        """Forget what the host side knows about the DUT's link layer: its neighbour entries on the cable.
+
+        Called whenever the DUT resets. A reset DUT knows nobody: a stack that discards the packet it must first
+        resolve (smoltcp does, see docs/scenarios.md) would otherwise lose its first answer to a host that
+        still remembers it and does not ask; asked, it learns the host from the request.
+        """
+        ns, ifname = self.cable_end("host")
+        ns.ip("neigh", "flush", "dev", ifname, check=False)
+
     def cable_pull(self, seconds: float, side: str = "host") -> None:
         """Take the link down for ``seconds``, then back up."""
         self.set_link(False, side)

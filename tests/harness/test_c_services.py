@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from harness.boards.virtual import cbuild
-from harness.services_program import ServicesProgram
 from harness.errors import ConfigError, MissingToolError
+from harness.services_program import ServicesProgram
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler (apt-get install gcc)")
 

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.services_program import ServicesProgram
 from harness.lab.veth import VethLab
+from harness.services_program import ServicesProgram
 
 pytestmark = [
     pytest.mark.benchmark,

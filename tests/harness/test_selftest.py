@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from harness.boards.virtual import fault_feature
 from harness.boards.virtual.faults import CATALOGUE, FAULTS, catalogue_markdown, matches, validate_faults
 from harness.errors import ConfigError
 from harness.results.store import open_store
@@ -43,18 +42,6 @@ def test_catalogue_holds_every_planned_fault_with_a_catching_scenario() -> None:
     for fault in CATALOGUE:
         assert fault.caught_by and fault.expected and fault.description and fault.mechanism, fault.name
         assert not set(fault.scenario_groups()) & set(fault.collateral), f"{fault.name}: caught and collateral"
-
-
-def test_every_catalogued_fault_has_a_twin_mechanism() -> None:
-    import importlib
-
-    from harness.boards.virtual.firmware import CATALOGUE_DHCP_FAULTS, FEATURE_MODULES
-    from harness.boards.virtual.registry import FAULT_MECHANISMS
-
-    for module in FEATURE_MODULES:
-        importlib.import_module(module)
-    assert {fault.name for fault in CATALOGUE} <= FAULT_MECHANISMS | set(CATALOGUE_DHCP_FAULTS)
-    assert fault_feature.start_fault_mechanisms  # registered as a boot service by importing the module
 
 
 def test_unknown_fault_is_refused_with_the_catalogue() -> None:
@@ -132,17 +119,6 @@ def test_judge_healthy_board_and_unimplemented_faults() -> None:
     assert ghost.verdict == "not implemented" and not ghost.passed
     assert judge(fault, None).verdict == "no scenario"
     assert judge(fault, _run(fault.name)).verdict == "run failed"
-
-
-def test_cbpf_programs_are_well_formed() -> None:
-    for program in (fault_feature.rx_starvation_program(), fault_feature.large_icmp_program()):
-        count, *insns = program.split(",")
-        assert int(count) == len(insns)
-        for index, insn in enumerate(insns):
-            code, jt, jf, _k = map(int, insn.split())
-            if code & 0x07 == 0x05:  # a jump must land inside the program
-                assert index + 1 + max(jt, jf) < len(insns)
-        assert insns[-1].startswith("6 ") and insns[-2].startswith("6 "), "must end in the two returns"
 
 
 @needs_root

@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
+from harness.boards.virtual.firmware_process import FirmwareProcess
 
 from harness.boards.virtual import stackbuild
-from harness.boards.virtual.firmware_process import FirmwareProcess
 from harness.errors import MissingToolError
 from harness.lab.base import LinkProfile
 from harness.lab.veth import VethLab

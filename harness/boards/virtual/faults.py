@@ -4,8 +4,10 @@ Each entry models a real failure mode of esp-smoltcp (docs/faults.md says where 
 names the scenario(s) of `tests/scenarios` that must catch it and the text their failure message must
 contain. `hil selftest` (harness/selftest.py) proves the suite against this table; docs/faults.md shows it.
 
-Names are the contract between the catalogue, the twin's mechanisms (`fw.has_fault(name)` in a feature
-module that declares it with `registry.fault_mechanism`) and `--fault NAME` on the pytest command line.
+Names are the contract between the catalogue, the mechanisms in the native firmware (switched on by name
+through HIL_FAULTS: the services in firmware/services, the smoltcp runtime in firmware/host/app/net_smoltcp.c,
+the rest in firmware/host/app/hil_firmware_main.c; the firmware's ready line lists the names it has no
+mechanism for) and `--fault NAME` on the pytest command line.
 
 How to read `caught_by` and `collateral`: an entry is a scenario group (the module without `test_`, e.g.
 ``throughput``), one test (``dhcp::dhcp_renewal_between_t1_and_t2``) or one parametrised case
@@ -31,7 +33,7 @@ class Fault:
         description: what the DUT does, and the real failure mode it models.
         caught_by: scenarios that must fail (see the module docstring for the pattern forms).
         expected: a fragment the failure message of a catching test contains (it names the problem).
-        mechanism: how the virtual board applies it (the twin feature and what it changes).
+        mechanism: how the virtual board applies it (where in the native firmware, and what it changes).
         collateral: scenarios that may also fail because of the fault, without counting as a false alarm.
     """
 
@@ -76,9 +78,8 @@ CATALOGUE: tuple[Fault, ...] = (
         "as with too few slab slots or a poll task that falls behind the EMAC's DMA ring.",
         ("throughput::http_upload", "throughput::iperf3_tcp[rx]"),
         "frame_pool_drops",
-        "fault_feature: a classic-BPF filter on the DUT interface's ingress drops 1 in 150 full-size TCP "
-        "segments (only bulk transfers send those); the drops are the clsact qdisc's counter, added to "
-        "frame_pool_drops by netstats",
+        "smoltcp runtime: one full-size TCP segment in 150 finds no free slot in the RX frame pool (only bulk "
+        "transfers send those): dropped before smoltcp and counted in frame_pool_drops",
     ),
     Fault(
         "tx_cap_60pct",
@@ -86,7 +87,8 @@ CATALOGUE: tuple[Fault, ...] = (
         "or PSRAM-backed buffers.",
         ("throughput::http_download", "throughput::iperf3_tcp[tx]"),
         "below the floor",
-        "fault_feature: the DUT egress tbf runs at 60 mbit instead of the link rate",
+        "smoltcp runtime: the interface transmits at most 60 Mbit/s (a token bucket holds smoltcp back as a full "
+        "TX ring does)",
     ),
     Fault(
         "rust_panic_under_load",
@@ -94,8 +96,8 @@ CATALOGUE: tuple[Fault, ...] = (
         "abort() and reboots the chip.",
         ("throughput::http_download", "throughput::iperf3_tcp[tx]"),
         "DUT crashed: Rust panic",
-        "fault_feature: after 2 MB sent at more than 40 Mbit/s (real tx_bytes counter) the twin prints the Rust "
-        "panic and abort() dump and resets with SW_CPU_RESET",
+        "hil-firmware: after 2 MB sent at more than 40 Mbit/s (its tx_bytes counter) it reports a rust_panic "
+        "crash; the board prints the Rust panic and abort() dump and resets with SW_CPU_RESET",
         collateral=("httpd", "tls", "soak"),
     ),
     Fault(
@@ -103,8 +105,8 @@ CATALOGUE: tuple[Fault, ...] = (
         "The poll task starves the IDLE task during sustained traffic and the task watchdog fires.",
         ("throughput::iperf3_tcp", "select"),
         "DUT crashed: watchdog timeout",
-        "fault_feature: after 1.5 s of continuous traffic above 40 Mbit/s (rx+tx counters) the twin prints the "
-        "task_wdt report and resets",
+        "hil-firmware: after 1.5 s of continuous traffic above 40 Mbit/s (its rx+tx counters) it reports a wdt "
+        "crash; the board prints the task_wdt report and resets",
         collateral=("httpd", "tls", "soak"),
     ),
     Fault(
@@ -113,7 +115,7 @@ CATALOGUE: tuple[Fault, ...] = (
         "logged by the component).",
         ("dhcp::dhcp_renewal_between_t1_and_t2",),
         "no DHCP REQUEST",
-        "DHCP client fault no_renewal",
+        "smoltcp runtime: the DHCP client's renewing and rebinding REQUESTs (ciaddr set) never leave the interface",
         collateral=("dhcp_edge", "soak"),
     ),
     Fault(
@@ -121,22 +123,21 @@ CATALOGUE: tuple[Fault, ...] = (
         "Keeps using its address after the server NAKs the renewal instead of starting over.",
         ("dhcp_edge::nak_on_renew_rediscovers",),
         "ignored the NAK",
-        "DHCP client fault ignore_nak",
+        "smoltcp runtime: a DHCPNAK never reaches smoltcp's DHCP client",
     ),
     Fault(
         "large_icmp_dropped",
         "Drops ICMP echo requests larger than 1000 B (a frame-pool slot or reassembly limit below the MTU).",
-        ("ping[1472]",),
+        ("ping[1458]", "ping[1472]"),
         "no echo reply",
-        "fault_feature: a classic-BPF filter on the DUT's ingress drops ICMP echo requests with more than "
-        "1000 B of payload",
+        "smoltcp runtime: ICMP echo requests with more than 1000 B of payload never reach smoltcp",
     ),
     Fault(
         "link_flap_storm",
         "Its link flaps every 3 s (a marginal PHY or a bad reset GPIO): carrier drops for 0.3 s each time.",
         ("link",),
         "link_downs +",
-        "fault_feature: the twin takes its own interface down for 0.3 s every 3 s",
+        "hil-firmware: takes its own interface down for 0.3 s every 3 s",
         collateral=(*ALL_OTHER_SCENARIOS, "ping"),
     ),
     Fault(
@@ -145,22 +146,23 @@ CATALOGUE: tuple[Fault, ...] = (
         "task, as with a vTaskDelay(1) spin in select()).",
         ("ping",),
         "ping_rtt_p99_max_ms",
-        "fault_feature: the twin answers echo requests itself (kernel replies off in the DUT namespace) and holds "
-        "replies due in a 30 ms window every 0.5 s until the window ends",
+        "smoltcp runtime: the poll thread is held off for 30 ms every 0.5 s; echo replies due in that window "
+        "wait until it ends",
     ),
     Fault(
         "heap_leak_per_connection",
         "Leaks ~32 KiB of heap per HTTP connection (a socket's buffers never freed).",
         ("httpd::heap_over_many_connections",),
         "leaks heap per connection",
-        "httpd: allocates and keeps 32 KiB per accepted connection",
+        "C httpd: allocates, writes and keeps 32 KiB per accepted connection (HIL_FAULTS)",
     ),
     Fault(
         "panic_on_nth_connection",
         "Panics on the 20th accepted HTTP connection.",
         ("httpd",),
         "DUT crashed",
-        "httpd: prints a panic and resets on the 20th accept",
+        "C httpd: the 20th accepted connection crashes the firmware; the board prints the panic and resets "
+        "(HIL_FAULTS)",
     ),
     Fault(
         "socket_slot_leak",
@@ -168,56 +170,56 @@ CATALOGUE: tuple[Fault, ...] = (
         "(the historical 32-entry map bug).",
         ("select::select_connection_churn", "select::select_concurrent_tcp_and_udp[limit]"),
         "not recycled",
-        "hil-services: slots are not freed on close (HIL_FAULTS)",
+        "C select() echo: slots are not freed on close (HIL_FAULTS)",
     ),
     Fault(
         "udp_never_readable",
         "select() never reports UDP sockets readable (the shim's zero-length recvfrom check).",
         ("select",),
         "UDP",
-        "hil-services: select() ignores UDP readability (HIL_FAULTS)",
+        "C select() echo: select() results never show the UDP sockets readable (HIL_FAULTS)",
     ),
     Fault(
         "httpd_malformed_crash",
         "Crashes on a malformed HTTP request.",
         ("httpd::malformed_request", "httpd::long_header_line"),
         "DUT crashed",
-        "httpd: a bad request line panics the firmware",
+        "C httpd: an error answer other than 404 crashes the firmware instead (HIL_FAULTS)",
     ),
     Fault(
         "tls_wrong_cert",
         "Its HTTPS server presents a certificate for the wrong hostname.",
         ("tls",),
         "certificate",
-        "tls_feature: serves the wrong-hostname certificate",
+        "C HTTPS server: presents wrong_host.crt (HIL_FAULTS)",
     ),
     Fault(
         "no_mqtt_reconnect",
         "Does not reconnect to the MQTT broker after the broker restarts.",
         ("mqtt",),
         "reconnect",
-        "mqtt_feature: the client gives up after the first disconnect",
+        "C MQTT client: gives up after the first drop (HIL_FAULTS)",
     ),
     Fault(
         "l2_tap_deaf",
         "The L2 tap never delivers frames, so EtherType 0x88B5 frames are not echoed.",
         ("mcast_l2",),
         "0x88b5",
-        "l2_feature: the tap callback is never registered",
+        "C L2 echo: the taps count frames and never echo (HIL_FAULTS)",
     ),
     Fault(
         "mcast_deaf",
         "Ignores `mcast join`: no IGMP report, no echo of group datagrams.",
         ("mcast_l2",),
         "IGMP",
-        "mcast_feature: join answers ok but never joins",
+        "C multicast echo: `mcast join` answers ok and joins nothing (HIL_FAULTS)",
     ),
     Fault(
         "ipv6_ll_missing",
         "Has no IPv6 link-local address (IPv6 left off on its interface).",
         ("ipv6",),
         "link-local",
-        "fault_feature: net.ipv6.conf.<if>.disable_ipv6=1 in the DUT namespace",
+        "smoltcp runtime: the interface gets no IPv6 link-local address",
     ),
 )
 
