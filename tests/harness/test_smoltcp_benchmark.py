@@ -1,9 +1,10 @@
-"""Benchmark (opt-in: marker `benchmark`, run with --benchmarks or HIL_BENCHMARKS=1): iperf3 TCP both ways
-through the native firmware on the lab's 100BASE-TX-shaped cable, smoltcp flavour and linux flavour side by
-side in the same run, each against the ceiling of the TCP options its connections actually negotiated
-(read from the SYN/SYN-ACK), with the firmware's CPU share and, for what the DUT sent, the share of
-segments that repeated data the peer had already acknowledged. Prints and records; asserts nothing
-about speed (docs/smoltcp.md discusses the figures)."""
+"""Benchmark (opt-in: marker `benchmark`, run with --benchmarks or HIL_BENCHMARKS=1): iperf3 TCP both ways and an
+HTTP download through the native firmware on the lab's 100BASE-TX-shaped cable, smoltcp flavour and linux
+flavour side by side in the same run (both with the board's sizes), each against the ceiling of the TCP options
+its connection actually negotiated (read from the SYN/SYN-ACK), with the firmware's CPU share and, for what the
+DUT sent, the share of segments that repeated data the peer had already acknowledged. The smoltcp flavour runs
+twice: with the board's TX ring (30 frames, back-pressure) and with a TX queue as deep as the kernel's (the
+virtual board before it had the ring). Prints and records; asserts nothing about speed (docs/smoltcp.md)."""
 
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
-from harness.boards.virtual.firmware_process import FirmwareProcess
 
 from harness.boards.virtual import stackbuild
+from harness.boards.virtual.firmware import board_options
 from harness.errors import MissingToolError
 from harness.lab.base import LinkProfile
+from harness.lab.dhcp import DhcpServer
 from harness.lab.veth import VethLab
 from harness.processes import cpu_seconds as process_cpu_seconds
+from harness.services_program import ServicesProgram
 
 pytestmark = [
     pytest.mark.benchmark,
@@ -35,8 +38,10 @@ pytestmark = [
 ]
 
 SECONDS = 10
-DUT_IP = "10.77.0.100"
+HTTP_BYTES = 100_000_000
 MAC = "02:00:00:12:34:56"
+# A TX queue as deep as the kernel's was before the ring (1 MiB of AF_PACKET send buffer: 455 full frames).
+KERNEL_DEEP_QUEUE = ["--tx-ring", "455"]
 _SEGMENT = re.compile(r"IP (\S+) > (\S+): Flags \[([^\]]*)\](?:, seq (\d+):(\d+))?(?:, ack (\d+))?")
 _OPTIONS = re.compile(r"options \[(.*?)\]")
 
@@ -135,65 +140,83 @@ class Row:
 
 @pytest.fixture
 def lab() -> Iterator[VethLab]:
-    with VethLab() as lab:
-        lab.host.run("ethtool", "-K", lab.host_if, "tx", "off")
+    with VethLab() as lab, DhcpServer(lab.host, lab.host_if, lab.addressing):
         yield lab
 
 
-def measure(lab: VethLab, firmware: FirmwareProcess, flavour: str, reverse: bool, pcap: Path) -> Row:
+def _load(lab: VethLab, dut_ip: str, kind: str) -> tuple[float, int]:
+    """Run one transfer; its goodput (Mbit/s) and the client's local port."""
+    if kind == "http":
+        url = f"http://{dut_ip}/dl/{HTTP_BYTES}"
+        out = lab.host.run("curl", "-s", "-o", "/dev/null", "-w", "%{speed_download} %{local_port}", url,
+                           timeout=SECONDS + 120)  # fmt: skip
+        speed, port = out.split()
+        return float(speed) * 8 / 1e6, int(port)
+    command = ["iperf3", "-c", dut_ip, "-t", str(SECONDS), "--json", *(["-R"] if kind == "download" else [])]
+    report = json.loads(lab.host.run(*command, timeout=SECONDS + 60))
+    assert "error" not in report, report.get("error")
+    return report["end"]["sum_received"]["bits_per_second"] / 1e6, report["start"]["connected"][0]["local_port"]
+
+
+def measure(lab: VethLab, firmware: ServicesProgram, flavour: str, kind: str, dut_ip: str, pcap: Path) -> Row:
     dump = subprocess.Popen(lab.host.argv("tcpdump", "-i", lab.host_if, "-s", "96", "-w", str(pcap), "tcp"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         time.sleep(0.5)  # tcpdump has no ready signal; it must be capturing before the SYN goes out
         cpu_before, wall_before = process_cpu_seconds(firmware.pid), time.monotonic()
-        command = ["iperf3", "-c", DUT_IP, "-t", str(SECONDS), "--json", *(["-R"] if reverse else [])]
-        done = subprocess.run(lab.host.argv(*command), capture_output=True, text=True, timeout=SECONDS + 60)
+        mbps, port = _load(lab, dut_ip, kind)
         cpu = (process_cpu_seconds(firmware.pid) - cpu_before) / (time.monotonic() - wall_before) * 100
     finally:
         dump.terminate()
         dump.wait(timeout=30)
     capture = subprocess.run(["tcpdump", "-r", str(pcap), "-nn", "-S"], capture_output=True, text=True,
                              timeout=120, check=True).stdout  # fmt: skip
-    report = json.loads(done.stdout)
-    assert "error" not in report, report.get("error")
-    mbps = report["end"]["sum_received"]["bits_per_second"] / 1e6
-    port = report["start"]["connected"][0]["local_port"]
     options = handshake(capture, port)
     ceiling = options.ceiling_mbps(lab.link)
-    sent, repeated = repeated_share(capture, port) if reverse else (0, 0)
-    closed = 0 if reverse or flavour != "smoltcp" else small_windows(capture, port, options.mss)
-    direction = "download (-R)" if reverse else "upload"
+    sending = kind in ("download", "http")
+    sent, repeated = repeated_share(capture, port) if sending else (0, 0)
+    closed = 0 if sending or not flavour.startswith("smoltcp") else small_windows(capture, port, options.mss)
     percent = round(100 * mbps / ceiling, 1)
-    return Row(flavour, direction, round(mbps, 2), round(ceiling, 2), percent, options.mss, options.timestamps,
+    return Row(flavour, kind, round(mbps, 2), round(ceiling, 2), percent, options.mss, options.timestamps,
                round(cpu, 1), sent, repeated, closed)  # fmt: skip
 
 
-def test_iperf3_both_ways_smoltcp_beside_linux(
+def _run(lab: VethLab, tmp_path: Path, flavour: str, label: str, extra: list[str]) -> tuple[list[Row], dict]:
+    options = [*(board_options() if flavour == "smoltcp" else []), *extra]
+    binary = stackbuild.build_firmware(flavour)
+    args = ["--iperf3", "5201", "--http", "80", *options]
+    with ServicesProgram(args, binary=binary, certs=False, mac=MAC, netns=lab.dut.name) as firmware:
+        dut_ip = firmware.wait_event("got_ip", timeout=20)["ip"]
+        before = firmware.stats()["net"]
+        rows = [measure(lab, firmware, label, kind, dut_ip, tmp_path / f"{label}-{kind}.pcap")
+                for kind in ("upload", "download", "http")]  # fmt: skip
+        after = firmware.stats()["net"]
+    counters = ("frame_pool_drops", "tx_fails", "rx_drops", "tx_ring_full")
+    return rows, {name: after[name] - before[name] for name in counters if name in after}
+
+
+def test_iperf3_and_http_smoltcp_beside_linux(
     lab: VethLab, tmp_path: Path, record_property: pytest.RecordProperty
 ) -> None:
     rows: list[Row] = []
-    with FirmwareProcess(mac=MAC, netns=lab.dut.name, static=f"{DUT_IP}/24", iperf3=5201) as firmware:
-        firmware.wait_event("link_up")
-        before = firmware.command("stats")["net"]
-        rows += [
-            measure(lab, firmware, "smoltcp", reverse, tmp_path / f"smoltcp-{reverse}.pcap")
-            for reverse in (False, True)
-        ]
-        after = firmware.command("stats")["net"]
-    lab.address_dut(DUT_IP)
-    with FirmwareProcess(flavour="linux", netns=lab.dut.name, iperf3=5201) as firmware:
-        rows += [
-            measure(lab, firmware, "linux", reverse, tmp_path / f"linux-{reverse}.pcap") for reverse in (False, True)
-        ]
-    drops = {k: after[k] - before[k] for k in ("frame_pool_drops", "tx_fails", "rx_drops")}
-    print(f"\niperf3 TCP, {SECONDS} s each way, 100BASE-TX-shaped veth (tbf 100mbit, overhead 24, gso_max_segs 1):")
-    print(f"{'flavour':8} {'direction':14} {'Mbit/s':>7} {'ceiling':>8} {'%':>6} {'MSS':>5} {'TS':>3} {'CPU %':>6}"
+    counters: dict[str, dict] = {}
+    for flavour, label, extra in (
+        ("smoltcp", "smoltcp", []),
+        ("smoltcp", "smoltcp-deep-queue", KERNEL_DEEP_QUEUE),
+        ("linux", "linux", []),
+    ):
+        more, counters[label] = _run(lab, tmp_path, flavour, label, extra)
+        rows += more
+    print(f"\n{SECONDS} s iperf3 TCP each way and a {HTTP_BYTES // 1_000_000} MB HTTP download, 100BASE-TX-shaped "
+          "veth (tbf 100mbit, overhead 24, gso_max_segs 1):")  # fmt: skip
+    print(f"{'flavour':19} {'transfer':9} {'Mbit/s':>7} {'ceiling':>8} {'%':>6} {'MSS':>5} {'TS':>3} {'CPU %':>6}"
           f" {'DUT segs':>9} {'repeated':>9} {'win<MSS':>8}")  # fmt: skip
     for row in rows:
-        print(f"{row.flavour:8} {row.direction:14} {row.mbps:7.2f} {row.ceiling_mbps:8.2f}"
+        print(f"{row.flavour:19} {row.direction:9} {row.mbps:7.2f} {row.ceiling_mbps:8.2f}"
               f" {row.percent_of_ceiling:6.1f} {row.mss:5d} {'y' if row.timestamps else 'n':>3}"
               f" {row.firmware_cpu_percent:6.1f}"
               f" {row.dut_segments:9d} {row.dut_repeated_acked_segments:9d}"
               f" {row.dut_acks_below_one_segment_window:8d}")  # fmt: skip
-    print(f"smoltcp runtime counters over its runs: {drops}")
-    record_property("smoltcp_iperf3_benchmark", json.dumps({"rows": [asdict(r) for r in rows], "smoltcp": drops}))
+    for label, deltas in counters.items():
+        print(f"{label} runtime counters over its transfers: {deltas}")
+    record_property("smoltcp_benchmark", json.dumps({"rows": [asdict(r) for r in rows], "counters": counters}))
