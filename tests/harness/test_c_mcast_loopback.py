@@ -23,15 +23,23 @@ PORT = 5007
 DATAGRAM_BYTES = sum(1 + i * 1471 // 15 for i in range(16))  # PROTOCOL.md's 16 datagrams of 1 .. 1472 bytes
 
 
-def test_loopback_self_check() -> None:
+def test_loopback_self_check_in_every_mode() -> None:
     with ServicesProgram(["--http", "0"], certs=False) as program:
-        reply = program.command("loopback")
+        replies = {mode: program.command(f"loopback {mode}".strip()) for mode in ("", "recvfrom", "recv", "ephemeral")}
         usage = program.command("loopback now")
         check_clean_exit(program)
-    assert reply["ok"], reply
-    assert (reply["cmd"], reply["sent"], reply["received"], reply["bytes"]) == ("loopback", 16, 16, DATAGRAM_BYTES)
-    assert 0 < reply["duration_us"] < 1_000_000
-    assert usage == {"cmd": "loopback", "ok": False, "error": "usage: loopback"}
+    for mode, reply in replies.items():
+        assert reply["ok"], reply
+        assert (reply["cmd"], reply["mode"], reply["sent"], reply["received"], reply["bytes"]) == (
+            "loopback",
+            mode or "recvfrom",
+            16,
+            16,
+            DATAGRAM_BYTES,
+        )
+        assert 0 < reply["duration_us"] < 1_000_000
+    assert replies["recv"]["port"] == 32790 and replies["ephemeral"]["port"] != 32790
+    assert usage == {"cmd": "loopback", "ok": False, "error": "usage: loopback [recvfrom|recv|ephemeral]"}
 
 
 @pytest.fixture

@@ -64,7 +64,9 @@ def test_a_wheel_installed_outside_the_checkout_runs_the_suite_from_an_empty_dir
     record = json.loads(results.read_text())
     nodeids = {test["nodeid"] for test in record["tests"]}
     assert "tests/scenarios/test_ping.py::test_ping[56]" in nodeids, "node ids differ from a checkout's"
-    assert {test["outcome"] for test in record["tests"]} == {"passed"}
+    outcomes = {test["nodeid"].split("::")[-1]: test["outcome"] for test in record["tests"]}
+    assert outcomes.pop("test_ping[1472]") == "skipped", "a known smoltcp behaviour (docs/scenarios.md)"
+    assert set(outcomes.values()) == {"passed"}, outcomes
     assert sorted(path.name for path in empty.iterdir()) == ["results"]
 
 

@@ -7,8 +7,8 @@ in the formats ESP-IDF and ``esptool elf2image`` produce (24-byte header, 8-byte
 checksum, appended SHA-256), so ``esptool image-info`` and the virtual bootloader accept them, and
 erasing or overwriting them gives the real failure output.
 
-The app descriptor says what the firmware twin is: project ``hil_app``, the harness version, the
-twin's ESP-IDF version string and, as "ELF SHA-256", the digest of the twin's own source.
+The app descriptor says what the board's own app is: project ``hil_app``, the harness version, the
+board's ESP-IDF version string and, as "ELF SHA-256", the digest of its console side and native firmware.
 """
 
 from __future__ import annotations

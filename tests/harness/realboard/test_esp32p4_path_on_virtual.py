@@ -87,7 +87,10 @@ def test_esp32p4_board_path_runs_the_suite_on_a_virtual_board(tmp_path: Path) ->
     assert record["board"]["kind"] == "esp32p4"
     assert record["firmware"]["app"] == DESC.project_name and record["firmware"]["app_version"] == DESC.version
     assert record["link"]["kind"] == "nic"
-    assert {t["outcome"] for t in record["tests"]} == {"passed"} and len(record["tests"]) == 5
+    # ping[1472] is an expected failure on the smoltcp the board reports (docs/scenarios.md, known behaviours).
+    outcomes = {t["nodeid"].rsplit("::", 1)[-1]: (t["outcome"], t["message"]) for t in record["tests"]}
+    assert len(outcomes) == 6 and outcomes.pop("test_ping[1472]")[1].startswith("xfail: smoltcp 0.12.0"), outcomes
+    assert {outcome for outcome, _ in outcomes.values()} == {"passed"}, outcomes
     budget = next(t for t in record["tests"] if t["nodeid"].endswith("test_boot_memory_budget"))
     footprint = {m["name"]: m["value"] for m in budget["metrics"] if m["name"].startswith("footprint_")}
     assert footprint["footprint_stack_flash_code_bytes"] == 85248  # the sample's stack archives, flashed this run
