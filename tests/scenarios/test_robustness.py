@@ -17,17 +17,6 @@ from harness.lab.traffic import ping
 CALL_TIMEOUT_S = 60
 SETTLE_S = 0.05
 SETTLE_MAX_S = 5.0
-# smoltcp's neighbour cache holds 8 entries (IFACE_NEIGHBOR_CACHE_COUNT) and learns every host that sends it an
-# ARP request (RFC 826); 500 requesters evict the lab host, and smoltcp discards the reply it cannot address
-# while it asks for the host again instead of keeping it (RFC 1122 2.3.2.2 says SHOULD keep the latest one).
-KNOWN = {
-    "arp_storm": pytest.mark.known_behaviour(
-        "smoltcp", ("0.12.",),
-        "500 ARP requesters evict the lab host from smoltcp's 8-entry neighbour cache; the first echo reply after "
-        "the storm is discarded while smoltcp resolves the host again (RFC 1122 2.3.2.2: SHOULD save the latest "
-        "packet for an unresolved address), so one of the pings after the storm goes unanswered",
-    ),
-}  # fmt: skip
 
 
 def _http_alive(dut_ip: str) -> int:
@@ -51,9 +40,7 @@ def _absorbed(board: Board) -> None:
         last = now
 
 
-@pytest.mark.parametrize(
-    "case", [pytest.param(case, marks=KNOWN.get(case.name, ())) for case in CASES], ids=[case.name for case in CASES]
-)
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_robustness(board: Board, lab, dut_ip: str, metrics, case: Case) -> None:
     """Send the case's frames; the DUT must still answer and must have received them."""
     before = board.stats()

@@ -327,9 +327,10 @@ int fw_net_stats_extra(char *out, size_t len)
     hil_net_stats(&s);
     return snprintf(out, len,
                     "\"stack_rx_frames\":%" PRIu64 ",\"rx_kernel_drops\":%" PRIu64 ",\"rx_csum_not_ready\":%" PRIu64
-                    ",\"pool_min_free\":%" PRIu32 ",\"polls\":%" PRIu64 ",\"tx_ring_full\":%" PRIu64,
+                    ",\"pool_min_free\":%" PRIu32 ",\"polls\":%" PRIu64 ",\"tx_ring_full\":%" PRIu64
+                    ",\"listen_drops\":%" PRIu64,
                     s.stack.rx_frames, s.rx_kernel_drops, s.rx_csum_not_ready, s.pool.min_free, s.polls,
-                    s.tx_ring_full);
+                    s.tx_ring_full, s.stack.listen_drops);
 }
 
 static void reply_ip(hil_members_t *m)

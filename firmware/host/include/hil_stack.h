@@ -45,6 +45,7 @@ typedef struct {
 typedef struct {
     uint64_t rx_frames, rx_bytes, rx_drops, tx_frames, tx_bytes, tx_fails;
     uint32_t active_sockets;
+    uint64_t listen_drops; /* SYNs dropped because a listener's backlog was full (Linux: ListenDrops) */
 } hs_stats_t;
 
 typedef struct {

@@ -55,6 +55,8 @@ pub struct HsStats {
     pub tx_bytes: u64,
     pub tx_fails: u64,
     pub active_sockets: u32,
+    /// SYNs dropped because a listener's backlog was full.
+    pub listen_drops: u64,
 }
 
 pub const HS_EVENT_BOUND: u32 = 1;
@@ -302,6 +304,7 @@ pub unsafe extern "C" fn hs_stack_stats(stack: *mut HsStack, out: *mut HsStats) 
         tx_bytes: device.tx.bytes,
         tx_fails: device.tx.fails,
         active_sockets: stack.active_sockets() as u32,
+        listen_drops: stack.listen_drops(),
     };
 }
 

@@ -130,6 +130,8 @@ pub struct Stack {
     dhcp: Option<SocketHandle>,
     gateway: Option<Ipv4Address>,
     events: VecDeque<DhcpEvent>,
+    /// SYNs dropped because a listener's backlog was full (Linux: ListenDrops).
+    listen_drops: u64,
 }
 
 fn try_buffer(bytes: usize) -> Result<Vec<u8>, i32> {
@@ -187,6 +189,7 @@ impl Stack {
             dhcp: None,
             gateway: None,
             events: VecDeque::new(),
+            listen_drops: 0,
         }
     }
 
@@ -202,6 +205,7 @@ impl Stack {
             if let Some(port) = self.device.next_syn_port() {
                 if !self.admit_syn(port) {
                     self.device.drop_next();
+                    self.listen_drops += 1;
                     continue;
                 }
             }
@@ -396,6 +400,11 @@ impl Stack {
 
     pub fn device(&self) -> &HostDevice {
         &self.device
+    }
+
+    /// SYNs dropped because a listener's backlog was full.
+    pub fn listen_drops(&self) -> u64 {
+        self.listen_drops
     }
 
     /// smoltcp TCP and UDP sockets in use (listener pools and closing connections included).
