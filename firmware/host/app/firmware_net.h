@@ -48,8 +48,12 @@ int fw_net_stats_extra(char *out, size_t len);
 void fw_usage(const char *why);
 long fw_number(const char *text, long lo, long hi, const char *what);
 bool fw_fault(const char *faults, const char *name);
-/* One `heap` reply for a heap of `total` bytes (PROTOCOL.md: default and internal capabilities). */
+/* The `ip`, `heap` and `sockets` replies (PROTOCOL.md), from what each stack knows. */
+void fw_ip_reply(hil_members_t *m, const char *ip, const char *netmask, const char *gw, const uint8_t mac[6],
+                 const char *ipv6_ll);
 void fw_heap_reply(hil_members_t *m, uint64_t total, uint64_t free, uint64_t min_free);
+void fw_sockets_reply(hil_members_t *m, uint64_t active_sockets, uint64_t sockets_max, uint64_t fds_used,
+                      uint64_t fds_max, uint64_t fd_base);
 /* The HIL_EVENT link_up/link_down, got_ip (addresses in network byte order), lost_ip and dhcp lines. */
 void fw_event_link(bool up);
 void fw_event_got_ip(uint32_t ip, uint32_t netmask, uint32_t gw, uint32_t lease_s);

@@ -90,6 +90,42 @@ bool fw_fault(const char *faults, const char *name)
     return false;
 }
 
+void fw_ip_reply(hil_members_t *m, const char *ip, const char *netmask, const char *gw, const uint8_t mac[6],
+                 const char *ipv6_ll)
+{
+    char text[18];
+    snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+    hil_members_str(m, "cmd", "ip");
+    hil_members_bool(m, "ok", 1);
+    hil_members_str(m, "iface", "eth");
+    hil_members_str(m, "ip", ip);
+    hil_members_str(m, "netmask", netmask);
+    hil_members_str(m, "gw", gw);
+    hil_members_str(m, "mac", text);
+    hil_members_str(m, "ipv6_ll", ipv6_ll);
+}
+
+void fw_sockets_reply(hil_members_t *m, uint64_t active_sockets, uint64_t sockets_max, uint64_t fds_used,
+                      uint64_t fds_max, uint64_t fd_base)
+{
+    hil_select_echo_stats_t echo;
+    hil_select_echo_get_stats(&echo);
+    char fields[768];
+    char object[800];
+    if (hil_select_echo_format_stats(fields, sizeof fields, &echo) < 0) {
+        fields[0] = '\0';
+    }
+    snprintf(object, sizeof object, "{%s}", fields);
+    hil_members_str(m, "cmd", "sockets");
+    hil_members_bool(m, "ok", 1);
+    hil_members_u64(m, "active_sockets", active_sockets);
+    hil_members_u64(m, "sockets_max", sockets_max);
+    hil_members_u64(m, "fds_used", fds_used);
+    hil_members_u64(m, "fds_max", fds_max);
+    hil_members_u64(m, "fd_base", fd_base);
+    hil_members_raw(m, "select_echo", object);
+}
+
 void fw_heap_reply(hil_members_t *m, uint64_t total, uint64_t free, uint64_t min_free)
 {
     char caps[256];

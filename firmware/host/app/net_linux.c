@@ -400,7 +400,7 @@ static uint32_t default_gateway(void)
 static void reply_ip(hil_members_t *m)
 {
     char ip[INET_ADDRSTRLEN] = "0.0.0.0", mask[INET_ADDRSTRLEN] = "0.0.0.0", ll[INET6_ADDRSTRLEN] = "";
-    char gw[INET_ADDRSTRLEN], mac[18];
+    char gw[INET_ADDRSTRLEN];
     struct ifaddrs *addrs = NULL;
     if (getifaddrs(&addrs) == 0) {
         for (struct ifaddrs *a = addrs; a != NULL; a = a->ifa_next) {
@@ -419,16 +419,7 @@ static void reply_ip(hil_members_t *m)
     }
     struct in_addr router = {.s_addr = default_gateway()};
     inet_ntop(AF_INET, &router, gw, sizeof gw);
-    const uint8_t *b = lx.mac;
-    snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
-    hil_members_str(m, "cmd", "ip");
-    hil_members_bool(m, "ok", 1);
-    hil_members_str(m, "iface", "eth");
-    hil_members_str(m, "ip", ip);
-    hil_members_str(m, "netmask", mask);
-    hil_members_str(m, "gw", gw);
-    hil_members_str(m, "mac", mac);
-    hil_members_str(m, "ipv6_ll", ll);
+    fw_ip_reply(m, ip, mask, gw, lx.mac, ll);
 }
 
 /* Socket descriptors this process holds (lwIP's "sockets in use"). */
@@ -461,21 +452,7 @@ int fw_net_command(int argc, char **argv, char *out, size_t len)
         fw_heap_reply(&m, HIL_LINUX_HEAP_BYTES, stats.heap_free, stats.heap_min_free);
     } else if (argc == 1 && strcmp(argv[0], "sockets") == 0) {
         hil_linux_stats_read(&stats);
-        hil_select_echo_stats_t echo;
-        hil_select_echo_get_stats(&echo);
-        char fields[768], object[800];
-        if (hil_select_echo_format_stats(fields, sizeof fields, &echo) < 0) {
-            fields[0] = '\0';
-        }
-        snprintf(object, sizeof object, "{%s}", fields);
-        hil_members_str(&m, "cmd", "sockets");
-        hil_members_bool(&m, "ok", 1);
-        hil_members_u64(&m, "active_sockets", stats.active_sockets);
-        hil_members_u64(&m, "sockets_max", SOCKETS_MAX);
-        hil_members_u64(&m, "fds_used", socket_fds());
-        hil_members_u64(&m, "fds_max", SOCKETS_MAX);
-        hil_members_u64(&m, "fd_base", 0);
-        hil_members_raw(&m, "select_echo", object);
+        fw_sockets_reply(&m, stats.active_sockets, SOCKETS_MAX, socket_fds(), SOCKETS_MAX, 0);
     } else {
         return 0;
     }

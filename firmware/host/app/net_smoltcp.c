@@ -337,23 +337,14 @@ static void reply_ip(hil_members_t *m)
 {
     hs_ip_info_t info;
     hil_net_ip_info(&info);
-    char ip[INET_ADDRSTRLEN], mask[INET_ADDRSTRLEN], gw[INET_ADDRSTRLEN], ll[INET6_ADDRSTRLEN] = "", mac[18];
+    char ip[INET_ADDRSTRLEN], mask[INET_ADDRSTRLEN], gw[INET_ADDRSTRLEN], ll[INET6_ADDRSTRLEN] = "";
     inet_ntop(AF_INET, &info.ip, ip, sizeof ip);
     inet_ntop(AF_INET, &info.netmask, mask, sizeof mask);
     inet_ntop(AF_INET, &info.gw, gw, sizeof gw);
     if (info.has_ipv6_ll && hil_net_link_up()) {
         inet_ntop(AF_INET6, info.ipv6_ll, ll, sizeof ll);
     }
-    const uint8_t *b = cfg.net.mac;
-    snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
-    hil_members_str(m, "cmd", "ip");
-    hil_members_bool(m, "ok", 1);
-    hil_members_str(m, "iface", "eth");
-    hil_members_str(m, "ip", ip);
-    hil_members_str(m, "netmask", mask);
-    hil_members_str(m, "gw", gw);
-    hil_members_str(m, "mac", mac);
-    hil_members_str(m, "ipv6_ll", ll);
+    fw_ip_reply(m, ip, mask, gw, cfg.net.mac, ll);
 }
 
 static void reply_sockets(hil_members_t *m)
@@ -362,24 +353,10 @@ static void reply_sockets(hil_members_t *m)
     hil_net_stats(&s);
     hil_shim_stats_t fds;
     hil_shim_stats(&fds);
-    hil_select_echo_stats_t echo;
-    hil_select_echo_get_stats(&echo);
-    char echo_fields[768];
-    char echo_object[800];
-    if (hil_select_echo_format_stats(echo_fields, sizeof echo_fields, &echo) < 0) {
-        echo_fields[0] = '\0';
-    }
-    snprintf(echo_object, sizeof echo_object, "{%s}", echo_fields);
     static char tcp[8192]; /* the command thread's only */
     hil_net_describe_tcp(tcp, sizeof tcp);
-    hil_members_str(m, "cmd", "sockets");
-    hil_members_bool(m, "ok", 1);
-    hil_members_u64(m, "active_sockets", s.stack.active_sockets);
-    hil_members_u64(m, "sockets_max", cfg.net.stack.max_sockets);
-    hil_members_u64(m, "fds_used", (uint64_t)fds.fds_used);
-    hil_members_u64(m, "fds_max", (uint64_t)fds.fd_count);
-    hil_members_u64(m, "fd_base", (uint64_t)fds.fd_base);
-    hil_members_raw(m, "select_echo", echo_object);
+    fw_sockets_reply(m, s.stack.active_sockets, cfg.net.stack.max_sockets, (uint64_t)fds.fds_used,
+                     (uint64_t)fds.fd_count, (uint64_t)fds.fd_base);
     hil_members_raw(m, "tcp", tcp);
 }
 
