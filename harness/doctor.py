@@ -30,7 +30,10 @@ LAB_TOOLS: dict[str, str] = {
     "mosquitto": "mosquitto",
     "openssl": "openssl",
     "cc": "gcc",
+    "ethtool": "ethtool",
 }
+# Programs only `--virtual-stack linux` runs (its DHCP client is busybox udhcpc).
+LINUX_STACK_TOOLS: dict[str, str] = {"busybox": "busybox"}
 PANIC_GDB = "riscv32-esp-elf-gdb"
 
 
@@ -84,13 +87,27 @@ def check_tools(inputs: DoctorInputs) -> list[Check]:
             checks.append(
                 Check(FAIL, f"tool {tool}", "not found", f"`apt-get install {package}` (or `sudo ci/install.sh`)")
             )
-    ethtool = inputs.which("ethtool")
-    checks.append(
-        Check(OK, "tool ethtool", ethtool)
-        if ethtool
-        else Check(WARN, "tool ethtool", "not found (needed for a real NIC)", "`apt-get install ethtool`")
-    )
+    for tool, package in LINUX_STACK_TOOLS.items():
+        path = inputs.which(tool)
+        checks.append(
+            Check(OK, f"tool {tool}", path)
+            if path
+            else Check(
+                WARN, f"tool {tool}", "not found (needed by --virtual-stack linux)", f"`apt-get install {package}`"
+            )
+        )
     return checks
+
+
+def check_rust() -> list[Check]:
+    """cargo, at the crate's minimum version: the virtual board's smoltcp firmware is built with it."""
+    from harness.boards.virtual.stackbuild import find_cargo
+
+    try:
+        cargo, version = find_cargo()
+    except HilError as exc:
+        return [Check(FAIL, "tool cargo", "missing or too old", str(exc))]
+    return [Check(OK, "tool cargo", f"{cargo} ({version})")]
 
 
 def check_python_packages() -> list[Check]:
@@ -275,7 +292,7 @@ def _board_table(config: LabConfig | None, name: str | None) -> BoardTable:
 def run_checks(inputs: DoctorInputs | None = None) -> list[Check]:
     """Every check, in report order."""
     inputs = inputs or DoctorInputs()
-    checks = check_tools(inputs) + check_python_packages() + check_privileges()
+    checks = check_tools(inputs) + check_rust() + check_python_packages() + check_privileges()
     config_checks, config = check_config(inputs)
     checks += config_checks
     for section in (check_serial, check_nic, check_esp_idf):

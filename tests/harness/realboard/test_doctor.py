@@ -35,6 +35,7 @@ def test_hil_doctor_on_this_machine_explains_each_missing_piece(tmp_path: Path) 
         line = next(line for line in warned if line.split(None, 1)[1].startswith(what))
         assert " -> fix: " in line
     assert any(line.startswith("ok    tool iperf3") for line in lines)
+    assert any(line.startswith("ok    tool cargo") for line in lines)
     assert lines[-1].startswith("ready for the virtual board: 0 failure(s)")
 
 
@@ -44,6 +45,20 @@ def test_missing_lab_tool_fails_with_the_package_to_install() -> None:
     )
     iperf = _by_what(checks)["tool iperf3"]
     assert iperf.status == FAIL and "apt-get install iperf3" in iperf.fix
+    assert exit_code(checks) == 1
+
+
+def test_missing_cargo_fails_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.boards.virtual import stackbuild
+    from harness.errors import MissingToolError
+
+    def no_cargo() -> tuple[str, str]:
+        raise MissingToolError("no cargo found: run `ci/install.sh`")
+
+    monkeypatch.setattr(stackbuild, "find_cargo", no_cargo)
+    checks = run_checks(DoctorInputs(serial_ports=[]))
+    cargo = _by_what(checks)["tool cargo"]
+    assert cargo.status == FAIL and "ci/install.sh" in cargo.fix
     assert exit_code(checks) == 1
 
 
