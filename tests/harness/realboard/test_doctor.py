@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from serial.tools.list_ports_common import ListPortInfo
 
 from harness.doctor import FAIL, OK, WARN, DoctorInputs, exit_code, run_checks
