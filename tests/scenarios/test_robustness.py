@@ -40,9 +40,25 @@ def _absorbed(board: Board) -> None:
         last = now
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+# smoltcp keeps 8 neighbours and evicts the oldest for every new ARP sender; an IP packet from an evicted
+# neighbour does not re-add it, and a reply to it is dropped while smoltcp asks ARP again (it keeps no packet
+# awaiting resolution). Measured with the lab host's entry for the DUT reachable: the first echo is lost.
+NEIGHBOUR_EVICTED = pytest.mark.known_behaviour(
+    "smoltcp", ("0.12.",),
+    "the storm's 20 senders evict the lab host from smoltcp's 8-entry neighbour cache, and the reply to the "
+    "first echo is dropped while smoltcp resolves the host again: smoltcp keeps no packet awaiting ARP "
+    "resolution (RFC 1122 2.3.2.2 says it SHOULD keep at least one), so 1 of the 3 echoes is lost",
+)  # fmt: skip
+KNOWN_BEHAVIOURS = {"arp_storm": NEIGHBOUR_EVICTED}
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, id=case.name, marks=KNOWN_BEHAVIOURS.get(case.name, ()))
+                                  for case in CASES])  # fmt: skip
 def test_robustness(board: Board, lab, dut_ip: str, metrics, case: Case) -> None:
     """Send the case's frames; the DUT must still answer and must have received them."""
+    # The lab host has just talked to the DUT, as a peer under attack would have: its neighbour entry for the
+    # DUT is fresh, so it sends the echoes below without asking ARP first, every time.
+    assert ping(lab.host, dut_ip, count=1).received == 1, f"before {case.name}: the DUT does not answer ping"
     before = board.stats()
     mtu = None
     if case.mtu is not None:

@@ -83,10 +83,11 @@ def test_select_concurrent_tcp_and_udp(board: Board, lab, dut_ip: str, hil_confi
         tcp_s, udp_s = lab.host.call(run, timeout=CALL_TIMEOUT_S)
     except (DutTimeoutError, LabError) as exc:
         echo = _sockets(board)["select_echo"]
+        rejected = echo["rejected"] - before["rejected"]
         raise AssertionError(
             f"select() echo with {count} TCP clients + {len(udp_ports)} UDP peers: {exc}; "
-            f"udp_datagrams +{echo['udp_datagrams'] - before['udp_datagrams']}, rejected +"
-            f"{echo['rejected'] - before['rejected']}"
+            f"udp_datagrams +{echo['udp_datagrams'] - before['udp_datagrams']}, rejected +{rejected}"
+            + (" (client slots not recycled?)" if rejected else "")
         ) from exc
     after = _wait_clients_closed(board, before["open_tcp_clients"])
     assert after["rejected"] == before["rejected"], f"{after['rejected'] - before['rejected']} clients were rejected"

@@ -28,6 +28,10 @@ const DHCP_PACKET_BYTES: usize = 1500;
 const ETHERNET_HEADER_BYTES: usize = 14;
 /// Bound on back-to-back smoltcp egress polls in one pass (64 full segments ~ 92 KB, more than a window).
 const MAX_POLLS_PER_PASS: usize = 64;
+/// A half-open connection older than this may give its place to a new SYN: a client on the LAN answers a
+/// SYN-ACK within milliseconds, and smoltcp's first SYN-ACK retransmission is due after a second (its
+/// initial RTO); a younger one is a client still completing its handshake, which must not be reset.
+const HALF_OPEN_GRACE: Duration = Duration::from_secs(1);
 
 /// Readiness bits of `poll_socket`.
 pub const READABLE: u32 = 1;
@@ -87,13 +91,16 @@ struct Tcp {
 /// `backlog` of them. A socket that takes a connection is replaced between two frames, so a SYN right
 /// behind another one finds a listening socket too (the board's accept task would re-arm it within
 /// microseconds; a host thread may be late by milliseconds). When no socket listens, a new SYN takes the
-/// place of the oldest half-open connection (a SYN flood cannot lock the port), and with only established
-/// connections waiting (the backlog is full) it is dropped, as lwIP and Linux drop it: the client retries.
+/// place of the oldest half-open connection unanswered for `HALF_OPEN_GRACE` (a SYN flood cannot lock the
+/// port); otherwise it is dropped, as lwIP and Linux drop a SYN their full queue has no room for: the
+/// client retries.
 struct Listener {
     endpoint: IpListenEndpoint,
     pool: Vec<SocketHandle>,
     armed: usize,
     backlog: usize,
+    /// The pool's half-open connections and when each was first seen in SYN-RECEIVED.
+    half_open: Vec<(SocketHandle, Instant)>,
 }
 
 struct Udp {
@@ -592,7 +599,7 @@ impl Stack {
         if let Sock::Tcp(t) = self.sock(id)? {
             t.handle = None;
             t.bound = Some(endpoint);
-            t.listener = Some(Listener { endpoint, pool, armed: target, backlog });
+            t.listener = Some(Listener { endpoint, pool, armed: target, backlog, half_open: Vec::new() });
         }
         Ok(())
     }
@@ -633,18 +640,21 @@ impl Stack {
     }
 
     /// Whether a SYN to `port` may reach smoltcp: yes with no listener there (smoltcp resets it: refused) or a
-    /// socket listening; otherwise the oldest half-open connection makes room, and without one it is dropped.
+    /// socket listening; otherwise the oldest half-open connection past its grace makes room, and without
+    /// one the SYN is dropped.
     fn admit_syn(&mut self, port: u16) -> bool {
         let listener = self.table.iter().flatten().find_map(|sock| match sock {
             Sock::Tcp(Tcp { listener: Some(l), .. }) if l.endpoint.port == port => Some(l),
             _ => None,
         });
         let Some(l) = listener else { return true };
-        let state = |h: &SocketHandle| self.sockets.get::<tcp::Socket>(*h).state();
-        if l.pool.iter().any(|h| state(h) == tcp::State::Listen) {
+        if l.pool.iter().any(|h| self.sockets.get::<tcp::Socket>(*h).state() == tcp::State::Listen) {
             return true;
         }
-        let Some(&oldest) = l.pool.iter().find(|h| state(h) == tcp::State::SynReceived) else { return false };
+        let oldest = l.half_open.iter().min_by_key(|(_, since)| *since);
+        let Some(&(oldest, _)) = oldest.filter(|(_, since)| self.now - *since >= HALF_OPEN_GRACE) else {
+            return false;
+        };
         let endpoint = l.endpoint;
         let socket = self.sockets.get_mut::<tcp::Socket>(oldest);
         socket.abort();
@@ -659,6 +669,8 @@ impl Stack {
                 continue;
             };
             let (mut listening, mut waiting) = (0, 0);
+            let now = self.now;
+            let mut half_open = Vec::new();
             for &h in &l.pool {
                 let socket = self.sockets.get_mut::<tcp::Socket>(h);
                 match socket.state() {
@@ -668,9 +680,16 @@ impl Stack {
                         let _ = socket.listen(l.endpoint);
                         listening += 1;
                     }
-                    _ => waiting += 1,
+                    state => {
+                        if state == tcp::State::SynReceived {
+                            let seen = l.half_open.iter().find(|(known, _)| *known == h);
+                            half_open.push((h, seen.map_or(now, |&(_, since)| since)));
+                        }
+                        waiting += 1;
+                    }
                 }
             }
+            l.half_open = half_open;
             if listening >= l.armed || waiting >= l.backlog {
                 continue;
             }

@@ -367,6 +367,33 @@ fn a_syn_flood_cannot_lock_the_port_half_open_connections_make_room() {
 }
 
 #[test]
+fn a_syn_behind_a_handshake_in_progress_is_dropped_not_the_handshake_reset() {
+    let mut cable = Cable::new(&Limits { listen_pool_max: 1, ..Limits::default() });
+    unsafe {
+        let listener = hs_socket(cable.b.stack, true) as u32;
+        assert_eq!(hs_bind(cable.b.stack, listener, 0, 80), 0);
+        assert_eq!(hs_listen(cable.b.stack, listener, 1), 0);
+        // Both ends learn each other's MAC first (a refused connection), so the handshake below is 3 frames.
+        let refused = hs_socket(cable.a.stack, true) as u32;
+        assert_eq!(hs_connect(cable.a.stack, refused, ip("10.0.0.2"), 81), -EINPROGRESS);
+        cable.settle();
+        let client = hs_socket(cable.a.stack, true) as u32;
+        assert_eq!(hs_connect(cable.a.stack, client, ip("10.0.0.2"), 80), -EINPROGRESS);
+        hs_stack_poll(cable.a.stack, cable.now_us);
+        for frame in cable.a.take_outbox() {
+            assert!(cable.b.deliver(&frame));
+        }
+        hs_stack_poll(cable.b.stack, cable.now_us); // SYN-ACK out: the client's handshake is half-open
+        assert!(cable.b.deliver(&stray_syn(80, 4000)));
+        hs_stack_poll(cable.b.stack, cable.now_us);
+        assert_eq!(cable.b.stats().listen_drops, 1, "the newcomer waits for its retransmission");
+        cable.settle();
+        assert_eq!(hs_poll_socket(cable.a.stack, client) & (WRITABLE | ERROR), WRITABLE, "not reset");
+        assert!(hs_accept(cable.b.stack, listener, &mut 0, &mut 0) > 0);
+    }
+}
+
+#[test]
 fn a_full_tx_ring_holds_data_back_instead_of_losing_it() {
     let mut cable = Cable::new(&Limits::default());
     let (_, client, server) = connected_pair(&mut cable, 7006);
