@@ -34,5 +34,5 @@ def doctor(args: argparse.Namespace) -> int:
     failures = sum(check.status == FAIL for check in checks)
     warnings = sum(check.status == WARN for check in checks)
     verdict = "ready for the virtual board" if not failures else "NOT ready for the virtual board"
-    print(f"\n{verdict}: {failures} failure(s), {warnings} warning(s) (warnings: a real board's pieces, crash decoding)")
+    print(f"\n{verdict}: {failures} failure(s), {warnings} warning(s) (warnings: real-board pieces, crash decoding)")
     return exit_code(checks)
