@@ -118,6 +118,72 @@ def test_hil_run_help_shows_the_harness_options() -> None:
     assert "--junitxml" not in done.stdout, "pytest's own options belong to `pytest --help`"
 
 
+# --- which tests are HIL tests: those that use the run, recognised by identity, not by fixture name ---------
+
+RECOGNITION = """
+import pytest
+
+
+@pytest.fixture
+def board():
+    return "this file's own board"
+
+
+@pytest.fixture
+def broker(hil_session):
+    raise RuntimeError("the broker did not start")
+
+
+@pytest.fixture
+def stopped_in_setup(hil_session):
+    raise KeyboardInterrupt
+
+
+def test_uses_the_run(hil_session):
+    pass
+
+
+def test_has_a_board_of_its_own(board):
+    assert board == "this file's own board"
+
+
+def test_fails_in_its_own_fixture_over_the_run(broker):
+    pass
+"""
+
+
+def _recorded(tmp_path: Path, source: str) -> tuple[dict, subprocess.CompletedProcess]:
+    (tmp_path / "test_recognition.py").write_text(source)
+    done = _pytest("-p", "no:cacheprovider", "--results-dir", "out", "--no-import", "test_recognition.py",
+                   cwd=tmp_path)  # fmt: skip
+    (results,) = (tmp_path / "out").glob("*.json")
+    record = json.loads(results.read_text())
+    return record, done
+
+
+def test_only_tests_that_use_the_run_are_recorded(tmp_path: Path) -> None:
+    record, done = _recorded(tmp_path, RECOGNITION)
+    outcomes = {test["nodeid"].split("::")[1]: test["outcome"] for test in record["tests"]}
+    assert outcomes == {"test_uses_the_run": "passed", "test_fails_in_its_own_fixture_over_the_run": "error"}
+    assert "has_a_board_of_its_own" not in done.stdout, "a fixture called `board` is not the harness's board"
+    assert record["interrupted"] is False
+
+
+def test_a_test_stopped_in_its_own_fixture_over_the_run_is_interrupted(tmp_path: Path) -> None:
+    stopped = RECOGNITION + "\n\ndef test_stopped(stopped_in_setup):\n    pass\n"
+    record, _ = _recorded(tmp_path, stopped.replace("def test_has_a_board", "def has_a_board"))
+    assert {test["nodeid"].split("::")[1]: test["outcome"] for test in record["tests"]}["test_stopped"] == INTERRUPTED
+    assert record["interrupted"] is True
+
+
+def test_a_test_stopped_mid_call_is_interrupted_in_the_results_file(tmp_path: Path) -> None:
+    record, _ = _recorded(tmp_path, "def test_stopped(hil_session):\n    raise KeyboardInterrupt\n")
+    assert [(test["nodeid"], test["outcome"]) for test in record["tests"]] == [
+        ("test_recognition.py::test_stopped", INTERRUPTED)
+    ]
+    assert record["interrupted"] is True
+
+
 # --- what the results file says about each test -----------------------------------------------------------
 
 
