@@ -60,6 +60,11 @@ class DoctorInputs:
     eth_iface: str | None = None
     which: Callable[[str], str | None] = shutil.which
     environ: dict[str, str] | None = None
+
+    def env(self) -> dict[str, str]:
+        """The environment the checks read (``environ``, else this process's)."""
+        return self.environ if self.environ is not None else dict(os.environ)
+
     serial_ports: Iterable[object] | None = None
 
 
@@ -153,7 +158,7 @@ def check_serial(inputs: DoctorInputs, config: LabConfig | None) -> list[Check]:
     from harness.boards.esp32p4 import board_ports, list_serial_ports
 
     table = _board_table(config, inputs.board_name)
-    port = inputs.port or table.port
+    port = inputs.port or inputs.env().get("ESPPORT") or table.port
     if port:
         if port.startswith(("rfc2217://", "socket://")) or Path(port).exists():
             return [Check(OK, "serial port", f"{port} (configured)")]
@@ -233,8 +238,7 @@ def check_nic(inputs: DoctorInputs, config: LabConfig | None) -> list[Check]:
 
 def check_esp_idf(inputs: DoctorInputs, config: LabConfig | None) -> list[Check]:
     """ESP-IDF (to build the firmware) and its idf.py."""
-    env = inputs.environ if inputs.environ is not None else dict(os.environ)
-    idf_path = env.get("IDF_PATH") or _board_table(config, inputs.board_name).idf_path
+    idf_path = inputs.env().get("IDF_PATH") or _board_table(config, inputs.board_name).idf_path
     install = "install ESP-IDF v5.5 or v6.0 and `. $IDF_PATH/export.sh` (see ci/RUNNER.md)"
     checks = []
     if not idf_path:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness import dut as dut_plugin
 from harness.boards.board import Board
 from harness.boards.kinds import KindOptions, board_kind, board_kinds, default_kind
 from harness.config import LabConfig
@@ -49,8 +50,8 @@ MARKERS = (
 OPT_IN = (("benchmark", "benchmarks", "--benchmarks"), ("soak", "soak", "--soak"))
 
 
-def _general_options(group: Any) -> None:
-    """The options of every run, whatever the board."""
+def _general_options(group: Any, embedded_plugin: bool) -> None:
+    """The options of every run, whatever the board (`--target` is pytest-embedded's when its plugin is loaded)."""
     kinds = board_kinds()
     summaries = "; ".join(f"{name}: {kind.summary}" for name, kind in kinds.items())
     group.addoption("--board", choices=tuple(kinds), default=default_kind(), help=f"board under test ({summaries})")
@@ -77,6 +78,10 @@ def _general_options(group: Any) -> None:
                     help="run every selected test N times (ids get repeat1..N; the results keep one record per test: "
                     "its worst outcome, every metric)")  # fmt: skip
     group.addoption("--hil-default-tests", default=None, help=argparse.SUPPRESS)
+    if not embedded_plugin:
+        group.addoption("--target", default=None,
+                        help="the ESP-IDF target the tests are for, as pytest-embedded spells it; must be the board's "
+                        "(esp32p4); `dut` tests for other targets are skipped")  # fmt: skip
 
 
 def _positive(text: str) -> int:
@@ -112,7 +117,7 @@ class _Recorder:
 def harness_options(embedded_plugin: bool) -> dict[str, HarnessOption]:
     """Every option the harness and its board kinds add, by destination (as `pytest_addoption` added them)."""
     general = _Recorder()
-    _general_options(general)
+    _general_options(general, embedded_plugin)
     options = dict(general.options)
     for name, kind in board_kinds().items():
         owned = _Recorder(name, embedded_plugin)
@@ -133,8 +138,8 @@ def _embedded_plugin_coming(pluginmanager: pytest.PytestPluginManager) -> bool:
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     """The harness's options, and each board kind's own (all in the `esp-smoltcp-hil` group)."""
     group = parser.getgroup(GROUP, "esp-smoltcp HIL harness")
-    _general_options(group)
     embedded = _embedded_plugin_coming(pluginmanager)
+    _general_options(group, embedded)
     for name, kind in board_kinds().items():
         kind.add_options(KindOptions(group, name, embedded))
 
@@ -160,6 +165,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("filterwarnings", "ignore:record_xml_attribute is incompatible:pytest.PytestWarning")
     plugin = HilPlugin(config)
     config.pluginmanager.register(plugin, HilPlugin.NAME)
+    # pytest-embedded's plugin defines `dut` too: the harness's (registered after it, so it wins) only when the
+    # harness is asked for or that plugin is absent (harness/dut.py says why).
+    if plugin.options_given or not config.pluginmanager.has_plugin("pytest_embedded"):
+        config.pluginmanager.register(dut_plugin, dut_plugin.NAME)
     if plugin.options_given:
         if not hasattr(config, "workerinput"):
             plugin.set_default_junit()
@@ -172,6 +181,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if isinstance(plugin, HilPlugin):
         plugin.shut_down()
         config.pluginmanager.unregister(plugin)
+    if config.pluginmanager.is_registered(dut_plugin):
+        config.pluginmanager.unregister(dut_plugin)
 
 
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -223,7 +234,9 @@ class HilPlugin:
             options = self.config.option
             try:
                 config = LabConfig.load(options.hil_config)
-                board_kind(options.board).check_options(options, config)
+                kind = board_kind(options.board)
+                kind.check_options(options, config)
+                dut_plugin.check_target(options, kind.target)
             except ConfigError as exc:
                 raise pytest.UsageError(str(exc)) from exc
             self.lab_config = config

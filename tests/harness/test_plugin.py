@@ -88,7 +88,6 @@ def test_a_bad_config_file_stops_the_run_before_anything_starts(tmp_path: Path) 
     assert "thresholds.throughput_floor_pc: unknown key" in done.stderr
 
 
-@pytest.mark.skipif(not __import__("importlib").util.find_spec("pytest_embedded"), reason="pytest-embedded absent")
 def test_coexists_with_pytest_embedded_and_owns_its_options_without_it(tmp_path: Path) -> None:
     (tmp_path / "test_none.py").write_text("def test_nothing():\n    pass\n")
     # pytest-embedded's plugin loaded: its spellings (--port, --skip-autoflash y) are its own, no clash.
