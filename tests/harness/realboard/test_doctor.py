@@ -89,3 +89,8 @@ def test_crash_decoding_is_reported_as_the_decoder_finds_it() -> None:
     assert (core.status, core.fix) == (WARN, "pip install esp-coredump")
     assert "-> fix: pip install esp-coredump" in core.line()
     assert exit_code([panic, core]) == 0, "decoding that falls short is a warning, never a failure"
+
+
+def test_espport_names_the_serial_port() -> None:
+    checks = _by_what(run_checks(DoctorInputs(serial_ports=[], environ={"ESPPORT": "rfc2217://lab:4000"})))
+    assert checks["serial port"].status == OK and "rfc2217://lab:4000" in checks["serial port"].found
