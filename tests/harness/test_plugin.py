@@ -112,7 +112,7 @@ def test_hil_run_help_shows_the_harness_options() -> None:
                           timeout=120)  # fmt: skip
     assert done.returncode == 0
     for option in ("--board", "--hil-config", "--results-dir", "--fault", "--port", "--skip-autoflash", "--repeat",
-                   "--soak-minutes"):  # fmt: skip
+                   "--soak-minutes", "--target"):  # fmt: skip
         assert option in done.stdout, option
     assert "--junitxml" not in done.stdout, "pytest's own options belong to `pytest --help`"
 
@@ -252,3 +252,20 @@ def test_a_repeated_test_keeps_its_worst_outcome(tmp_path: Path) -> None:
     session.finish(interrupted=False)
     record = json.loads((tmp_path / "run1.json").read_text())
     assert [(t["nodeid"], t["outcome"]) for t in record["tests"]] == [("t::a", "failed")]
+
+
+# --- conventions across the `hil` commands -----------------------------------------------------------------
+
+
+CONFIG_COMMANDS = [["doctor"], ["build"], ["gate"], ["compare", "A", "B"], ["report"], ["bisect", "A", "B"],
+                   ["dashboard", "--out", "site"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", CONFIG_COMMANDS, ids=lambda command: command[0])
+def test_every_command_takes_the_config_file_as_hil_config(command: list[str]) -> None:
+    from harness.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args([*command, "--hil-config", "lab.toml"]).hil_config == Path("lab.toml")
+    with pytest.raises(SystemExit):
+        parser.parse_args([*command, "--config", "lab.toml"])
