@@ -8,20 +8,24 @@ the fixture resets the board and the dut sees the console from the ROM's first l
 the `board` fixture, the test gets what every HIL test gets: the guard's crash verdict, console slice,
 counters and budgets, its metrics (`metrics` fixture) and its record in the results.
 
-This module is a pytest plugin that `harness.plugin` registers in `pytest_configure`, never through an entry
-point, because pytest-embedded's plugin defines `dut` and `target` too and, of two plugins, the one
-registered last provides a fixture:
+This module is a pytest plugin that `harness.plugin` registers in `pytest_configure` (`register`), never
+through an entry point, because pytest-embedded's plugin defines `dut` and `target` too and, of two plugins,
+the one registered last provides a fixture:
 
-- `hil run` leaves pytest-embedded's plugin out (`-p no:pytest_embedded`): this `dut` is the only one;
+- `hil run` leaves pytest-embedded's plugin out (`-p no:pytest_embedded`): this `dut` and `target` are the
+  only ones;
 - plain `pytest` where pytest-embedded's plugin loads (an ESP-IDF environment) with a harness option
   (`--board virtual`, `--board esp32p4`, ...): this module is registered after it, so this `dut` wins;
-- plain `pytest` there without a harness option: this module is not registered; pytest-embedded's `dut`
-  serves the test as it always did.
+  `target` stays pytest-embedded's (its autouse fixtures request it for every test, and it reads the same
+  `target` parameter and `--target`);
+- plain `pytest` there without a harness option: nothing is registered; pytest-embedded's `dut` serves the
+  test as it always did.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, AnyStr
@@ -33,12 +37,14 @@ from pytest_embedded.log import PexpectProcess
 from pytest_embedded.utils import Meta, to_bytes
 
 from harness.boards.board import Board, BuildInfo
+from harness.boards.kinds import board_kind
 from harness.console.monitor import RawPipe
 from harness.errors import ConfigError, HilError
 from harness.paths import firmware_dir
 from harness.session import HilSession
 
 NAME = "esp-smoltcp-hil-dut"
+TARGET_NAME = "esp-smoltcp-hil-target"
 # ESP-IDF targets, as pytest-embedded's `target` and ESP-IDF's markers name them.
 TARGETS = ("esp32", "esp32s2", "esp32s3", "esp32c2", "esp32c3", "esp32c5", "esp32c6", "esp32c61", "esp32h2",
            "esp32h21", "esp32h4", "esp32p4", "linux")  # fmt: skip
@@ -48,6 +54,23 @@ RUNNER_MARKERS = {
     "ethernet": "an ESP-IDF runner whose board is cabled to Ethernet (every harness board is)",
     "eth_ip101": "an ESP-IDF runner whose board has an IP101 PHY (the P4-Nano; the virtual board stands for it)",
 }
+
+
+def register(config: pytest.Config, harness_asked_for: bool) -> None:
+    """Register `dut` (and `target`, unless pytest-embedded's plugin provides it) when the harness should serve it."""
+    embedded = config.pluginmanager.has_plugin("pytest_embedded")
+    if harness_asked_for or not embedded:
+        config.pluginmanager.register(sys.modules[__name__], NAME)
+    if not embedded:
+        config.pluginmanager.register(TargetFixture(), TARGET_NAME)
+
+
+def unregister(config: pytest.Config) -> None:
+    """Undo `register`."""
+    for name in (NAME, TARGET_NAME):
+        plugin = config.pluginmanager.get_plugin(name)
+        if plugin is not None:
+            config.pluginmanager.unregister(plugin)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -167,23 +190,27 @@ class HilDut(Dut):
             raise AssertionError(f"Unity test failed: {', '.join(failed)}")
 
 
+class TargetFixture:
+    """The `target` fixture, for sessions without pytest-embedded's plugin (whose own `target` serves otherwise)."""
+
+    @pytest.fixture
+    def target(self, request: pytest.FixtureRequest) -> str:
+        """The ESP-IDF target of the test: its `target` parameter (`indirect`), else `--target`, else the board's.
+
+        A test for another target than the board's is skipped.
+        """
+        board_target = board_kind(request.config.option.board).target
+        value = str(getattr(request, "param", None) or getattr(request.config.option, "target", None) or board_target)
+        skip_unless_for(request.node, value, board_target)
+        return value
+
+
 @pytest.fixture
-def target(request: pytest.FixtureRequest, hil_session: HilSession) -> str:
-    """The ESP-IDF target of the test: its `target` parameter (`indirect`), else `--target`, else the board's.
-
-    A test for another target than the board's is skipped.
-    """
-    board_target = hil_session.kind.target
-    value = str(getattr(request, "param", None) or getattr(request.config.option, "target", None) or board_target)
-    skip_unless_for(request.node, value, board_target)
-    return value
-
-
-@pytest.fixture
-def dut(request: pytest.FixtureRequest, target: str, board: Board, hil_session: HilSession) -> Iterator[HilDut]:
+def dut(request: pytest.FixtureRequest, target: str | None, board: Board, hil_session: HilSession) -> Iterator[HilDut]:
     """pytest-embedded's `Dut` on the board, from a fresh boot: `expect`, `expect_exact`, `write`, `serial`, `app`."""
     board_target = hil_session.kind.target
-    skip_unless_for(request.node, target, board_target)  # a `target` parametrized directly bypasses its fixture
+    # Again here: a `target` parametrized directly bypasses its fixture, and pytest-embedded's does not skip.
+    skip_unless_for(request.node, str(target or board_target), board_target)
     with RawPipe(board.monitor) as pipe:
         try:
             board.reset(wait_online=False)

@@ -165,10 +165,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("filterwarnings", "ignore:record_xml_attribute is incompatible:pytest.PytestWarning")
     plugin = HilPlugin(config)
     config.pluginmanager.register(plugin, HilPlugin.NAME)
-    # pytest-embedded's plugin defines `dut` too: the harness's (registered after it, so it wins) only when the
-    # harness is asked for or that plugin is absent (harness/dut.py says why).
-    if plugin.options_given or not config.pluginmanager.has_plugin("pytest_embedded"):
-        config.pluginmanager.register(dut_plugin, dut_plugin.NAME)
+    dut_plugin.register(config, plugin.options_given)  # beside pytest-embedded's `dut`: harness/dut.py says how
     if plugin.options_given:
         if not hasattr(config, "workerinput"):
             plugin.set_default_junit()
@@ -181,8 +178,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if isinstance(plugin, HilPlugin):
         plugin.shut_down()
         config.pluginmanager.unregister(plugin)
-    if config.pluginmanager.is_registered(dut_plugin):
-        config.pluginmanager.unregister(dut_plugin)
+    dut_plugin.unregister(config)
 
 
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:

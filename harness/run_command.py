@@ -2,8 +2,8 @@
 
 Both replace this process by pytest. pytest runs with the project root as its rootdir and the project's
 pytest settings (`pyproject.toml`), so test ids, and with them the results history, are the same from a
-checkout and from an installed wheel, whatever the current directory. pytest-embedded's plugin is left
-out (`-p no:pytest_embedded`): the harness owns its options and its autouse fixtures have no place here.
+checkout and from an installed wheel, whatever the current directory. Those settings leave pytest-embedded's
+plugin out (`-p no:pytest_embedded`): the harness owns its options and serves `dut` itself.
 Paths on the command line replace the default tests: `hil run tests/x.py` runs exactly that file.
 """
 
@@ -27,7 +27,7 @@ def pytest_argv(default_tests: Path, extra: Sequence[str] = ()) -> list[str]:
     root = project_root()
     argv = [
         sys.executable, "-m", "pytest", "--rootdir", str(rootdir(root, extra)), "-c", str(root / "pyproject.toml"),
-        "-p", "no:pytest_embedded", f"--hil-default-tests={default_tests}",
+        f"--hil-default-tests={default_tests}",
     ]  # fmt: skip
     if root == BUNDLED_ROOT:
         argv += ["-p", "no:cacheprovider"]  # the installed package is no place for pytest's cache

@@ -156,23 +156,28 @@ EMBEDDED_STYLE = """
 from pytest_embedded import Dut
 
 
-def test_with_a_dut(dut: Dut) -> None:
+def test_with_a_dut(dut: Dut, target) -> None:
     pass
 """
+EMBEDDED = "pytest_embedded/plugin.py"
 
 
 @pytest.mark.parametrize(
-    ("args", "provider"),
+    ("args", "dut_from", "target_from"),
     [
-        ((), "pytest_embedded/plugin.py"),  # pytest-embedded loaded, harness not asked for: its `dut`
-        (("--board", "virtual"), "harness/dut.py"),  # a harness option: the harness's `dut` wins
-        (("-p", "no:pytest_embedded"), "harness/dut.py"),  # as `hil run` runs: the only `dut`
+        ((), EMBEDDED, EMBEDDED),  # pytest-embedded loaded, harness not asked for: all pytest-embedded's
+        # A harness option: the harness's `dut` wins; `target` stays pytest-embedded's, which its autouse fixtures
+        # request for every test (the harness's would make every test a HIL test).
+        (("--board", "virtual"), "harness/dut.py", EMBEDDED),
+        (("-p", "no:pytest_embedded"), "harness/dut.py", "harness/dut.py"),  # as `hil run` runs: the harness's
     ],
 )
-def test_which_dut_a_session_gets(tmp_path: Path, args: tuple[str, ...], provider: str) -> None:
+def test_which_dut_and_target_a_session_gets(tmp_path: Path, args: tuple[str, ...], dut_from: str,
+                                             target_from: str) -> None:  # fmt: skip
     (tmp_path / "test_style.py").write_text(EMBEDDED_STYLE)
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--fixtures-per-test", *args,
                            "test_style.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    (line,) = [line for line in done.stdout.splitlines() if line.startswith("dut -- ")]
-    assert line.split(" -- ")[1].rsplit(":", 1)[0].endswith(provider), line
+    for fixture, provider in (("dut", dut_from), ("target", target_from)):
+        (line,) = [line for line in done.stdout.splitlines() if line.startswith(f"{fixture} -- ")]
+        assert line.split(" -- ")[1].rsplit(":", 1)[0].endswith(provider), line
