@@ -112,6 +112,10 @@ class HilSession:
             self.record.save()
             return board
 
+    def owns(self, value: object) -> bool:
+        """Whether ``value`` is one of this run's objects: the run, its config, lab, DHCP server or board."""
+        return any(value is mine for mine in (self, self.config, self.lab, self.dhcp, self.board) if mine is not None)
+
     # --- the guard -----------------------------------------------------------------------------------------
 
     def policy(self, item: pytest.Item) -> GuardPolicy:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.boards.board import BOOT_TIMEOUT_S, Board, BootInfo
+from harness.boards.board import BOOT_TIMEOUT_S, Board, BootInfo, BuildInfo
 from harness.boards.kinds import BoardKind, KindOptions
 from harness.console.monitor import ConsoleLine, ConsoleMonitor
 from harness.errors import BoardError, ConfigError, DutTimeoutError
@@ -529,6 +529,16 @@ class Esp32P4Board(Board):
         """Board identity for the results file."""
         return {**super().identity(), "chip_rev": self.chip_rev or self.hello.get("chip_rev", "")}
 
+    def firmware_build(self) -> BuildInfo:
+        """The build flashed in this run; with --skip-autoflash, the one the options name (if it is there)."""
+        build = self.build
+        if build is None:
+            try:
+                build = FirmwareBuild.load(self.app_path, self.build_dir)
+            except BoardError:
+                return BuildInfo()
+        return BuildInfo(build.build_dir, build.elf, build.sdkconfig)
+
     def firmware_footprint(self) -> FirmwareFootprint | None:
         """The footprint `hil build` saved beside the image flashed in this run (None when nothing was flashed)."""
         return read_footprint(self.build.build_dir) if self.build is not None else None
@@ -595,7 +605,8 @@ class Esp32P4Kind(BoardKind):
         """Serial port, build, flashing, chip revision, the NIC and which [boards.<name>] table applies."""
         if not group.embedded_plugin:
             group.addoption("--port", default=None,
-                            help="serial port of the board, or rfc2217://host:port (default: auto-detect)")  # fmt: skip
+                            help="serial port of the board, or rfc2217://host:port (default: $ESPPORT, the board's "
+                            "table in hil.toml, else auto-detect)")  # fmt: skip
             group.addoption("--port-mac", default=None, help="the board's base MAC, to pick its port among several")
             group.addoption("--app-path", default=None, help="ESP-IDF project directory (default firmware/hil_app)")
             group.addoption("--build-dir", default=None,
@@ -647,13 +658,17 @@ def board_from_options(
 ) -> Esp32P4Board:
     """Build the board from pytest options, falling back to the `[boards.<name>]` table of hil.toml.
 
-    Command-line options win over the file; the file wins over defaults.
+    Command-line options win over the environment (`$ESPPORT`, as ESP-IDF's tools read it), which wins over
+    the file, which wins over defaults.
     """
     table = config.board_table(getattr(options, "board_name", None))
+    environment = {"port": os.environ.get("ESPPORT")}
 
     def pick(option: str, key: str) -> Any:
-        value = getattr(options, option, None)
-        return value if value not in (None, "") else getattr(table, key)
+        for value in (getattr(options, option, None), environment.get(option)):
+            if value not in (None, ""):
+                return value
+        return getattr(table, key)
 
     baud = getattr(options, "esptool_baud", None)
     return Esp32P4Board(

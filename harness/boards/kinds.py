@@ -53,12 +53,14 @@ class BoardKind(abc.ABC):
         summary: one line for ``--board``'s help.
         is_default: the kind used when ``--board`` is not given (exactly one kind has it).
         uses_board_tables: ``[boards.<name>]`` tables of hil.toml describe boards of this kind.
+        target: the ESP-IDF target (chip) of this kind's boards, as pytest-embedded's `target` names it.
     """
 
     name: ClassVar[str]
     summary: ClassVar[str]
     is_default: ClassVar[bool] = False
     uses_board_tables: ClassVar[bool] = False
+    target: ClassVar[str] = "esp32p4"
 
     def add_options(self, group: KindOptions) -> None:  # noqa: B027 - optional, most kinds add nothing
         """Add the options only this kind understands (default: none)."""
