@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from harness.boards.board import Board
-from harness.boards.kinds import KindOptions, board_kind, board_kinds, default_kind
+from harness.boards.kinds import KindOptions, board_kinds, board_values, chosen_kind, default_kind, option_owner
 from harness.config import LabConfig
 from harness.console.monitor import ConsoleMonitor
 from harness.errors import ConfigError, HilError
@@ -52,7 +52,7 @@ OPT_IN = (("benchmark", "benchmarks", "--benchmarks"), ("soak", "soak", "--soak"
 
 def _general_options(group: Any) -> None:
     """The options of every run, whatever the board."""
-    kinds = board_kinds()
+    kinds = board_values()
     summaries = "; ".join(f"{name}: {kind.summary}" for name, kind in kinds.items())
     group.addoption("--board", choices=tuple(kinds), default=default_kind(), help=f"board under test ({summaries})")
     group.addoption("--results-dir", type=Path, default=Path("results"),
@@ -115,8 +115,8 @@ def harness_options(embedded_plugin: bool) -> dict[str, HarnessOption]:
     general = _Recorder()
     _general_options(general)
     options = dict(general.options)
-    for name, kind in board_kinds().items():
-        owned = _Recorder(name, embedded_plugin)
+    for kind in board_kinds().values():
+        owned = _Recorder(option_owner(kind), embedded_plugin)
         kind.add_options(owned)  # type: ignore[arg-type]
         options.update(owned.options)
     return options
@@ -136,8 +136,8 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     group = parser.getgroup(GROUP, "esp-smoltcp HIL harness")
     _general_options(group)
     embedded = _embedded_plugin_coming(pluginmanager)
-    for name, kind in board_kinds().items():
-        kind.add_options(KindOptions(group, name, embedded))
+    for kind in board_kinds().values():
+        kind.add_options(KindOptions(group, option_owner(kind), embedded))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -225,7 +225,7 @@ class HilPlugin:
             options = self.config.option
             try:
                 config = LabConfig.load(options.hil_config)
-                board_kind(options.board).check_options(options, config)
+                chosen_kind(options).check_options(options, config)
             except ConfigError as exc:
                 raise pytest.UsageError(str(exc)) from exc
             self.lab_config = config
@@ -245,7 +245,7 @@ class HilPlugin:
         record = RunRecord(options.results_dir, self.run_id)
         if getattr(options, "xmlpath", None):
             record.meta["junit"] = record.relative(Path(options.xmlpath))
-        self.session = HilSession(options, lab_config, record, board_kind(options.board))
+        self.session = HilSession(options, lab_config, record, chosen_kind(options))
         # SIGTERM (CI cancel, `timeout`, `hil selftest`) unwinds like Ctrl-C, so the lab is torn down and the
         # test that was running is recorded as interrupted.
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
