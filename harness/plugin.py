@@ -164,7 +164,17 @@ def pytest_configure(config: pytest.Config) -> None:
     if plugin.options_given:
         if not hasattr(config, "workerinput"):
             plugin.set_default_junit()
+            _spread_whole_files(config)
         plugin.activate()
+
+
+def _spread_whole_files(config: pytest.Config) -> None:
+    """A harness run sharded with `-n N` hands out whole scenario files (`--dist loadfile`) unless `--dist`
+    was given: each file's module-scoped setup (broker, TLS servers, a DHCP mode) then happens once, on one
+    board."""
+    given = any(arg in ("--dist", "-d") or arg.startswith("--dist=") for arg in map(str, config.invocation_params.args))
+    if getattr(config.option, "dist", "no") == "load" and not given:
+        config.option.dist = "loadfile"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -188,7 +198,12 @@ class HilPlugin:
         self.config = config
         self.session: HilSession | None = None
         self.lab_config: LabConfig | None = None
-        self.run_id = new_run_id()
+        # Sharded (pytest-xdist): the controller's run id names the one results file; each worker has its
+        # own lab id (its namespaces) and writes its artifacts under <run id>/<worker>/.
+        workerinput = getattr(config, "workerinput", None)
+        self.worker: str | None = workerinput["workerid"] if workerinput else None
+        self.run_id = (workerinput or {}).get("hil_run_id") or new_run_id()
+        self.lab_id = new_run_id() if workerinput else self.run_id
         self._previous_sigterm: Any = None
         self._interrupted = False
         self._candidates: set[str] = set()
@@ -242,10 +257,10 @@ class HilPlugin:
             return self.session
         lab_config = self._load_config()
         options = self.config.option
-        record = RunRecord(options.results_dir, self.run_id)
+        record = RunRecord(options.results_dir, self.run_id, shard=self.worker)
         if getattr(options, "xmlpath", None):
             record.meta["junit"] = record.relative(Path(options.xmlpath))
-        self.session = HilSession(options, lab_config, record, chosen_kind(options))
+        self.session = HilSession(options, lab_config, record, chosen_kind(options), lab_id=self.lab_id)
         # SIGTERM (CI cancel, `timeout`, `hil selftest`) unwinds like Ctrl-C, so the lab is torn down and the
         # test that was running is recorded as interrupted.
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
@@ -316,12 +331,34 @@ class HilPlugin:
             raise problem
         return result
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist controller: every worker records into this run (its id names the one results file)."""
+        node.workerinput["hil_run_id"] = self.run_id
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+        """xdist worker: mark a HIL test's reports, and send its board-side results with its teardown report."""
+        report = yield
+        if self.worker is not None and item.nodeid in self._candidates:
+            report.hil_test = True  # type: ignore[attr-defined]
+            if report.when == "teardown" and self.session is not None:
+                report.hil_shard = self.session.shard_results(item.nodeid)  # type: ignore[attr-defined]
+        return report
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Record outcome and duration of every phase of a HIL test."""
+        """Record outcome and duration of every phase of a HIL test (on an xdist controller: of every worker)."""
+        if getattr(report, "hil_test", False) and self.worker is None:
+            self._candidates.add(report.nodeid)  # a worker ran it
+            self._running = report.nodeid if report.when == "setup" else self._running
+            self.activate()
         if self.session is None:
             return
         if report.nodeid in self._candidates and report.nodeid not in self.session.hil_tests:
             self.session.test_started(report.nodeid)  # the run began in this test's setup
+        shard = getattr(report, "hil_shard", None)
+        if shard is not None and self.worker is None:
+            self.session.merge_shard(report.nodeid, shard)
         self.session.record_report(report)
         if report.when == "teardown":
             self._running = None

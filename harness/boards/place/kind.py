@@ -69,6 +69,8 @@ def lg_env(options: Any) -> str | None:
 
 def xdist_workers(options: Any) -> int:
     """How many pytest-xdist workers share the run (1 when it is not sharded)."""
+    if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # in a worker (xdist sets it)
+        return int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
     if getattr(options, "dist", "no") == "no":
         return 1
     return int(getattr(options, "numprocesses", 0) or 1)
