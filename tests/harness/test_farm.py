@@ -231,6 +231,7 @@ def test_virtual_boards_shard_on_one_machine(tmp_path: Path) -> None:
 
 
 @pytest.mark.benchmark
+@pytest.mark.timeout(1800)
 def test_the_suite_on_two_places_against_one(farm: Farm, tmp_path: Path) -> None:
     # A veth reports 10 Gbit/s whatever its tbf shaping says: the floor is given in Mbit/s instead.
     (tmp_path / "hil.toml").write_text("[thresholds]\nthroughput_floor_mbps = 80\n")
