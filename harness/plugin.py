@@ -131,11 +131,29 @@ def _embedded_plugin_coming(pluginmanager: pytest.PytestPluginManager) -> bool:
     return any(entry.name == "pytest_embedded" for entry in importlib.metadata.entry_points(group="pytest11"))
 
 
+def _leave_out_labgrid(pluginmanager: pytest.PytestPluginManager) -> None:
+    """labgrid's pytest plugin and pytest-embedded's both define a `target` fixture: in one session,
+    pytest-embedded's autouse fixtures would get labgrid's, which skips every test without `--lg-env`. Where
+    pytest-embedded's plugin loads (an ESP-IDF project's plain `pytest`), labgrid's plugin is left out; the
+    place options (`--lg-place`, `--lg-tags`, `$LG_COORDINATOR`) do not need it (docs/farm.md)."""
+    plugin = pluginmanager.get_plugin("labgrid")
+    if plugin is not None:
+        # Registered before this plugin: pytest's fixture manager still reads every plugin registered so far
+        # when the session starts, unregistered or not, so its fixtures go too (this process only).
+        pluginmanager.unregister(plugin)
+        for fixture in ("env", "target", "strategy"):
+            if hasattr(plugin, fixture):
+                delattr(plugin, fixture)
+    pluginmanager.set_blocked("labgrid")
+
+
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     """The harness's options, and each board kind's own (all in the `esp-smoltcp-hil` group)."""
     group = parser.getgroup(GROUP, "esp-smoltcp HIL harness")
     _general_options(group)
     embedded = _embedded_plugin_coming(pluginmanager)
+    if embedded:
+        _leave_out_labgrid(pluginmanager)
     for kind in board_kinds().values():
         kind.add_options(KindOptions(group, option_owner(kind), embedded))
 
