@@ -143,3 +143,14 @@ def test_a_shard_record_writes_no_file_and_keeps_its_artifacts_apart(tmp_path: P
     record.save(finished=True)
     assert record.artifacts_dir == tmp_path / "run1" / "gw3"
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(
+    not all(__import__("importlib").util.find_spec(name) for name in ("pytest_embedded", "labgrid")),
+    reason="needs both pytest-embedded and labgrid",
+)
+def test_pytest_embedded_keeps_its_target_fixture_when_labgrid_is_installed(tmp_path: Path) -> None:
+    (tmp_path / "test_plain.py").write_text("def test_runs():\n    pass\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "test_plain.py"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-2000:]
