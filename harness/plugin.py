@@ -27,7 +27,7 @@ import pytest
 
 from harness import dut as dut_plugin
 from harness.boards.board import Board
-from harness.boards.kinds import KindOptions, board_kind, board_kinds, default_kind
+from harness.boards.kinds import KindOptions, board_kinds, board_values, chosen_kind, default_kind, option_owner
 from harness.config import LabConfig
 from harness.console.monitor import ConsoleMonitor
 from harness.errors import BoardError, ConfigError, HilError
@@ -52,7 +52,7 @@ OPT_IN = (("benchmark", "benchmarks", "--benchmarks"), ("soak", "soak", "--soak"
 
 def _general_options(group: Any, embedded_plugin: bool) -> None:
     """The options of every run, whatever the board (`--target` is pytest-embedded's when its plugin is loaded)."""
-    kinds = board_kinds()
+    kinds = board_values()
     summaries = "; ".join(f"{name}: {kind.summary}" for name, kind in kinds.items())
     group.addoption("--board", choices=tuple(kinds), default=default_kind(), help=f"board under test ({summaries})")
     group.addoption("--results-dir", type=Path, default=Path("results"),
@@ -119,8 +119,8 @@ def harness_options(embedded_plugin: bool) -> dict[str, HarnessOption]:
     general = _Recorder()
     _general_options(general, embedded_plugin)
     options = dict(general.options)
-    for name, kind in board_kinds().items():
-        owned = _Recorder(name, embedded_plugin)
+    for kind in board_kinds().values():
+        owned = _Recorder(option_owner(kind), embedded_plugin)
         kind.add_options(owned)  # type: ignore[arg-type]
         options.update(owned.options)
     return options
@@ -135,13 +135,31 @@ def _embedded_plugin_coming(pluginmanager: pytest.PytestPluginManager) -> bool:
     return any(entry.name == "pytest_embedded" for entry in importlib.metadata.entry_points(group="pytest11"))
 
 
+def _leave_out_labgrid(pluginmanager: pytest.PytestPluginManager) -> None:
+    """labgrid's pytest plugin and pytest-embedded's both define a `target` fixture: in one session,
+    pytest-embedded's autouse fixtures would get labgrid's, which skips every test without `--lg-env`. Where
+    pytest-embedded's plugin loads (an ESP-IDF project's plain `pytest`), labgrid's plugin is left out; the
+    place options (`--lg-place`, `--lg-tags`, `$LG_COORDINATOR`) do not need it (docs/farm.md)."""
+    plugin = pluginmanager.get_plugin("labgrid")
+    if plugin is not None:
+        # Registered before this plugin: pytest's fixture manager still reads every plugin registered so far
+        # when the session starts, unregistered or not, so its fixtures go too (this process only).
+        pluginmanager.unregister(plugin)
+        for fixture in ("env", "target", "strategy"):
+            if hasattr(plugin, fixture):
+                delattr(plugin, fixture)
+    pluginmanager.set_blocked("labgrid")
+
+
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     """The harness's options, and each board kind's own (all in the `esp-smoltcp-hil` group)."""
     group = parser.getgroup(GROUP, "esp-smoltcp HIL harness")
     embedded = _embedded_plugin_coming(pluginmanager)
     _general_options(group, embedded)
-    for name, kind in board_kinds().items():
-        kind.add_options(KindOptions(group, name, embedded))
+    if embedded:
+        _leave_out_labgrid(pluginmanager)
+    for kind in board_kinds().values():
+        kind.add_options(KindOptions(group, option_owner(kind), embedded))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -169,7 +187,17 @@ def pytest_configure(config: pytest.Config) -> None:
     if plugin.options_given:
         if not hasattr(config, "workerinput"):
             plugin.set_default_junit()
+            _spread_whole_files(config)
         plugin.activate()
+
+
+def _spread_whole_files(config: pytest.Config) -> None:
+    """A harness run sharded with `-n N` hands out whole scenario files (`--dist loadfile`) unless `--dist`
+    was given: each file's module-scoped setup (broker, TLS servers, a DHCP mode) then happens once, on one
+    board."""
+    given = any(arg in ("--dist", "-d") or arg.startswith("--dist=") for arg in map(str, config.invocation_params.args))
+    if getattr(config.option, "dist", "no") == "load" and not given:
+        config.option.dist = "loadfile"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -194,7 +222,12 @@ class HilPlugin:
         self.config = config
         self.session: HilSession | None = None
         self.lab_config: LabConfig | None = None
-        self.run_id = new_run_id()
+        # Sharded (pytest-xdist): the controller's run id names the one results file; each worker has its
+        # own lab id (its namespaces) and writes its artifacts under <run id>/<worker>/.
+        workerinput = getattr(config, "workerinput", None)
+        self.worker: str | None = workerinput["workerid"] if workerinput else None
+        self.run_id = (workerinput or {}).get("hil_run_id") or new_run_id()
+        self.lab_id = new_run_id() if workerinput else self.run_id
         self._previous_sigterm: Any = None
         self._interrupted = False
         self._running: pytest.Item | None = None  # the test whose setup, call or teardown runs
@@ -230,7 +263,7 @@ class HilPlugin:
             options = self.config.option
             try:
                 config = LabConfig.load(options.hil_config)
-                kind = board_kind(options.board)
+                kind = chosen_kind(options)
                 kind.check_options(options, config)
                 dut_plugin.check_target(options, kind.target)
             except ConfigError as exc:
@@ -249,10 +282,10 @@ class HilPlugin:
             return self.session
         lab_config = self._load_config()
         options = self.config.option
-        record = RunRecord(options.results_dir, self.run_id)
+        record = RunRecord(options.results_dir, self.run_id, shard=self.worker)
         if getattr(options, "xmlpath", None):
             record.meta["junit"] = record.relative(Path(options.xmlpath))
-        self.session = HilSession(options, lab_config, record, board_kind(options.board))
+        self.session = HilSession(options, lab_config, record, chosen_kind(options), lab_id=self.lab_id)
         # SIGTERM (CI cancel, `timeout`, `hil selftest`) unwinds like Ctrl-C, so the lab is torn down and the
         # test that was running is recorded as interrupted.
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
@@ -347,10 +380,33 @@ class HilPlugin:
             raise problem
         return result
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist controller: every worker records into this run (its id names the one results file)."""
+        node.workerinput["hil_run_id"] = self.run_id
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+        """xdist worker: mark a HIL test's reports, and send its board-side results with its teardown report."""
+        report = yield
+        if self.worker is not None and self.session is not None and item.nodeid in self.session.hil_tests:
+            report.hil_test = True  # type: ignore[attr-defined]
+            if report.when == "teardown" and self.session is not None:
+                report.hil_shard = self.session.shard_results(item.nodeid)  # type: ignore[attr-defined]
+        return report
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Record outcome and duration of every phase of a HIL test."""
-        if self.session is not None:
-            self.session.record_report(report)
+        """Record outcome and duration of every phase of a HIL test (on an xdist controller: of every worker)."""
+        if getattr(report, "hil_test", False) and self.worker is None:
+            self.activate()  # a worker ran a HIL test: the controller's run records it
+        if self.session is None:
+            return
+        if getattr(report, "hil_test", False) and report.nodeid not in self.session.hil_tests:
+            self.session.test_started(report.nodeid)  # the run began in this test's setup (on a worker)
+        shard = getattr(report, "hil_shard", None)
+        if shard is not None and self.worker is None:
+            self.session.merge_shard(report.nodeid, shard)
+        self.session.record_report(report)
         if report.when == "teardown":
             self._running = None
 
