@@ -124,7 +124,10 @@ def find_cargo() -> tuple[str, str]:
 
 
 def _cargo_target_dir() -> Path:
-    return cache_root() / "cargo-target"
+    # One target directory per checkout: cargo locks a target directory while it builds, but two checkouts
+    # with different crate sources sharing one would overwrite libhil_stack.a between build and link.
+    checkout = hashlib.sha256(str(CRATE_DIR.resolve()).encode()).hexdigest()[:12]
+    return cache_root() / "cargo-target" / checkout
 
 
 def build_stack_lib(profile: str = "release") -> Path:
