@@ -52,6 +52,9 @@ int __real_ioctl(int fd, unsigned long request, ...);
 int __real_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res);
 void __real_freeaddrinfo(struct addrinfo *res);
 
+/* A descriptor whose stack socket is gone (fault shim_close_without_fin's shutdown): stack ids are > 0. */
+#define NO_STACK_SOCKET 0u
+
 typedef struct {
     bool used;
     bool tcp;
@@ -68,10 +71,41 @@ static struct {
     pthread_mutex_t lock;
 } shim = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
+/* The catalogue's names of the shim's faults (harness/boards/virtual/faults.py). */
+static const struct {
+    const char *name;
+    unsigned bit;
+} FAULT_NAMES[] = {
+    {"shim_udp_select_consumes", HIL_SHIM_FAULT_UDP_SELECT_CONSUMES},
+    {"shim_fin_not_readable", HIL_SHIM_FAULT_FIN_NOT_READABLE},
+    {"shim_close_without_fin", HIL_SHIM_FAULT_CLOSE_WITHOUT_FIN},
+};
+
+unsigned hil_shim_parse_faults(const char *list)
+{
+    unsigned bits = 0;
+    for (const char *p = list; p != NULL && *p != '\0';) {
+        size_t len = strcspn(p, ",");
+        for (size_t i = 0; i < sizeof FAULT_NAMES / sizeof FAULT_NAMES[0]; i++) {
+            if (strlen(FAULT_NAMES[i].name) == len && strncmp(p, FAULT_NAMES[i].name, len) == 0) {
+                bits |= FAULT_NAMES[i].bit;
+            }
+        }
+        p += len + (p[len] == ',');
+    }
+    return bits;
+}
+
 void hil_shim_default_config(hil_shim_config_t *cfg)
 {
     cfg->fd_base = 32;
     cfg->fd_count = 32;
+    cfg->faults = hil_shim_parse_faults(getenv("HIL_FAULTS"));
+}
+
+static bool fault(unsigned bit)
+{
+    return (shim.cfg.faults & bit) != 0;
 }
 
 int hil_shim_init(const hil_shim_config_t *cfg)
@@ -96,6 +130,12 @@ int hil_shim_init(const hil_shim_config_t *cfg)
         }
     }
     __real_close(devnull);
+    for (size_t i = 0; i < sizeof FAULT_NAMES / sizeof FAULT_NAMES[0]; i++) {
+        if (fault(FAULT_NAMES[i].bit)) {
+            hil_log(HIL_LOG_WARN, TAG, "fault %s on: the published esp_smoltcp_lwip_compat's defect",
+                    FAULT_NAMES[i].name);
+        }
+    }
     return 0;
 }
 
@@ -211,6 +251,7 @@ typedef struct {
     bool has_to;
     bool peek;
     bool all;         /* blocking send: everything, not just what fits */
+    bool hide_fin;    /* fault shim_fin_not_readable */
     hs_recv_info_t info;
 } op_args_t;
 
@@ -275,6 +316,9 @@ static int64_t op_recv(hs_stack_t *s, void *p)
 {
     op_args_t *a = p;
     int64_t rc = hs_recv(s, a->id, a->in, a->len, a->peek, &a->info);
+    if (rc == 0 && a->len > 0 && a->hide_fin && hs_glue_tcp_is_connected(s, a->id) == 1) {
+        return HIL_NET_AGAIN; /* the published shim: still "connected" in CLOSE-WAIT, so no EOF, ever */
+    }
     return rc == -EAGAIN ? HIL_NET_AGAIN : rc;
 }
 
@@ -287,6 +331,12 @@ static int64_t op_shutdown(hs_stack_t *s, void *p)
 static int64_t op_close(hs_stack_t *s, void *p)
 {
     return hs_close(s, ((op_args_t *)p)->id);
+}
+
+/* The published glue's close: the socket leaves smoltcp's set before its FIN can (shim_close_without_fin). */
+static int64_t op_glue_close(hs_stack_t *s, void *p)
+{
+    return hs_glue_close(s, ((op_args_t *)p)->id);
 }
 
 static int64_t op_sockname(hs_stack_t *s, void *p)
@@ -458,7 +508,8 @@ static ssize_t shim_send(shim_fd_t *e, const void *buf, size_t len, int flags, c
 
 static ssize_t shim_recv(shim_fd_t *e, void *buf, size_t len, int flags, struct sockaddr *from, socklen_t *fromlen)
 {
-    op_args_t a = {.id = e->id, .in = buf, .len = len, .peek = (flags & MSG_PEEK) != 0};
+    op_args_t a = {.id = e->id, .in = buf, .len = len, .peek = (flags & MSG_PEEK) != 0,
+                   .hide_fin = e->tcp && fault(HIL_SHIM_FAULT_FIN_NOT_READABLE)};
     bool wait = !e->nonblock && !(flags & MSG_DONTWAIT);
     int64_t rc = call(op_recv, &a, wait ? deadline_after(e->rcvtimeo_us) : HIL_NET_NO_WAIT);
     if (rc == HIL_NET_AGAIN) {
@@ -537,6 +588,12 @@ int __wrap_shutdown(int fd, int how)
         return -1;
     }
     op_args_t a = {.id = e->id, .i = how};
+    if (e->tcp && fault(HIL_SHIM_FAULT_CLOSE_WITHOUT_FIN)) {
+        /* The published shutdown() is its close: whatever `how`, the socket is gone, without a FIN. */
+        int64_t rc = call(op_glue_close, &a, HIL_NET_NO_WAIT);
+        e->id = NO_STACK_SOCKET;
+        return (int)posix(rc);
+    }
     return (int)posix(call(op_shutdown, &a, HIL_NET_NO_WAIT));
 }
 
@@ -551,7 +608,8 @@ int __wrap_close(int fd)
     }
     /* TCP: FIN after the queued data; the poll thread lingers until the exchange is over. */
     op_args_t a = {.id = e->id};
-    int64_t rc = call(op_close, &a, HIL_NET_NO_WAIT);
+    bool glue = e->tcp && fault(HIL_SHIM_FAULT_CLOSE_WITHOUT_FIN);
+    int64_t rc = e->id == NO_STACK_SOCKET ? 0 : call(glue ? op_glue_close : op_close, &a, HIL_NET_NO_WAIT);
     free_fd(fd);
     return (int)posix(rc);
 }
@@ -796,6 +854,7 @@ int __wrap_ioctl(int fd, unsigned long request, ...)
 typedef struct {
     int fd;
     uint32_t id;
+    bool tcp;
     short events;
     short revents;
 } shim_poll_t;
@@ -823,6 +882,29 @@ static short to_poll_events(int mask, short wanted)
     return revents;
 }
 
+/* What the published select() makes of a socket the stack reports as `mask` (faults shim_udp_select_consumes
+ * and shim_fin_not_readable), with the published glue's own smoltcp calls. */
+static int published_readiness(hs_stack_t *s, const shim_poll_t *item, int mask)
+{
+    if (!item->tcp && fault(HIL_SHIM_FAULT_UDP_SELECT_CONSUMES) && (item->events & (POLLIN | POLLRDNORM))) {
+        /* A zero-length recvfrom probe: smoltcp dequeues the datagram and reports it truncated, so the
+         * socket never reads as readable and what it had received is gone. */
+        uint8_t probe;
+        hs_glue_udp_recv_slice(s, item->id, &probe, 0);
+        return mask & ~HS_READABLE;
+    }
+    if (item->tcp && fault(HIL_SHIM_FAULT_FIN_NOT_READABLE) && (mask & HS_READABLE)) {
+        /* Readable only with bytes queued or once no longer "connected" (may_recv || may_send):
+         * a peer's FIN alone (CLOSE-WAIT) never counts. */
+        size_t recv_queue = 0;
+        size_t send_queue = 0;
+        bool fin_only = hs_glue_tcp_is_connected(s, item->id) == 1 &&
+                        hs_queues(s, item->id, &recv_queue, &send_queue) == 0 && recv_queue == 0;
+        return fin_only ? mask & ~HS_READABLE : mask;
+    }
+    return mask;
+}
+
 /* Scan the stack's side of a select/poll set: the count of ready descriptors, or AGAIN. */
 static int64_t op_poll_scan(hs_stack_t *s, void *p)
 {
@@ -831,6 +913,9 @@ static int64_t op_poll_scan(hs_stack_t *s, void *p)
     for (int i = 0; i < a->n; i++) {
         shim_poll_t *item = &a->items[i];
         int mask = hs_poll_socket(s, item->id);
+        if (mask >= 0 && shim.cfg.faults != 0) {
+            mask = published_readiness(s, item, mask);
+        }
         item->revents = mask < 0 ? POLLNVAL : to_poll_events(mask, item->events);
         ready += item->revents != 0;
     }
@@ -901,7 +986,7 @@ int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout_ms)
             invalid++;
             continue;
         }
-        items[n_items++] = (shim_poll_t){.fd = fds[i].fd, .id = e->id, .events = fds[i].events};
+        items[n_items++] = (shim_poll_t){.fd = fds[i].fd, .id = e->id, .tcp = e->tcp, .events = fds[i].events};
     }
     int64_t timeout_us = invalid ? 0 : timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000;
     int rc = wait_mixed(items, n_items, kernel, n_kernel, timeout_us);
@@ -960,7 +1045,7 @@ int __wrap_select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *tim
             free(kernel);
             return -1; /* EBADF, as select() reports a closed descriptor */
         }
-        items[n_items++] = (shim_poll_t){.fd = fd, .id = e->id, .events = events};
+        items[n_items++] = (shim_poll_t){.fd = fd, .id = e->id, .tcp = e->tcp, .events = events};
     }
     int64_t timeout_us = timeout == NULL ? -1 : (int64_t)timeout->tv_sec * 1000000 + timeout->tv_usec;
     int rc = wait_mixed(items, n_items, kernel, n_kernel, timeout_us);

@@ -15,12 +15,24 @@
 extern "C" {
 #endif
 
+/* Faults of the virtual board's catalogue that live here (docs/faults.md): each switches on one defect of
+ * the published esp_smoltcp_lwip_compat, reproduced through the published glue's own smoltcp calls. */
+#define HIL_SHIM_FAULT_UDP_SELECT_CONSUMES 0x1u /* shim_udp_select_consumes: zero-length recvfrom probe */
+#define HIL_SHIM_FAULT_FIN_NOT_READABLE 0x2u    /* shim_fin_not_readable: "connected" in CLOSE-WAIT */
+#define HIL_SHIM_FAULT_CLOSE_WITHOUT_FIN 0x4u   /* shim_close_without_fin: close/shutdown remove the socket */
+
 typedef struct {
-    int fd_base;  /* first shim descriptor (the board: LWIP_SOCKET_OFFSET = 64 - 32) */
-    int fd_count; /* CONFIG_LWIP_COMPAT_MAX_FDS */
+    int fd_base;     /* first shim descriptor (the board: LWIP_SOCKET_OFFSET = 64 - 32) */
+    int fd_count;    /* CONFIG_LWIP_COMPAT_MAX_FDS */
+    unsigned faults; /* HIL_SHIM_FAULT_* bits, all off on a healthy board */
 } hil_shim_config_t;
 
+/* The board's values; faults from the HIL_FAULTS environment variable (hil_shim_parse_faults). */
 void hil_shim_default_config(hil_shim_config_t *cfg);
+
+/* The HIL_SHIM_FAULT_* bits named in a comma-separated fault list (NULL: none); other names belong to
+ * other parts of the firmware and are ignored. */
+unsigned hil_shim_parse_faults(const char *list);
 
 /* Reserve the descriptor range; call once after hil_net_start, before any socket call.
  * Returns 0, or -1 (logged) when a descriptor of the range is already open. */

@@ -6,6 +6,7 @@
  *   hil-shim-tests --ifname eth0 --mac MAC --ip 10.77.0.100 --peer-netns NS --peer-ip 10.77.0.1
  *
  * Prints "ok - <case>" / "not ok - <case>: <why>" per case, then "N passed, M failed"; exit 1 on a failure.
+ * HIL_FAULTS switches on the shim's faults (sockshim.h): each must fail the case of its defect.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -154,6 +155,24 @@ static int case_close_sends_fin(void)
     CHECK(poll(&pfd, 1, 2000) == 1 && recv(a, buf, sizeof buf, 0) == 0, "close() sent no FIN");
     close(a);
     close(p);
+    return 0;
+}
+
+static int case_shutdown_wr_sends_fin_and_keeps_receiving(void)
+{
+    int l, s, c;
+    if (connected_pair(9008, &l, &s, &c)) {
+        return 1;
+    }
+    CHECK(shutdown(s, SHUT_WR) == 0, "shutdown(SHUT_WR): %s", strerror(errno));
+    char buf[8];
+    struct pollfd pfd = {.fd = c, .events = POLLIN};
+    CHECK(poll(&pfd, 1, 2000) == 1 && recv(c, buf, sizeof buf, 0) == 0, "shutdown(SHUT_WR) sent no FIN");
+    CHECK(send(c, "more", 4, 0) == 4, "peer send after our FIN: %s", strerror(errno));
+    CHECK(readable(s, 2000) && recv(s, buf, sizeof buf, 0) == 4, "the half-closed socket stopped receiving");
+    close(s);
+    close(c);
+    close(l);
     return 0;
 }
 
@@ -330,24 +349,26 @@ static int case_budgets_fail_with_clean_errnos(void)
     /* Listener pools take smoltcp sockets: listen until the socket budget is spent. */
     int listeners[FD_COUNT];
     int nl = 0;
-    int rc = 0;
+    const char *failed = NULL;
     while (nl < FD_COUNT) {
         listeners[nl] = socket(AF_INET, SOCK_STREAM, 0);
         if (listeners[nl] < 0) {
-            rc = -1;
+            err = errno;
+            failed = "socket";
             break;
         }
         struct sockaddr_in any = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(9100 + nl))};
         bind(listeners[nl], (struct sockaddr *)&any, sizeof any);
         if (listen(listeners[nl], 8) != 0) {
-            rc = -1;
+            err = errno; /* before close(), which may set errno */
+            failed = "listen";
             close(listeners[nl]);
             break;
         }
         nl++;
     }
-    err = errno;
-    CHECK(rc == -1 && err == ENFILE, "the socket budget ran out with %s, want ENFILE", strerror(err));
+    CHECK(failed != NULL && err == ENFILE, "the socket budget ran out with %s from %s, want ENFILE", strerror(err),
+          failed ? failed : "nothing");
     CHECK(nl >= 1, "not one listener fitted %d sockets", MAX_SOCKETS);
     close(listeners[--nl]);
     int fresh = shim_listener(9150, 8);
@@ -395,6 +416,7 @@ static const struct {
 } CASES[] = {
     {"fin_makes_readable_and_recv_returns_zero", case_fin_makes_readable_and_recv_returns_zero},
     {"close_sends_fin", case_close_sends_fin},
+    {"shutdown_wr_sends_fin_and_keeps_receiving", case_shutdown_wr_sends_fin_and_keeps_receiving},
     {"udp_readability_never_consumes", case_udp_readability_never_consumes},
     {"select_and_poll_over_mixed_tcp_udp_and_kernel_fds", case_select_and_poll_over_mixed_tcp_udp_and_kernel_fds},
     {"nonblocking_connect", case_nonblocking_connect},
@@ -438,7 +460,10 @@ int main(int argc, char **argv)
     net.static_ip = dut_ip.s_addr;
     net.static_prefix = 24;
     net.stack.max_sockets = MAX_SOCKETS;
-    hil_shim_config_t shim = {.fd_base = 64, .fd_count = FD_COUNT};
+    hil_shim_config_t shim;
+    hil_shim_default_config(&shim); /* HIL_FAULTS: a shim fault must make the case of its defect fail */
+    shim.fd_base = 64;
+    shim.fd_count = FD_COUNT;
     if (hil_net_start(&net) != 0 || hil_shim_init(&shim) != 0) {
         fprintf(stderr, "the stack did not start\n");
         return 2;
