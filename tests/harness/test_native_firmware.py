@@ -134,7 +134,8 @@ SHIM_FAULT_CASES = {
 @pytest.mark.parametrize("fault", sorted(SHIM_FAULT_CASES))
 def test_each_shim_fault_fails_exactly_the_cases_of_its_defect(lab: VethLab, fault: str) -> None:
     done = _shim_tests(lab, sanitize=False, faults=fault)
-    failed = {line.split(" - ", 1)[1].split(":", 1)[0] for line in done.stdout.splitlines() if line.startswith("not ok")}
+    failed = {line.removeprefix("not ok - ").split(":", 1)[0] for line in done.stdout.splitlines()
+              if line.startswith("not ok - ")}  # fmt: skip
     assert failed == SHIM_FAULT_CASES[fault], done.stdout
     assert f"fault {fault} on" in done.stderr, done.stderr[-2000:]
 
