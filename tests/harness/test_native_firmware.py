@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.boards.virtual import stackbuild
+from harness.boards.virtual.faults import CATALOGUE, FAULTS
 from harness.boards.virtual.firmware_process import FirmwareProcess
 from harness.boards.virtual.services_process import SelectEchoPorts
 from harness.errors import MissingToolError
@@ -128,6 +129,11 @@ SHIM_FAULT_CASES = {
     "shim_fin_not_readable": {"fin_makes_readable_and_recv_returns_zero"},
     "shim_close_without_fin": {"close_sends_fin", "shutdown_wr_sends_fin_and_keeps_receiving"},
 }
+
+
+def test_the_shim_fault_cases_cover_the_catalogues_shim_faults() -> None:
+    assert set(SHIM_FAULT_CASES) == {fault.name for fault in CATALOGUE if fault.name.startswith("shim_")}
+    assert all(FAULTS[name].stack == "smoltcp" for name in SHIM_FAULT_CASES)
 
 
 @needs_root

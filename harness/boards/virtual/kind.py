@@ -22,10 +22,11 @@ class VirtualKind(BoardKind):
                         "docs/faults.md)")  # fmt: skip
 
     def check_options(self, options: Any, config: Any) -> None:
-        """Every `--fault` is in the catalogue (the error lists the catalogue)."""
+        """Every `--fault` is in the catalogue (the error lists the catalogue) and exists in the board's stack."""
         from harness.boards.virtual.faults import validate_faults
 
-        options.fault = validate_faults(options.fault)
+        # Until --virtual-stack exists the virtual board runs the firmware twin on the kernel's stack.
+        options.fault = validate_faults(options.fault, stack=getattr(options, "virtual_stack", "linux"))
 
     def make_lab(self, options: Any, config: Any, run_id: str, log_dir: Path) -> Any:
         """Two namespaces joined by a veth shaped like the configured link."""
