@@ -34,7 +34,8 @@ PLAN_FAULTS = {
     "dhcp_nak_ignored", "large_icmp_dropped", "link_flap_storm", "rtt_spikes", "heap_leak_per_connection",
     "panic_on_nth_connection", "socket_slot_leak", "udp_never_readable", "httpd_malformed_crash", "tls_wrong_cert",
     "no_mqtt_reconnect", "l2_tap_deaf", "mcast_deaf", "ipv6_ll_missing",
-    "shim_udp_select_consumes", "shim_fin_not_readable", "shim_close_without_fin",
+    "shim_udp_select_consumes", "shim_fin_not_readable", "shim_close_without_fin", "shim_loopback_recv_ignored",
+    "shim_loopback_port0_refused",
 }  # fmt: skip
 
 

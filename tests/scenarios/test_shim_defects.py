@@ -34,6 +34,7 @@ DEFECTS = {
 }
 WAIT_S = 5.0
 ONE_SHOT_CLIENTS = 20
+LOOPBACK_RECV_TIMEOUT_S = 30.0
 
 
 @pytest.fixture(autouse=True)
@@ -145,7 +146,8 @@ def test_server_close_reaches_the_client_as_eof(board: Board, lab, dut_ip: str) 
 @pytest.mark.known_shim_defect("shim_loopback_recv_ignored")
 def test_httpd_control_socket_path_delivers(board: Board) -> None:
     """Datagrams to a 127.0.0.1 socket are read back with recv(), as esp_http_server reads its control socket."""
-    reply = board.command("loopback recv")
+    # A shim with the defect spends its receive timeout on each of the 16 datagrams (1 s in the firmware).
+    reply = board.command("loopback recv", timeout=LOOPBACK_RECV_TIMEOUT_S)
     assert reply.get("ok"), (
         f"shim_loopback_recv_ignored: recv() on a 127.0.0.1 UDP socket did not return the datagrams sent to it "
         f"({reply.get('error')}): esp_http_server's control messages (session purge, queued work) never arrive"

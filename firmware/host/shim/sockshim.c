@@ -22,6 +22,7 @@
 
 #include "hil_platform.h"
 #include "hil_stack.h"
+#include "loopback.h"
 #include "netstack.h"
 
 #define TAG "sock_shim"
@@ -52,6 +53,9 @@ int __real_ioctl(int fd, unsigned long request, ...);
 int __real_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res);
 void __real_freeaddrinfo(struct addrinfo *res);
 
+/* The published shim's receive timeout when SO_RCVTIMEO is not set (fault shim_loopback_recv_ignored). */
+#define PUBLISHED_RECV_TIMEOUT_US 30000000
+
 /* A descriptor whose stack socket is gone (fault shim_close_without_fin's shutdown): stack ids are > 0. */
 #define NO_STACK_SOCKET 0u
 
@@ -63,6 +67,7 @@ typedef struct {
     uint32_t id;
     int64_t rcvtimeo_us; /* 0: wait forever */
     int64_t sndtimeo_us;
+    hil_lo_t *lo;        /* UDP bound to 127.x: the in-RAM loopback instead of a smoltcp port */
 } shim_fd_t;
 
 static struct {
@@ -79,6 +84,8 @@ static const struct {
     {"shim_udp_select_consumes", HIL_SHIM_FAULT_UDP_SELECT_CONSUMES},
     {"shim_fin_not_readable", HIL_SHIM_FAULT_FIN_NOT_READABLE},
     {"shim_close_without_fin", HIL_SHIM_FAULT_CLOSE_WITHOUT_FIN},
+    {"shim_loopback_recv_ignored", HIL_SHIM_FAULT_LOOPBACK_RECV_IGNORED},
+    {"shim_loopback_port0_refused", HIL_SHIM_FAULT_LOOPBACK_PORT0_REFUSED},
 };
 
 unsigned hil_shim_parse_faults(const char *list)
@@ -252,6 +259,7 @@ typedef struct {
     bool peek;
     bool all;         /* blocking send: everything, not just what fits */
     bool hide_fin;    /* fault shim_fin_not_readable */
+    hil_lo_t *lo;
     hs_recv_info_t info;
 } op_args_t;
 
@@ -372,6 +380,48 @@ static int64_t op_queues(hs_stack_t *s, void *p)
     return rc < 0 ? rc : (int64_t)recv_queue;
 }
 
+static int64_t op_lo_bind(hs_stack_t *s, void *p)
+{
+    (void)s;
+    op_args_t *a = p;
+    return hil_lo_bind(a->port, &a->lo);
+}
+
+static int64_t op_lo_close(hs_stack_t *s, void *p)
+{
+    (void)s;
+    hil_lo_close(((op_args_t *)p)->lo);
+    return 0;
+}
+
+/* sendto() a 127.x address: from 127.0.0.1 and the sender's port (its loopback or smoltcp one, else 0). */
+static int64_t op_lo_send(hs_stack_t *s, void *p)
+{
+    op_args_t *a = p;
+    uint32_t local_ip = 0;
+    uint16_t local_port = 0;
+    if (a->lo != NULL) {
+        local_port = hil_lo_port(a->lo);
+    } else if (hs_local_endpoint(s, a->id, &local_ip, &local_port) != 0) {
+        local_port = 0;
+    }
+    return hil_lo_send(a->port, local_port, a->out, a->len);
+}
+
+static int64_t op_lo_recv(hs_stack_t *s, void *p)
+{
+    (void)s;
+    op_args_t *a = p;
+    int64_t rc = hil_lo_recv(a->lo, a->in, a->len, a->peek, &a->info);
+    return rc == -EAGAIN ? HIL_NET_AGAIN : rc;
+}
+
+static int64_t op_lo_next_len(hs_stack_t *s, void *p)
+{
+    (void)s;
+    return (int64_t)hil_lo_next_len(((op_args_t *)p)->lo);
+}
+
 static int64_t call(hil_net_op_fn op, op_args_t *a, int64_t deadline)
 {
     return hil_net_call(op, a, deadline, NULL, 0);
@@ -416,7 +466,21 @@ int __wrap_bind(int fd, const struct sockaddr *addr, socklen_t len)
     }
     op_args_t a = {.id = e->id};
     int err = parse_sockaddr(addr, len, &a.ip, &a.port);
-    return err ? fail(err) : (int)posix(call(op_bind, &a, HIL_NET_NO_WAIT));
+    if (err) {
+        return fail(err);
+    }
+    if (!e->tcp && hil_lo_is_loopback(a.ip)) {
+        if (e->lo != NULL) {
+            return fail(EINVAL); /* bound already */
+        }
+        if (a.port == 0 && fault(HIL_SHIM_FAULT_LOOPBACK_PORT0_REFUSED)) {
+            return fail(EINVAL); /* the published lo_bind refuses port 0 */
+        }
+        int64_t rc = call(op_lo_bind, &a, HIL_NET_NO_WAIT);
+        e->lo = rc == 0 ? a.lo : NULL;
+        return (int)posix(rc);
+    }
+    return (int)posix(call(op_bind, &a, HIL_NET_NO_WAIT));
 }
 
 int __wrap_listen(int fd, int backlog)
@@ -497,6 +561,10 @@ static ssize_t shim_send(shim_fd_t *e, const void *buf, size_t len, int flags, c
         }
         a.has_to = true;
     }
+    if (a.has_to && hil_lo_is_loopback(a.ip)) {
+        a.lo = e->lo;
+        return (ssize_t)posix(call(op_lo_send, &a, HIL_NET_NO_WAIT));
+    }
     bool wait = !e->nonblock && !(flags & MSG_DONTWAIT);
     a.all = wait && e->tcp;
     int64_t rc = call(op_send, &a, wait ? deadline_after(e->sndtimeo_us) : HIL_NET_NO_WAIT);
@@ -509,9 +577,9 @@ static ssize_t shim_send(shim_fd_t *e, const void *buf, size_t len, int flags, c
 static ssize_t shim_recv(shim_fd_t *e, void *buf, size_t len, int flags, struct sockaddr *from, socklen_t *fromlen)
 {
     op_args_t a = {.id = e->id, .in = buf, .len = len, .peek = (flags & MSG_PEEK) != 0,
-                   .hide_fin = e->tcp && fault(HIL_SHIM_FAULT_FIN_NOT_READABLE)};
+                   .hide_fin = e->tcp && fault(HIL_SHIM_FAULT_FIN_NOT_READABLE), .lo = e->lo};
     bool wait = !e->nonblock && !(flags & MSG_DONTWAIT);
-    int64_t rc = call(op_recv, &a, wait ? deadline_after(e->rcvtimeo_us) : HIL_NET_NO_WAIT);
+    int64_t rc = call(e->lo ? op_lo_recv : op_recv, &a, wait ? deadline_after(e->rcvtimeo_us) : HIL_NET_NO_WAIT);
     if (rc == HIL_NET_AGAIN) {
         return fail(EAGAIN); /* nothing yet, or SO_RCVTIMEO passed: -1/EAGAIN, never 0 */
     }
@@ -551,13 +619,29 @@ ssize_t __wrap_write(int fd, const void *buf, size_t len)
     return e == NULL ? -1 : shim_send(e, buf, len, 0, NULL, 0);
 }
 
+/* recv() and read(): with the fault shim_loopback_recv_ignored, what the published shim does on a UDP
+ * socket bound to 127.x: read its (unbound) smoltcp socket, never the loopback queue, and after the
+ * receive timeout (SO_RCVTIMEO, else the published 30 s) return 0. */
+static ssize_t shim_recv_no_from(shim_fd_t *e, void *buf, size_t len, int flags)
+{
+    if (e->lo == NULL || !fault(HIL_SHIM_FAULT_LOOPBACK_RECV_IGNORED)) {
+        return shim_recv(e, buf, len, flags, NULL, NULL);
+    }
+    shim_fd_t smoltcp_side = *e;
+    smoltcp_side.lo = NULL;
+    smoltcp_side.rcvtimeo_us = e->rcvtimeo_us ? e->rcvtimeo_us : PUBLISHED_RECV_TIMEOUT_US;
+    bool wait = !e->nonblock && !(flags & MSG_DONTWAIT);
+    ssize_t n = shim_recv(&smoltcp_side, buf, len, flags, NULL, NULL);
+    return n < 0 && errno == EAGAIN && wait ? 0 : n;
+}
+
 ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags)
 {
     if (!in_range(fd)) {
         return __real_recv(fd, buf, len, flags);
     }
     shim_fd_t *e = entry(fd);
-    return e == NULL ? -1 : shim_recv(e, buf, len, flags, NULL, NULL);
+    return e == NULL ? -1 : shim_recv_no_from(e, buf, len, flags);
 }
 
 ssize_t __wrap_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from, socklen_t *fromlen)
@@ -575,7 +659,7 @@ ssize_t __wrap_read(int fd, void *buf, size_t len)
         return __real_read(fd, buf, len);
     }
     shim_fd_t *e = entry(fd);
-    return e == NULL ? -1 : shim_recv(e, buf, len, 0, NULL, NULL);
+    return e == NULL ? -1 : shim_recv_no_from(e, buf, len, 0);
 }
 
 int __wrap_shutdown(int fd, int how)
@@ -609,6 +693,11 @@ int __wrap_close(int fd)
     /* TCP: FIN after the queued data; the poll thread lingers until the exchange is over. */
     op_args_t a = {.id = e->id};
     bool glue = e->tcp && fault(HIL_SHIM_FAULT_CLOSE_WITHOUT_FIN);
+    if (e->lo != NULL) {
+        a.lo = e->lo;
+        call(op_lo_close, &a, HIL_NET_NO_WAIT);
+        e->lo = NULL;
+    }
     int64_t rc = e->id == NO_STACK_SOCKET ? 0 : call(glue ? op_glue_close : op_close, &a, HIL_NET_NO_WAIT);
     free_fd(fd);
     return (int)posix(rc);
@@ -620,6 +709,10 @@ static int shim_name(int fd, struct sockaddr *addr, socklen_t *len, int peer)
     shim_fd_t *e = entry(fd);
     if (e == NULL) {
         return -1;
+    }
+    if (e->lo != NULL && !peer) {
+        fill_sockaddr(addr, len, htonl(INADDR_LOOPBACK), hil_lo_port(e->lo));
+        return 0;
     }
     op_args_t a = {.id = e->id, .i = peer};
     int rc = (int)posix(call(op_sockname, &a, HIL_NET_NO_WAIT));
@@ -838,8 +931,8 @@ int __wrap_ioctl(int fd, unsigned long request, ...)
         return 0;
     }
     if (request == FIONREAD && arg != NULL) {
-        op_args_t a = {.id = e->id};
-        int64_t n = call(op_queues, &a, HIL_NET_NO_WAIT);
+        op_args_t a = {.id = e->id, .lo = e->lo};
+        int64_t n = call(e->lo ? op_lo_next_len : op_queues, &a, HIL_NET_NO_WAIT);
         if (n < 0) {
             return fail((int)-n);
         }
@@ -855,6 +948,7 @@ typedef struct {
     int fd;
     uint32_t id;
     bool tcp;
+    hil_lo_t *lo;
     short events;
     short revents;
 } shim_poll_t;
@@ -912,9 +1006,12 @@ static int64_t op_poll_scan(hs_stack_t *s, void *p)
     int64_t ready = 0;
     for (int i = 0; i < a->n; i++) {
         shim_poll_t *item = &a->items[i];
-        int mask = hs_poll_socket(s, item->id);
-        if (mask >= 0 && shim.cfg.faults != 0) {
-            mask = published_readiness(s, item, mask);
+        int mask;
+        if (item->lo != NULL) {
+            mask = (hil_lo_readable(item->lo) ? HS_READABLE : 0) | HS_WRITABLE; /* the published scan too */
+        } else {
+            mask = hs_poll_socket(s, item->id);
+            mask = mask >= 0 && shim.cfg.faults != 0 ? published_readiness(s, item, mask) : mask;
         }
         item->revents = mask < 0 ? POLLNVAL : to_poll_events(mask, item->events);
         ready += item->revents != 0;
@@ -986,7 +1083,8 @@ int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout_ms)
             invalid++;
             continue;
         }
-        items[n_items++] = (shim_poll_t){.fd = fds[i].fd, .id = e->id, .tcp = e->tcp, .events = fds[i].events};
+        items[n_items++] =
+            (shim_poll_t){.fd = fds[i].fd, .id = e->id, .tcp = e->tcp, .lo = e->lo, .events = fds[i].events};
     }
     int64_t timeout_us = invalid ? 0 : timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000;
     int rc = wait_mixed(items, n_items, kernel, n_kernel, timeout_us);
@@ -1045,7 +1143,7 @@ int __wrap_select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *tim
             free(kernel);
             return -1; /* EBADF, as select() reports a closed descriptor */
         }
-        items[n_items++] = (shim_poll_t){.fd = fd, .id = e->id, .tcp = e->tcp, .events = events};
+        items[n_items++] = (shim_poll_t){.fd = fd, .id = e->id, .tcp = e->tcp, .lo = e->lo, .events = events};
     }
     int64_t timeout_us = timeout == NULL ? -1 : (int64_t)timeout->tv_sec * 1000000 + timeout->tv_usec;
     int rc = wait_mixed(items, n_items, kernel, n_kernel, timeout_us);

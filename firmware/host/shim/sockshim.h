@@ -4,7 +4,8 @@
  *
  * AF_INET sockets get descriptors from a reserved range of the process's descriptor table
  * ([fd_base, fd_base + fd_count), held by /dev/null until used, so the kernel never hands them out);
- * every other descriptor passes through to the real call, and select()/poll() take mixed sets.
+ * every other descriptor passes through to the real call, and select()/poll() take mixed sets. A UDP
+ * socket bound to 127.x uses the in-RAM loopback (loopback.h), which sendto() a 127.x address reaches.
  * Each call is marshalled to the runtime's poll thread and blocks there until done, honouring
  * O_NONBLOCK, MSG_DONTWAIT, SO_RCVTIMEO and SO_SNDTIMEO.
  */
@@ -20,6 +21,8 @@ extern "C" {
 #define HIL_SHIM_FAULT_UDP_SELECT_CONSUMES 0x1u /* shim_udp_select_consumes: zero-length recvfrom probe */
 #define HIL_SHIM_FAULT_FIN_NOT_READABLE 0x2u    /* shim_fin_not_readable: "connected" in CLOSE-WAIT */
 #define HIL_SHIM_FAULT_CLOSE_WITHOUT_FIN 0x4u   /* shim_close_without_fin: close/shutdown remove the socket */
+#define HIL_SHIM_FAULT_LOOPBACK_RECV_IGNORED 0x8u  /* shim_loopback_recv_ignored: recv() reads smoltcp */
+#define HIL_SHIM_FAULT_LOOPBACK_PORT0_REFUSED 0x10u /* shim_loopback_port0_refused: bind(127.0.0.1:0) */
 
 typedef struct {
     int fd_base;     /* first shim descriptor (the board: LWIP_SOCKET_OFFSET = 64 - 32) */

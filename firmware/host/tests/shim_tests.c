@@ -206,6 +206,72 @@ static int case_udp_readability_never_consumes(void)
     return 0;
 }
 
+/* A UDP socket bound to 127.0.0.1, fed by sendto() from an unbound socket (esp_http_server's control path). */
+static int loopback_pair(uint16_t port, int *rx, int *tx, struct sockaddr_in *at)
+{
+    *rx = socket(AF_INET, SOCK_DGRAM, 0);
+    *tx = socket(AF_INET, SOCK_DGRAM, 0);
+    *at = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(port)};
+    at->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(*rx >= 0 && *tx >= 0, "socket: %s", strerror(errno));
+    CHECK(bind(*rx, (struct sockaddr *)at, sizeof *at) == 0, "bind(127.0.0.1:%u): %s", port, strerror(errno));
+    socklen_t len = sizeof *at;
+    CHECK(getsockname(*rx, (struct sockaddr *)at, &len) == 0 && at->sin_addr.s_addr == htonl(INADDR_LOOPBACK) &&
+              at->sin_port != 0 && (port == 0 || at->sin_port == htons(port)),
+          "getsockname after bind(127.0.0.1:%u) gave %s:%u", port, inet_ntoa(at->sin_addr), ntohs(at->sin_port));
+    return 0;
+}
+
+static int case_loopback_datagrams_read_with_recvfrom_recv_and_read(void)
+{
+    int rx, tx;
+    struct sockaddr_in at;
+    if (loopback_pair(9200, &rx, &tx, &at)) {
+        return 1;
+    }
+    struct timeval second = {.tv_sec = 1};
+    setsockopt(rx, SOL_SOCKET, SO_RCVTIMEO, &second, sizeof second);
+    CHECK(!readable(rx, 0), "readable before anything was sent");
+    const char *words[3] = {"via-recvfrom", "via-recv", "via-read"};
+    for (int i = 0; i < 3; i++) {
+        CHECK(sendto(tx, words[i], strlen(words[i]), 0, (struct sockaddr *)&at, sizeof at) == (ssize_t)strlen(words[i]),
+              "sendto 127.0.0.1: %s", strerror(errno));
+    }
+    CHECK(readable(rx, 1000), "datagrams to 127.0.0.1 did not make the socket readable");
+    int pending = 0;
+    CHECK(ioctl(rx, FIONREAD, &pending) == 0 && pending == 12, "FIONREAD %d, want 12", pending);
+    char buf[64];
+    struct sockaddr_in from;
+    socklen_t from_len = sizeof from;
+    ssize_t n = recvfrom(rx, buf, sizeof buf, 0, (struct sockaddr *)&from, &from_len);
+    CHECK(n == 12 && memcmp(buf, words[0], 12) == 0 && from.sin_addr.s_addr == htonl(INADDR_LOOPBACK),
+          "recvfrom returned %zd from %s", n, inet_ntoa(from.sin_addr));
+    n = recv(rx, buf, sizeof buf, 0);
+    CHECK(n == 8 && memcmp(buf, words[1], 8) == 0, "recv() on the 127.0.0.1 socket returned %zd (errno %s)", n,
+          strerror(errno));
+    n = read(rx, buf, sizeof buf);
+    CHECK(n == 8 && memcmp(buf, words[2], 8) == 0, "read() on the 127.0.0.1 socket returned %zd", n);
+    CHECK(recv(rx, buf, sizeof buf, MSG_DONTWAIT) == -1 && errno == EAGAIN, "an empty queue must be EAGAIN");
+    close(rx);
+    close(tx);
+    return 0;
+}
+
+static int case_loopback_bind_to_port_zero_picks_a_port(void)
+{
+    int rx, tx;
+    struct sockaddr_in at;
+    if (loopback_pair(0, &rx, &tx, &at)) {
+        return 1;
+    }
+    CHECK(sendto(tx, "eph", 3, 0, (struct sockaddr *)&at, sizeof at) == 3, "sendto: %s", strerror(errno));
+    char buf[8];
+    CHECK(readable(rx, 1000) && recvfrom(rx, buf, sizeof buf, 0, NULL, NULL) == 3, "the datagram did not arrive");
+    close(rx);
+    close(tx);
+    return 0;
+}
+
 static int case_select_and_poll_over_mixed_tcp_udp_and_kernel_fds(void)
 {
     int l, s, c;
@@ -419,6 +485,8 @@ static const struct {
     {"shutdown_wr_sends_fin_and_keeps_receiving", case_shutdown_wr_sends_fin_and_keeps_receiving},
     {"udp_readability_never_consumes", case_udp_readability_never_consumes},
     {"select_and_poll_over_mixed_tcp_udp_and_kernel_fds", case_select_and_poll_over_mixed_tcp_udp_and_kernel_fds},
+    {"loopback_datagrams_read_with_recvfrom_recv_and_read", case_loopback_datagrams_read_with_recvfrom_recv_and_read},
+    {"loopback_bind_to_port_zero_picks_a_port", case_loopback_bind_to_port_zero_picks_a_port},
     {"nonblocking_connect", case_nonblocking_connect},
     {"timeouts_are_honoured", case_timeouts_are_honoured},
     {"budgets_fail_with_clean_errnos", case_budgets_fail_with_clean_errnos},

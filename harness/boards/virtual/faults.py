@@ -265,6 +265,27 @@ CATALOGUE: tuple[Fault, ...] = (
         collateral=("httpd", "throughput", "tls", "mqtt", "select", "soak"),
         stack="smoltcp",
     ),
+    Fault(
+        "shim_loopback_recv_ignored",
+        "recv() on a UDP socket bound to 127.0.0.1 reads smoltcp instead of the in-RAM loopback queue: "
+        "esp_http_server reads its control socket with recv(), so its control messages (session purge, queued "
+        "work) never arrive and the server wedges once its sessions are full (ESP-IDF < 5.5.3 or without "
+        "CONFIG_HTTPD_QUEUE_WORK_BLOCKING).",
+        ("shim_defects::httpd_control_socket_path_delivers",),
+        "shim_loopback_recv_ignored",
+        "shim: recv() and read() of a 127.x-bound UDP socket read its unbound smoltcp socket, never the loopback "
+        "queue, and return 0 when the receive timeout (SO_RCVTIMEO, else the published 30 s) passes; select() "
+        "still sees the queue",
+        stack="smoltcp",
+    ),
+    Fault(
+        "shim_loopback_port0_refused",
+        "The in-RAM loopback refuses bind(127.0.0.1:0), so a UDP socket cannot let the stack pick its loopback port.",
+        ("shim_defects::loopback_bind_to_port_zero",),
+        "shim_loopback_port0_refused",
+        "shim: bind() of a UDP socket to a 127.x address with port 0 fails with EINVAL",
+        stack="smoltcp",
+    ),
 )
 
 FAULTS: dict[str, Fault] = {fault.name: fault for fault in CATALOGUE}

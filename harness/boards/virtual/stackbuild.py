@@ -61,7 +61,7 @@ WRAPPED_CALLS = (
 # What the Rust staticlib needs from the system (rustc --print native-static-libs on x86_64 Linux).
 RUST_NATIVE_LIBS = ("-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl")
 SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined")
-_RUNTIME = ("runtime/netstack.c", "shim/sockshim.c")
+_RUNTIME = ("runtime/netstack.c", "shim/sockshim.c", "shim/loopback.c")
 _INCLUDES = ("include", "runtime", "shim")
 
 
