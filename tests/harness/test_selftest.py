@@ -81,6 +81,13 @@ def test_a_fault_of_another_stack_is_refused_naming_both_stacks() -> None:
         "tx_cap_60pct", "shim_fin_not_readable",
     ]  # fmt: skip
     assert validate_faults(["shim_fin_not_readable"]) == ["shim_fin_not_readable"], "no stack given: any stack"
+    smoltcp_only = [fault.name for fault in CATALOGUE if fault.stack == "smoltcp"]
+    assert parse_fault_list(None, full=True, stack="smoltcp") == [fault.name for fault in CATALOGUE]
+    assert parse_fault_list(None, full=True, stack="linux") == [
+        fault.name for fault in CATALOGUE if fault.name not in smoltcp_only
+    ]
+    with pytest.raises(ConfigError, match="exists only in the smoltcp stack"):
+        parse_fault_list("shim_close_without_fin", full=False, stack="linux")
 
 
 def test_docs_show_the_catalogue_as_it_is() -> None:

@@ -7,6 +7,10 @@ from typing import Any
 
 from harness.boards.kinds import BoardKind, KindOptions
 
+# The firmware stack the virtual board runs by default: the firmware twin on the kernel's stack (until the
+# native firmware's --virtual-stack lands). Faults of another stack are refused (faults.validate_faults).
+DEFAULT_STACK = "linux"
+
 
 class VirtualKind(BoardKind):
     """The virtual ESP32-P4 in its own namespace, cabled to the run's host namespace by a shaped veth."""
@@ -25,8 +29,7 @@ class VirtualKind(BoardKind):
         """Every `--fault` is in the catalogue (the error lists the catalogue) and exists in the board's stack."""
         from harness.boards.virtual.faults import validate_faults
 
-        # Until --virtual-stack exists the virtual board runs the firmware twin on the kernel's stack.
-        options.fault = validate_faults(options.fault, stack=getattr(options, "virtual_stack", "linux"))
+        options.fault = validate_faults(options.fault, stack=getattr(options, "virtual_stack", DEFAULT_STACK))
 
     def make_lab(self, options: Any, config: Any, run_id: str, log_dir: Path) -> Any:
         """Two namespaces joined by a veth shaped like the configured link."""
