@@ -16,14 +16,14 @@ typedef struct message {
     uint8_t data[];
 } message_t;
 
-struct hil_lo {
-    hil_lo_t *next;
+typedef struct binding {
+    struct binding *next;
     uint16_t port;
     int queued;
     message_t *head, *tail;
-};
+} binding_t;
 
-static hil_lo_t *bindings;
+static binding_t *bindings;
 static uint16_t next_ephemeral = EPHEMERAL_FIRST;
 
 bool hil_lo_is_loopback(uint32_t ip)
@@ -31,9 +31,9 @@ bool hil_lo_is_loopback(uint32_t ip)
     return (ntohl(ip) >> 24) == 127;
 }
 
-static hil_lo_t *find(uint16_t port)
+static binding_t *find(uint16_t port)
 {
-    for (hil_lo_t *lo = bindings; lo != NULL; lo = lo->next) {
+    for (binding_t *lo = bindings; lo != NULL; lo = lo->next) {
         if (lo->port == port) {
             return lo;
         }
@@ -54,7 +54,7 @@ static int free_port(uint16_t *port)
     return -EADDRINUSE;
 }
 
-int hil_lo_bind(uint16_t port, hil_lo_t **out)
+int hil_lo_bind(uint16_t port)
 {
     if (port == 0 && free_port(&port) != 0) {
         return -EADDRINUSE;
@@ -62,41 +62,36 @@ int hil_lo_bind(uint16_t port, hil_lo_t **out)
     if (find(port) != NULL) {
         return -EADDRINUSE;
     }
-    hil_lo_t *lo = calloc(1, sizeof *lo);
+    binding_t *lo = calloc(1, sizeof *lo);
     if (lo == NULL) {
         return -ENOMEM;
     }
     lo->port = port;
     lo->next = bindings;
     bindings = lo;
-    *out = lo;
-    return 0;
+    return port;
 }
 
-void hil_lo_close(hil_lo_t *lo)
+void hil_lo_close(uint16_t port)
 {
-    for (hil_lo_t **p = &bindings; *p != NULL; p = &(*p)->next) {
-        if (*p == lo) {
+    for (binding_t **p = &bindings; *p != NULL; p = &(*p)->next) {
+        binding_t *lo = *p;
+        if (lo->port == port) {
             *p = lo->next;
-            break;
+            while (lo->head != NULL) {
+                message_t *m = lo->head;
+                lo->head = m->next;
+                free(m);
+            }
+            free(lo);
+            return;
         }
     }
-    while (lo->head != NULL) {
-        message_t *m = lo->head;
-        lo->head = m->next;
-        free(m);
-    }
-    free(lo);
-}
-
-uint16_t hil_lo_port(const hil_lo_t *lo)
-{
-    return lo->port;
 }
 
 int64_t hil_lo_send(uint16_t dst_port, uint16_t src_port, const uint8_t *data, size_t len)
 {
-    hil_lo_t *lo = find(dst_port);
+    binding_t *lo = find(dst_port);
     if (lo == NULL || lo->queued == QUEUE_DEPTH) {
         return (int64_t)len;
     }
@@ -116,8 +111,12 @@ int64_t hil_lo_send(uint16_t dst_port, uint16_t src_port, const uint8_t *data, s
     return (int64_t)len;
 }
 
-int64_t hil_lo_recv(hil_lo_t *lo, uint8_t *buf, size_t len, bool peek, hs_recv_info_t *info)
+int64_t hil_lo_recv(uint16_t port, uint8_t *buf, size_t len, bool peek, hs_recv_info_t *info)
 {
+    binding_t *lo = find(port);
+    if (lo == NULL) {
+        return -EBADF;
+    }
     message_t *m = lo->head;
     if (m == NULL) {
         return -EAGAIN;
@@ -136,12 +135,14 @@ int64_t hil_lo_recv(hil_lo_t *lo, uint8_t *buf, size_t len, bool peek, hs_recv_i
     return (int64_t)copied;
 }
 
-bool hil_lo_readable(const hil_lo_t *lo)
+int hil_lo_readable(uint16_t port)
 {
-    return lo->head != NULL;
+    const binding_t *lo = find(port);
+    return lo == NULL ? -EBADF : lo->head != NULL;
 }
 
-size_t hil_lo_next_len(const hil_lo_t *lo)
+int64_t hil_lo_next_len(uint16_t port)
 {
-    return lo->head != NULL ? lo->head->len : 0;
+    const binding_t *lo = find(port);
+    return lo == NULL ? -EBADF : lo->head != NULL ? (int64_t)lo->head->len : 0;
 }

@@ -67,7 +67,7 @@ typedef struct {
     uint32_t id;
     int64_t rcvtimeo_us; /* 0: wait forever */
     int64_t sndtimeo_us;
-    hil_lo_t *lo;        /* UDP bound to 127.x: the in-RAM loopback instead of a smoltcp port */
+    uint16_t lo_port;    /* UDP bound to 127.x: its in-RAM loopback port instead of a smoltcp one (0: none) */
 } shim_fd_t;
 
 static struct {
@@ -259,7 +259,7 @@ typedef struct {
     bool peek;
     bool all;         /* blocking send: everything, not just what fits */
     bool hide_fin;    /* fault shim_fin_not_readable */
-    hil_lo_t *lo;
+    uint16_t lo_port; /* the in-RAM loopback binding */
     hs_recv_info_t info;
 } op_args_t;
 
@@ -383,14 +383,13 @@ static int64_t op_queues(hs_stack_t *s, void *p)
 static int64_t op_lo_bind(hs_stack_t *s, void *p)
 {
     (void)s;
-    op_args_t *a = p;
-    return hil_lo_bind(a->port, &a->lo);
+    return hil_lo_bind(((op_args_t *)p)->port);
 }
 
 static int64_t op_lo_close(hs_stack_t *s, void *p)
 {
     (void)s;
-    hil_lo_close(((op_args_t *)p)->lo);
+    hil_lo_close(((op_args_t *)p)->lo_port);
     return 0;
 }
 
@@ -400,8 +399,8 @@ static int64_t op_lo_send(hs_stack_t *s, void *p)
     op_args_t *a = p;
     uint32_t local_ip = 0;
     uint16_t local_port = 0;
-    if (a->lo != NULL) {
-        local_port = hil_lo_port(a->lo);
+    if (a->lo_port != 0) {
+        local_port = a->lo_port;
     } else if (hs_local_endpoint(s, a->id, &local_ip, &local_port) != 0) {
         local_port = 0;
     }
@@ -412,14 +411,14 @@ static int64_t op_lo_recv(hs_stack_t *s, void *p)
 {
     (void)s;
     op_args_t *a = p;
-    int64_t rc = hil_lo_recv(a->lo, a->in, a->len, a->peek, &a->info);
+    int64_t rc = hil_lo_recv(a->lo_port, a->in, a->len, a->peek, &a->info);
     return rc == -EAGAIN ? HIL_NET_AGAIN : rc;
 }
 
 static int64_t op_lo_next_len(hs_stack_t *s, void *p)
 {
     (void)s;
-    return (int64_t)hil_lo_next_len(((op_args_t *)p)->lo);
+    return hil_lo_next_len(((op_args_t *)p)->lo_port);
 }
 
 static int64_t call(hil_net_op_fn op, op_args_t *a, int64_t deadline)
@@ -470,15 +469,15 @@ int __wrap_bind(int fd, const struct sockaddr *addr, socklen_t len)
         return fail(err);
     }
     if (!e->tcp && hil_lo_is_loopback(a.ip)) {
-        if (e->lo != NULL) {
+        if (e->lo_port != 0) {
             return fail(EINVAL); /* bound already */
         }
         if (a.port == 0 && fault(HIL_SHIM_FAULT_LOOPBACK_PORT0_REFUSED)) {
             return fail(EINVAL); /* the published lo_bind refuses port 0 */
         }
-        int64_t rc = call(op_lo_bind, &a, HIL_NET_NO_WAIT);
-        e->lo = rc == 0 ? a.lo : NULL;
-        return (int)posix(rc);
+        int64_t port = call(op_lo_bind, &a, HIL_NET_NO_WAIT);
+        e->lo_port = port > 0 ? (uint16_t)port : 0;
+        return port > 0 ? 0 : (int)posix(port);
     }
     return (int)posix(call(op_bind, &a, HIL_NET_NO_WAIT));
 }
@@ -562,7 +561,7 @@ static ssize_t shim_send(shim_fd_t *e, const void *buf, size_t len, int flags, c
         a.has_to = true;
     }
     if (a.has_to && hil_lo_is_loopback(a.ip)) {
-        a.lo = e->lo;
+        a.lo_port = e->lo_port;
         return (ssize_t)posix(call(op_lo_send, &a, HIL_NET_NO_WAIT));
     }
     bool wait = !e->nonblock && !(flags & MSG_DONTWAIT);
@@ -577,9 +576,9 @@ static ssize_t shim_send(shim_fd_t *e, const void *buf, size_t len, int flags, c
 static ssize_t shim_recv(shim_fd_t *e, void *buf, size_t len, int flags, struct sockaddr *from, socklen_t *fromlen)
 {
     op_args_t a = {.id = e->id, .in = buf, .len = len, .peek = (flags & MSG_PEEK) != 0,
-                   .hide_fin = e->tcp && fault(HIL_SHIM_FAULT_FIN_NOT_READABLE), .lo = e->lo};
+                   .hide_fin = e->tcp && fault(HIL_SHIM_FAULT_FIN_NOT_READABLE), .lo_port = e->lo_port};
     bool wait = !e->nonblock && !(flags & MSG_DONTWAIT);
-    int64_t rc = call(e->lo ? op_lo_recv : op_recv, &a, wait ? deadline_after(e->rcvtimeo_us) : HIL_NET_NO_WAIT);
+    int64_t rc = call(e->lo_port ? op_lo_recv : op_recv, &a, wait ? deadline_after(e->rcvtimeo_us) : HIL_NET_NO_WAIT);
     if (rc == HIL_NET_AGAIN) {
         return fail(EAGAIN); /* nothing yet, or SO_RCVTIMEO passed: -1/EAGAIN, never 0 */
     }
@@ -624,11 +623,11 @@ ssize_t __wrap_write(int fd, const void *buf, size_t len)
  * receive timeout (SO_RCVTIMEO, else the published 30 s) return 0. */
 static ssize_t shim_recv_no_from(shim_fd_t *e, void *buf, size_t len, int flags)
 {
-    if (e->lo == NULL || !fault(HIL_SHIM_FAULT_LOOPBACK_RECV_IGNORED)) {
+    if (e->lo_port == 0 || !fault(HIL_SHIM_FAULT_LOOPBACK_RECV_IGNORED)) {
         return shim_recv(e, buf, len, flags, NULL, NULL);
     }
     shim_fd_t smoltcp_side = *e;
-    smoltcp_side.lo = NULL;
+    smoltcp_side.lo_port = 0;
     smoltcp_side.rcvtimeo_us = e->rcvtimeo_us ? e->rcvtimeo_us : PUBLISHED_RECV_TIMEOUT_US;
     bool wait = !e->nonblock && !(flags & MSG_DONTWAIT);
     ssize_t n = shim_recv(&smoltcp_side, buf, len, flags, NULL, NULL);
@@ -693,10 +692,9 @@ int __wrap_close(int fd)
     /* TCP: FIN after the queued data; the poll thread lingers until the exchange is over. */
     op_args_t a = {.id = e->id};
     bool glue = e->tcp && fault(HIL_SHIM_FAULT_CLOSE_WITHOUT_FIN);
-    if (e->lo != NULL) {
-        a.lo = e->lo;
+    if (e->lo_port != 0) {
+        a.lo_port = e->lo_port;
         call(op_lo_close, &a, HIL_NET_NO_WAIT);
-        e->lo = NULL;
     }
     int64_t rc = e->id == NO_STACK_SOCKET ? 0 : call(glue ? op_glue_close : op_close, &a, HIL_NET_NO_WAIT);
     free_fd(fd);
@@ -710,8 +708,8 @@ static int shim_name(int fd, struct sockaddr *addr, socklen_t *len, int peer)
     if (e == NULL) {
         return -1;
     }
-    if (e->lo != NULL && !peer) {
-        fill_sockaddr(addr, len, htonl(INADDR_LOOPBACK), hil_lo_port(e->lo));
+    if (e->lo_port != 0 && !peer) {
+        fill_sockaddr(addr, len, htonl(INADDR_LOOPBACK), e->lo_port);
         return 0;
     }
     op_args_t a = {.id = e->id, .i = peer};
@@ -931,8 +929,8 @@ int __wrap_ioctl(int fd, unsigned long request, ...)
         return 0;
     }
     if (request == FIONREAD && arg != NULL) {
-        op_args_t a = {.id = e->id, .lo = e->lo};
-        int64_t n = call(e->lo ? op_lo_next_len : op_queues, &a, HIL_NET_NO_WAIT);
+        op_args_t a = {.id = e->id, .lo_port = e->lo_port};
+        int64_t n = call(e->lo_port ? op_lo_next_len : op_queues, &a, HIL_NET_NO_WAIT);
         if (n < 0) {
             return fail((int)-n);
         }
@@ -948,7 +946,7 @@ typedef struct {
     int fd;
     uint32_t id;
     bool tcp;
-    hil_lo_t *lo;
+    uint16_t lo_port;
     short events;
     short revents;
 } shim_poll_t;
@@ -1007,8 +1005,9 @@ static int64_t op_poll_scan(hs_stack_t *s, void *p)
     for (int i = 0; i < a->n; i++) {
         shim_poll_t *item = &a->items[i];
         int mask;
-        if (item->lo != NULL) {
-            mask = (hil_lo_readable(item->lo) ? HS_READABLE : 0) | HS_WRITABLE; /* the published scan too */
+        if (item->lo_port != 0) {
+            int readable = hil_lo_readable(item->lo_port); /* before any probe, as in the published scan */
+            mask = readable < 0 ? readable : (readable ? HS_READABLE : 0) | HS_WRITABLE;
         } else {
             mask = hs_poll_socket(s, item->id);
             mask = mask >= 0 && shim.cfg.faults != 0 ? published_readiness(s, item, mask) : mask;
@@ -1084,7 +1083,7 @@ int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout_ms)
             continue;
         }
         items[n_items++] =
-            (shim_poll_t){.fd = fds[i].fd, .id = e->id, .tcp = e->tcp, .lo = e->lo, .events = fds[i].events};
+            (shim_poll_t){.fd = fds[i].fd, .id = e->id, .tcp = e->tcp, .lo_port = e->lo_port, .events = fds[i].events};
     }
     int64_t timeout_us = invalid ? 0 : timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000;
     int rc = wait_mixed(items, n_items, kernel, n_kernel, timeout_us);
@@ -1143,7 +1142,8 @@ int __wrap_select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *tim
             free(kernel);
             return -1; /* EBADF, as select() reports a closed descriptor */
         }
-        items[n_items++] = (shim_poll_t){.fd = fd, .id = e->id, .tcp = e->tcp, .lo = e->lo, .events = events};
+        items[n_items++] =
+            (shim_poll_t){.fd = fd, .id = e->id, .tcp = e->tcp, .lo_port = e->lo_port, .events = events};
     }
     int64_t timeout_us = timeout == NULL ? -1 : (int64_t)timeout->tv_sec * 1000000 + timeout->tv_usec;
     int rc = wait_mixed(items, n_items, kernel, n_kernel, timeout_us);

@@ -253,6 +253,13 @@ static int case_loopback_datagrams_read_with_recvfrom_recv_and_read(void)
     CHECK(n == 8 && memcmp(buf, words[2], 8) == 0, "read() on the 127.0.0.1 socket returned %zd", n);
     CHECK(recv(rx, buf, sizeof buf, MSG_DONTWAIT) == -1 && errno == EAGAIN, "an empty queue must be EAGAIN");
     close(rx);
+    CHECK(sendto(tx, "nobody", 6, 0, (struct sockaddr *)&at, sizeof at) == 6,
+          "sendto a 127.0.0.1 port nobody binds must succeed (UDP): %s", strerror(errno));
+    int again = socket(AF_INET, SOCK_DGRAM, 0);
+    CHECK(bind(again, (struct sockaddr *)&at, sizeof at) == 0, "close() did not free 127.0.0.1:9200: %s",
+          strerror(errno));
+    CHECK(!readable(again, 0), "a datagram sent before the bind was delivered to the new socket");
+    close(again);
     close(tx);
     return 0;
 }
