@@ -345,8 +345,19 @@ def render_matrix(rows: Iterable[tuple[Verdict, SuiteRun | None]], groups: Seque
     return table
 
 
-def parse_fault_list(text: str | None, full: bool) -> list[str]:
-    """`--faults a,b` (validated), `--full` (the whole catalogue) or the short set."""
+def parse_fault_list(text: str | None, full: bool, stack: str | None = None) -> list[str]:
+    """`--faults a,b` (validated), `--full` (the catalogue) or the short set, for the board's ``stack``.
+
+    ``--full`` leaves out the faults that exist only in another stack (`other_stack_faults` names them); a
+    fault of another stack named in ``--faults`` is refused (ConfigError).
+    """
     if text:
-        return validate_faults(name.strip() for name in text.split(",") if name.strip())
-    return [fault.name for fault in CATALOGUE] if full else list(SHORT_FAULTS)
+        return validate_faults((name.strip() for name in text.split(",") if name.strip()), stack)
+    if not full:
+        return list(SHORT_FAULTS)
+    return [fault.name for fault in CATALOGUE if fault.name not in other_stack_faults(stack)]
+
+
+def other_stack_faults(stack: str | None) -> list[str]:
+    """Catalogued faults that exist only in another stack than ``stack`` (none when ``stack`` is None)."""
+    return [fault.name for fault in CATALOGUE if stack is not None and fault.stack not in (None, stack)]

@@ -6,8 +6,16 @@ import argparse
 from datetime import datetime, timezone
 from pathlib import Path
 
+from harness.boards.virtual.kind import DEFAULT_STACK
 from harness.errors import ConfigError
-from harness.selftest import RUN_TIMEOUT_S, SMALL_DL_BYTES, SMALL_IPERF_SECONDS, SelftestOptions, parse_fault_list
+from harness.selftest import (
+    RUN_TIMEOUT_S,
+    SMALL_DL_BYTES,
+    SMALL_IPERF_SECONDS,
+    SelftestOptions,
+    other_stack_faults,
+    parse_fault_list,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,8 +50,11 @@ def run(args: argparse.Namespace) -> int:
     if args.dl_bytes <= 0 or args.iperf_seconds <= 0 or args.run_timeout <= 0:
         raise ConfigError("--dl-bytes, --iperf-seconds and --run-timeout must be positive")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    if args.full and not args.faults and other_stack_faults(DEFAULT_STACK):
+        print(f"selftest: the virtual board runs the {DEFAULT_STACK} stack; not run (faults of another stack): "
+              f"{', '.join(other_stack_faults(DEFAULT_STACK))}")  # fmt: skip
     options = SelftestOptions(
-        faults=parse_fault_list(args.faults, args.full),
+        faults=parse_fault_list(args.faults, args.full, DEFAULT_STACK),
         results_dir=args.results_dir or Path("results") / f"selftest-{stamp}",
         dl_bytes=args.dl_bytes, iperf_seconds=args.iperf_seconds, all_scenarios=args.all_scenarios,
         full_healthy=args.full, run_timeout_s=args.run_timeout,

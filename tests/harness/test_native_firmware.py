@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.boards.virtual import stackbuild
+from harness.boards.virtual.faults import CATALOGUE, FAULTS
 from harness.errors import MissingToolError
 from harness.lab.dhcp import DhcpServer
 from harness.lab.netns import Namespace, delete_namespace, run_command
@@ -132,11 +133,12 @@ def test_the_firmware_takes_over_only_a_veth_in_a_lab_namespace(lab: VethLab, fl
     assert mac_after != MAC, "the refused interface kept its own MAC"
 
 
-def _shim_tests(lab: VethLab, sanitize: bool) -> subprocess.CompletedProcess[str]:
+def _shim_tests(lab: VethLab, sanitize: bool, faults: str = "") -> subprocess.CompletedProcess[str]:
     binary = stackbuild.build_shim_tests(sanitize=sanitize)
     command = [str(binary), "--ifname", lab.dut_if, "--mac", MAC, "--ip", DUT_IP, "--peer-netns", lab.host.name,
                "--peer-ip", lab.addressing.host_ip]  # fmt: skip
-    return subprocess.run(lab.dut.argv(*command), capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(lab.dut.argv(*command), capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "HIL_FAULTS": faults})  # fmt: skip
 
 
 @needs_root
@@ -144,8 +146,33 @@ def _shim_tests(lab: VethLab, sanitize: bool) -> subprocess.CompletedProcess[str
 def test_shim_semantics_against_the_kernel(lab: VethLab, sanitize: bool) -> None:
     done = _shim_tests(lab, sanitize)
     assert done.returncode == 0, done.stdout + done.stderr[-4000:]
-    assert "8 passed, 0 failed" in done.stdout
+    assert "11 passed, 0 failed" in done.stdout
     assert "Sanitizer" not in done.stderr and "runtime error" not in done.stderr, done.stderr[-4000:]
+
+
+# The shim's faults (the published esp_smoltcp_lwip_compat's defects) and the C cases each must fail.
+SHIM_FAULT_CASES = {
+    "shim_udp_select_consumes": {"udp_readability_never_consumes", "select_and_poll_over_mixed_tcp_udp_and_kernel_fds"},
+    "shim_fin_not_readable": {"fin_makes_readable_and_recv_returns_zero"},
+    "shim_close_without_fin": {"close_sends_fin", "shutdown_wr_sends_fin_and_keeps_receiving"},
+    "shim_loopback_recv_ignored": {"loopback_datagrams_read_with_recvfrom_recv_and_read"},
+    "shim_loopback_port0_refused": {"loopback_bind_to_port_zero_picks_a_port"},
+}
+
+
+def test_the_shim_fault_cases_cover_the_catalogues_shim_faults() -> None:
+    assert set(SHIM_FAULT_CASES) == {fault.name for fault in CATALOGUE if fault.name.startswith("shim_")}
+    assert all(FAULTS[name].stack == "smoltcp" for name in SHIM_FAULT_CASES)
+
+
+@needs_root
+@pytest.mark.parametrize("fault", sorted(SHIM_FAULT_CASES))
+def test_each_shim_fault_fails_exactly_the_cases_of_its_defect(lab: VethLab, fault: str) -> None:
+    done = _shim_tests(lab, sanitize=False, faults=fault)
+    failed = {line.removeprefix("not ok - ").split(":", 1)[0] for line in done.stdout.splitlines()
+              if line.startswith("not ok - ")}  # fmt: skip
+    assert failed == SHIM_FAULT_CASES[fault], done.stdout
+    assert f"fault {fault} on" in done.stderr, done.stderr[-2000:]
 
 
 def _client(lab: VethLab, *command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -33,6 +33,8 @@ PLAN_FAULTS = {
     "dhcp_nak_ignored", "large_icmp_dropped", "link_flap_storm", "rtt_spikes", "heap_leak_per_connection",
     "panic_on_nth_connection", "socket_slot_leak", "udp_never_readable", "httpd_malformed_crash", "tls_wrong_cert",
     "no_mqtt_reconnect", "l2_tap_deaf", "mcast_deaf", "ipv6_ll_missing",
+    "shim_udp_select_consumes", "shim_fin_not_readable", "shim_close_without_fin", "shim_loopback_recv_ignored",
+    "shim_loopback_port0_refused",
 }  # fmt: skip
 
 
@@ -55,6 +57,23 @@ def test_unknown_fault_is_refused_with_the_catalogue() -> None:
         parse_fault_list("tx_cap_60pct,bogus", full=False)
     assert parse_fault_list(None, full=True) == [fault.name for fault in CATALOGUE]
     assert parse_fault_list(None, full=False) == list(SHORT_FAULTS)
+
+
+def test_a_fault_of_another_stack_is_refused_naming_both_stacks() -> None:
+    assert FAULTS["shim_fin_not_readable"].stack == "smoltcp"
+    with pytest.raises(ConfigError, match=r"shim_fin_not_readable exists only in the smoltcp stack.*runs the linux"):
+        validate_faults(["tx_cap_60pct", "shim_fin_not_readable"], stack="linux")
+    assert validate_faults(["tx_cap_60pct", "shim_fin_not_readable"], stack="smoltcp") == [
+        "tx_cap_60pct", "shim_fin_not_readable",
+    ]  # fmt: skip
+    assert validate_faults(["shim_fin_not_readable"]) == ["shim_fin_not_readable"], "no stack given: any stack"
+    smoltcp_only = [fault.name for fault in CATALOGUE if fault.stack == "smoltcp"]
+    assert parse_fault_list(None, full=True, stack="smoltcp") == [fault.name for fault in CATALOGUE]
+    assert parse_fault_list(None, full=True, stack="linux") == [
+        fault.name for fault in CATALOGUE if fault.name not in smoltcp_only
+    ]
+    with pytest.raises(ConfigError, match="exists only in the smoltcp stack"):
+        parse_fault_list("shim_close_without_fin", full=False, stack="linux")
 
 
 def test_docs_show_the_catalogue_as_it_is() -> None:

@@ -311,7 +311,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN); /* a peer that vanishes mid-send must not kill the firmware */
     hil_services_set_mac(common.mac);
     hil_services_set_stats_provider(stats_provider, NULL);
-    static char own_faults[256];
+    static char own_faults[1024];
     snprintf(own_faults, sizeof own_faults, "%s,%s", COMMON_FAULTS, FW_NET_FAULTS);
     hil_program_hooks_t hooks = {
         .stack = FW_NET_NAME, .faults = own_faults, .command = fw_net_command, .stats_extra = fw_net_stats_extra};

@@ -135,6 +135,15 @@ int hs_tcp_state(hs_stack_t *stack, uint32_t id, char *buf, size_t len);
 /* Every TCP socket (listener pools and closing ones too) as a JSON array; returns the full length. */
 size_t hs_stack_describe_tcp(hs_stack_t *stack, char *buf, size_t len);
 
+/* The published esp_smoltcp_glue's own calls, with the same smoltcp calls, for the shim's fault switches
+ * (HIL_FAULTS shim_*, docs/faults.md); the healthy firmware never calls them. */
+/* smoltcp_udp_recvfrom = UDP recv_slice: bytes, -EAGAIN empty, -EMSGSIZE truncated (the datagram is gone) */
+int64_t hs_glue_udp_recv_slice(hs_stack_t *stack, uint32_t id, uint8_t *buf, size_t len);
+/* smoltcp_tcp_is_connected = may_recv() || may_send() (still 1 in CLOSE-WAIT): 1, 0 or -errno */
+int hs_glue_tcp_is_connected(hs_stack_t *stack, uint32_t id);
+/* smoltcp_tcp_close / smoltcp_udp_close: close() and remove the socket at once (no FIN leaves) */
+int hs_glue_close(hs_stack_t *stack, uint32_t id);
+
 #ifdef __cplusplus
 }
 #endif

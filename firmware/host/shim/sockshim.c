@@ -53,6 +53,12 @@ int __real_ioctl(int fd, unsigned long request, ...);
 int __real_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res);
 void __real_freeaddrinfo(struct addrinfo *res);
 
+/* The published shim's receive timeout when SO_RCVTIMEO is not set (fault shim_loopback_recv_ignored). */
+#define PUBLISHED_RECV_TIMEOUT_US 30000000
+
+/* A descriptor whose stack socket is gone (fault shim_close_without_fin's shutdown): stack ids are > 0. */
+#define NO_STACK_SOCKET 0u
+
 typedef struct {
     bool used;
     bool tcp;
@@ -69,10 +75,43 @@ static struct {
     pthread_mutex_t lock;
 } shim = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
+/* The catalogue's names of the shim's faults (harness/boards/virtual/faults.py). */
+static const struct {
+    const char *name;
+    unsigned bit;
+} FAULT_NAMES[] = {
+    {"shim_udp_select_consumes", HIL_SHIM_FAULT_UDP_SELECT_CONSUMES},
+    {"shim_fin_not_readable", HIL_SHIM_FAULT_FIN_NOT_READABLE},
+    {"shim_close_without_fin", HIL_SHIM_FAULT_CLOSE_WITHOUT_FIN},
+    {"shim_loopback_recv_ignored", HIL_SHIM_FAULT_LOOPBACK_RECV_IGNORED},
+    {"shim_loopback_port0_refused", HIL_SHIM_FAULT_LOOPBACK_PORT0_REFUSED},
+};
+
+unsigned hil_shim_parse_faults(const char *list)
+{
+    unsigned bits = 0;
+    for (const char *p = list; p != NULL && *p != '\0';) {
+        size_t len = strcspn(p, ",");
+        for (size_t i = 0; i < sizeof FAULT_NAMES / sizeof FAULT_NAMES[0]; i++) {
+            if (strlen(FAULT_NAMES[i].name) == len && strncmp(p, FAULT_NAMES[i].name, len) == 0) {
+                bits |= FAULT_NAMES[i].bit;
+            }
+        }
+        p += len + (p[len] == ',');
+    }
+    return bits;
+}
+
 void hil_shim_default_config(hil_shim_config_t *cfg)
 {
     cfg->fd_base = 32;
     cfg->fd_count = 32;
+    cfg->faults = hil_shim_parse_faults(getenv("HIL_FAULTS"));
+}
+
+static bool fault(unsigned bit)
+{
+    return (shim.cfg.faults & bit) != 0;
 }
 
 int hil_shim_init(const hil_shim_config_t *cfg)
@@ -97,6 +136,12 @@ int hil_shim_init(const hil_shim_config_t *cfg)
         }
     }
     __real_close(devnull);
+    for (size_t i = 0; i < sizeof FAULT_NAMES / sizeof FAULT_NAMES[0]; i++) {
+        if (fault(FAULT_NAMES[i].bit)) {
+            hil_log(HIL_LOG_WARN, TAG, "fault %s on: the published esp_smoltcp_lwip_compat's defect",
+                    FAULT_NAMES[i].name);
+        }
+    }
     return 0;
 }
 
@@ -212,6 +257,7 @@ typedef struct {
     bool has_to;
     bool peek;
     bool all;         /* blocking send: everything, not just what fits */
+    bool hide_fin;    /* fault shim_fin_not_readable */
     hs_recv_info_t info;
 } op_args_t;
 
@@ -276,6 +322,9 @@ static int64_t op_recv(hs_stack_t *s, void *p)
 {
     op_args_t *a = p;
     int64_t rc = hs_recv(s, a->id, a->in, a->len, a->peek, &a->info);
+    if (rc == 0 && a->len > 0 && a->hide_fin && hs_glue_tcp_is_connected(s, a->id) == 1) {
+        return HIL_NET_AGAIN; /* the published shim: still "connected" in CLOSE-WAIT, so no EOF, ever */
+    }
     return rc == -EAGAIN ? HIL_NET_AGAIN : rc;
 }
 
@@ -288,6 +337,12 @@ static int64_t op_shutdown(hs_stack_t *s, void *p)
 static int64_t op_close(hs_stack_t *s, void *p)
 {
     return hs_close(s, ((op_args_t *)p)->id);
+}
+
+/* The published glue's close: the socket leaves smoltcp's set before its FIN can (shim_close_without_fin). */
+static int64_t op_glue_close(hs_stack_t *s, void *p)
+{
+    return hs_glue_close(s, ((op_args_t *)p)->id);
 }
 
 static int64_t op_sockname(hs_stack_t *s, void *p)
@@ -368,6 +423,9 @@ int __wrap_bind(int fd, const struct sockaddr *addr, socklen_t len)
     op_args_t a = {.id = e->id};
     int err = parse_sockaddr(addr, len, &a.ip, &a.port);
     if (!err && !e->tcp && hil_loop_addr(a.ip)) {
+        if (a.port == 0 && fault(HIL_SHIM_FAULT_LOOPBACK_PORT0_REFUSED)) {
+            return fail(EINVAL); /* the published lo_bind refuses port 0 */
+        }
         return (int)posix(hil_loop_bind(fd, a.port)); /* the in-RAM loopback (loopback.h) */
     }
     return err ? fail(err) : (int)posix(call(op_bind, &a, HIL_NET_NO_WAIT));
@@ -481,13 +539,15 @@ static int64_t op_loop_recv(hs_stack_t *s, void *p)
     return rc == -EAGAIN ? HIL_NET_AGAIN : rc;
 }
 
+/* skip_loopback: read the smoltcp socket even when fd is bound to the loopback (shim_loopback_recv_ignored). */
 static ssize_t shim_recv(int fd, shim_fd_t *e, void *buf, size_t len, int flags, struct sockaddr *from,
-                         socklen_t *fromlen)
+                         socklen_t *fromlen, bool skip_loopback)
 {
-    op_args_t a = {.id = e->id, .in = buf, .len = len, .peek = (flags & MSG_PEEK) != 0};
+    op_args_t a = {.id = e->id, .in = buf, .len = len, .peek = (flags & MSG_PEEK) != 0,
+                   .hide_fin = e->tcp && fault(HIL_SHIM_FAULT_FIN_NOT_READABLE)};
     bool wait = !e->nonblock && !(flags & MSG_DONTWAIT);
     loop_recv_t loop_read = {.fd = fd, .a = &a};
-    bool looped = !e->tcp && hil_loop_port(fd) != 0;
+    bool looped = !e->tcp && hil_loop_port(fd) != 0 && !skip_loopback;
     int64_t deadline = wait ? deadline_after(e->rcvtimeo_us) : HIL_NET_NO_WAIT;
     int64_t rc = looped ? hil_net_call(op_loop_recv, &loop_read, deadline, NULL, 0) : call(op_recv, &a, deadline);
     if (rc == HIL_NET_AGAIN) {
@@ -529,13 +589,28 @@ ssize_t __wrap_write(int fd, const void *buf, size_t len)
     return e == NULL ? -1 : shim_send(fd, e, buf, len, 0, NULL, 0);
 }
 
+/* recv() and read(): with the fault shim_loopback_recv_ignored, what the published shim does on a UDP
+ * socket bound to 127.x: read its (unbound) smoltcp socket, never the loopback queue, and after the
+ * receive timeout (SO_RCVTIMEO, else the published 30 s) return 0. */
+static ssize_t shim_recv_no_from(int fd, shim_fd_t *e, void *buf, size_t len, int flags)
+{
+    if (e->tcp || hil_loop_port(fd) == 0 || !fault(HIL_SHIM_FAULT_LOOPBACK_RECV_IGNORED)) {
+        return shim_recv(fd, e, buf, len, flags, NULL, NULL, false);
+    }
+    shim_fd_t smoltcp_side = *e;
+    smoltcp_side.rcvtimeo_us = e->rcvtimeo_us ? e->rcvtimeo_us : PUBLISHED_RECV_TIMEOUT_US;
+    bool wait = !e->nonblock && !(flags & MSG_DONTWAIT);
+    ssize_t n = shim_recv(fd, &smoltcp_side, buf, len, flags, NULL, NULL, true);
+    return n < 0 && errno == EAGAIN && wait ? 0 : n;
+}
+
 ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags)
 {
     if (!in_range(fd)) {
         return __real_recv(fd, buf, len, flags);
     }
     shim_fd_t *e = entry(fd);
-    return e == NULL ? -1 : shim_recv(fd, e, buf, len, flags, NULL, NULL);
+    return e == NULL ? -1 : shim_recv_no_from(fd, e, buf, len, flags);
 }
 
 ssize_t __wrap_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from, socklen_t *fromlen)
@@ -544,7 +619,7 @@ ssize_t __wrap_recvfrom(int fd, void *buf, size_t len, int flags, struct sockadd
         return __real_recvfrom(fd, buf, len, flags, from, fromlen);
     }
     shim_fd_t *e = entry(fd);
-    return e == NULL ? -1 : shim_recv(fd, e, buf, len, flags, from, fromlen);
+    return e == NULL ? -1 : shim_recv(fd, e, buf, len, flags, from, fromlen, false);
 }
 
 ssize_t __wrap_read(int fd, void *buf, size_t len)
@@ -553,7 +628,7 @@ ssize_t __wrap_read(int fd, void *buf, size_t len)
         return __real_read(fd, buf, len);
     }
     shim_fd_t *e = entry(fd);
-    return e == NULL ? -1 : shim_recv(fd, e, buf, len, 0, NULL, NULL);
+    return e == NULL ? -1 : shim_recv_no_from(fd, e, buf, len, 0);
 }
 
 int __wrap_shutdown(int fd, int how)
@@ -566,6 +641,12 @@ int __wrap_shutdown(int fd, int how)
         return -1;
     }
     op_args_t a = {.id = e->id, .i = how};
+    if (e->tcp && fault(HIL_SHIM_FAULT_CLOSE_WITHOUT_FIN)) {
+        /* The published shutdown() is its close: whatever `how`, the socket is gone, without a FIN. */
+        int64_t rc = e->id == NO_STACK_SOCKET ? 0 : call(op_glue_close, &a, HIL_NET_NO_WAIT);
+        e->id = NO_STACK_SOCKET;
+        return (int)posix(rc);
+    }
     return (int)posix(call(op_shutdown, &a, HIL_NET_NO_WAIT));
 }
 
@@ -580,7 +661,8 @@ int __wrap_close(int fd)
     }
     /* TCP: FIN after the queued data; the poll thread lingers until the exchange is over. */
     op_args_t a = {.id = e->id};
-    int64_t rc = call(op_close, &a, HIL_NET_NO_WAIT);
+    bool glue = e->tcp && fault(HIL_SHIM_FAULT_CLOSE_WITHOUT_FIN);
+    int64_t rc = e->id == NO_STACK_SOCKET ? 0 : call(glue ? op_glue_close : op_close, &a, HIL_NET_NO_WAIT);
     if (!e->tcp) {
         hil_loop_close(fd);
     }
@@ -833,6 +915,7 @@ int __wrap_ioctl(int fd, unsigned long request, ...)
 typedef struct {
     int fd;
     uint32_t id;
+    bool tcp;
     bool looped; /* bound to the in-RAM loopback: readable from its queue */
     short events;
     short revents;
@@ -861,6 +944,29 @@ static short to_poll_events(int mask, short wanted)
     return revents;
 }
 
+/* What the published select() makes of a socket the stack reports as `mask` (faults shim_udp_select_consumes
+ * and shim_fin_not_readable), with the published glue's own smoltcp calls. */
+static int published_readiness(hs_stack_t *s, const shim_poll_t *item, int mask)
+{
+    if (!item->tcp && fault(HIL_SHIM_FAULT_UDP_SELECT_CONSUMES) && (item->events & (POLLIN | POLLRDNORM))) {
+        /* A zero-length recvfrom probe: smoltcp dequeues the datagram and reports it truncated, so the
+         * socket never reads as readable and what it had received is gone. */
+        uint8_t probe;
+        hs_glue_udp_recv_slice(s, item->id, &probe, 0);
+        return mask & ~HS_READABLE;
+    }
+    if (item->tcp && fault(HIL_SHIM_FAULT_FIN_NOT_READABLE) && (mask & HS_READABLE)) {
+        /* Readable only with bytes queued or once no longer "connected" (may_recv || may_send):
+         * a peer's FIN alone (CLOSE-WAIT) never counts. */
+        size_t recv_queue = 0;
+        size_t send_queue = 0;
+        bool fin_only = hs_glue_tcp_is_connected(s, item->id) == 1 &&
+                        hs_queues(s, item->id, &recv_queue, &send_queue) == 0 && recv_queue == 0;
+        return fin_only ? mask & ~HS_READABLE : mask;
+    }
+    return mask;
+}
+
 /* Scan the stack's side of a select/poll set: the count of ready descriptors, or AGAIN. */
 static int64_t op_poll_scan(hs_stack_t *s, void *p)
 {
@@ -870,6 +976,7 @@ static int64_t op_poll_scan(hs_stack_t *s, void *p)
         shim_poll_t *item = &a->items[i];
         int mask = item->looped ? HS_WRITABLE | (hil_loop_readable(item->fd) ? HS_READABLE : 0)
                                 : hs_poll_socket(s, item->id);
+        mask = !item->looped && mask >= 0 && shim.cfg.faults != 0 ? published_readiness(s, item, mask) : mask;
         item->revents = mask < 0 ? POLLNVAL : to_poll_events(mask, item->events);
         ready += item->revents != 0;
     }
@@ -941,7 +1048,7 @@ int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout_ms)
             continue;
         }
         items[n_items++] = (shim_poll_t){
-            .fd = fds[i].fd, .id = e->id, .looped = !e->tcp && hil_loop_port(fds[i].fd), .events = fds[i].events};
+            .fd = fds[i].fd, .id = e->id, .tcp = e->tcp, .looped = !e->tcp && hil_loop_port(fds[i].fd), .events = fds[i].events};
     }
     int64_t timeout_us = invalid ? 0 : timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000;
     int rc = wait_mixed(items, n_items, kernel, n_kernel, timeout_us);
@@ -1001,7 +1108,7 @@ int __wrap_select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *tim
             return -1; /* EBADF, as select() reports a closed descriptor */
         }
         items[n_items++] =
-            (shim_poll_t){.fd = fd, .id = e->id, .looped = !e->tcp && hil_loop_port(fd), .events = events};
+            (shim_poll_t){.fd = fd, .id = e->id, .tcp = e->tcp, .looped = !e->tcp && hil_loop_port(fd), .events = events};
     }
     int64_t timeout_us = timeout == NULL ? -1 : (int64_t)timeout->tv_sec * 1000000 + timeout->tv_usec;
     int rc = wait_mixed(items, n_items, kernel, n_kernel, timeout_us);

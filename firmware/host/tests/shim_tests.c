@@ -6,6 +6,7 @@
  *   hil-shim-tests --ifname eth0 --mac MAC --ip 10.77.0.100 --peer-netns NS --peer-ip 10.77.0.1
  *
  * Prints "ok - <case>" / "not ok - <case>: <why>" per case, then "N passed, M failed"; exit 1 on a failure.
+ * HIL_FAULTS switches on the shim's faults (sockshim.h): each must fail the case of its defect.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -157,6 +158,24 @@ static int case_close_sends_fin(void)
     return 0;
 }
 
+static int case_shutdown_wr_sends_fin_and_keeps_receiving(void)
+{
+    int l, s, c;
+    if (connected_pair(9008, &l, &s, &c)) {
+        return 1;
+    }
+    CHECK(shutdown(s, SHUT_WR) == 0, "shutdown(SHUT_WR): %s", strerror(errno));
+    char buf[8];
+    struct pollfd pfd = {.fd = c, .events = POLLIN};
+    CHECK(poll(&pfd, 1, 2000) == 1 && recv(c, buf, sizeof buf, 0) == 0, "shutdown(SHUT_WR) sent no FIN");
+    CHECK(send(c, "more", 4, 0) == 4, "peer send after our FIN: %s", strerror(errno));
+    CHECK(readable(s, 2000) && recv(s, buf, sizeof buf, 0) == 4, "the half-closed socket stopped receiving");
+    close(s);
+    close(c);
+    close(l);
+    return 0;
+}
+
 static int case_udp_readability_never_consumes(void)
 {
     int u = socket(AF_INET, SOCK_DGRAM, 0);
@@ -184,6 +203,79 @@ static int case_udp_readability_never_consumes(void)
     CHECK(!readable(u, 0), "still readable after the only datagram was read");
     close(u);
     close(p);
+    return 0;
+}
+
+/* A UDP socket bound to 127.0.0.1, fed by sendto() from an unbound socket (esp_http_server's control path). */
+static int loopback_pair(uint16_t port, int *rx, int *tx, struct sockaddr_in *at)
+{
+    *rx = socket(AF_INET, SOCK_DGRAM, 0);
+    *tx = socket(AF_INET, SOCK_DGRAM, 0);
+    *at = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(port)};
+    at->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(*rx >= 0 && *tx >= 0, "socket: %s", strerror(errno));
+    CHECK(bind(*rx, (struct sockaddr *)at, sizeof *at) == 0, "bind(127.0.0.1:%u): %s", port, strerror(errno));
+    socklen_t len = sizeof *at;
+    CHECK(getsockname(*rx, (struct sockaddr *)at, &len) == 0 && at->sin_addr.s_addr == htonl(INADDR_LOOPBACK) &&
+              at->sin_port != 0 && (port == 0 || at->sin_port == htons(port)),
+          "getsockname after bind(127.0.0.1:%u) gave %s:%u", port, inet_ntoa(at->sin_addr), ntohs(at->sin_port));
+    return 0;
+}
+
+static int case_loopback_datagrams_read_with_recvfrom_recv_and_read(void)
+{
+    int rx, tx;
+    struct sockaddr_in at;
+    if (loopback_pair(9200, &rx, &tx, &at)) {
+        return 1;
+    }
+    struct timeval second = {.tv_sec = 1};
+    setsockopt(rx, SOL_SOCKET, SO_RCVTIMEO, &second, sizeof second);
+    CHECK(!readable(rx, 0), "readable before anything was sent");
+    const char *words[3] = {"via-recvfrom", "via-recv", "via-read"};
+    for (int i = 0; i < 3; i++) {
+        CHECK(sendto(tx, words[i], strlen(words[i]), 0, (struct sockaddr *)&at, sizeof at) == (ssize_t)strlen(words[i]),
+              "sendto 127.0.0.1: %s", strerror(errno));
+    }
+    CHECK(readable(rx, 1000), "datagrams to 127.0.0.1 did not make the socket readable");
+    int pending = 0;
+    CHECK(ioctl(rx, FIONREAD, &pending) == 0 && pending == 12, "FIONREAD %d, want 12", pending);
+    char buf[64];
+    struct sockaddr_in from;
+    socklen_t from_len = sizeof from;
+    ssize_t n = recvfrom(rx, buf, sizeof buf, 0, (struct sockaddr *)&from, &from_len);
+    CHECK(n == 12 && memcmp(buf, words[0], 12) == 0 && from.sin_addr.s_addr == htonl(INADDR_LOOPBACK),
+          "recvfrom returned %zd from %s", n, inet_ntoa(from.sin_addr));
+    n = recv(rx, buf, sizeof buf, 0);
+    CHECK(n == 8 && memcmp(buf, words[1], 8) == 0, "recv() on the 127.0.0.1 socket returned %zd (errno %s)", n,
+          strerror(errno));
+    n = read(rx, buf, sizeof buf);
+    CHECK(n == 8 && memcmp(buf, words[2], 8) == 0, "read() on the 127.0.0.1 socket returned %zd", n);
+    CHECK(recv(rx, buf, sizeof buf, MSG_DONTWAIT) == -1 && errno == EAGAIN, "an empty queue must be EAGAIN");
+    close(rx);
+    CHECK(sendto(tx, "nobody", 6, 0, (struct sockaddr *)&at, sizeof at) == 6,
+          "sendto a 127.0.0.1 port nobody binds must succeed (UDP): %s", strerror(errno));
+    int again = socket(AF_INET, SOCK_DGRAM, 0);
+    CHECK(bind(again, (struct sockaddr *)&at, sizeof at) == 0, "close() did not free 127.0.0.1:9200: %s",
+          strerror(errno));
+    CHECK(!readable(again, 0), "a datagram sent before the bind was delivered to the new socket");
+    close(again);
+    close(tx);
+    return 0;
+}
+
+static int case_loopback_bind_to_port_zero_picks_a_port(void)
+{
+    int rx, tx;
+    struct sockaddr_in at;
+    if (loopback_pair(0, &rx, &tx, &at)) {
+        return 1;
+    }
+    CHECK(sendto(tx, "eph", 3, 0, (struct sockaddr *)&at, sizeof at) == 3, "sendto: %s", strerror(errno));
+    char buf[8];
+    CHECK(readable(rx, 1000) && recvfrom(rx, buf, sizeof buf, 0, NULL, NULL) == 3, "the datagram did not arrive");
+    close(rx);
+    close(tx);
     return 0;
 }
 
@@ -330,24 +422,26 @@ static int case_budgets_fail_with_clean_errnos(void)
     /* Listener pools take smoltcp sockets: listen until the socket budget is spent. */
     int listeners[FD_COUNT];
     int nl = 0;
-    int rc = 0;
+    const char *failed = NULL;
     while (nl < FD_COUNT) {
         listeners[nl] = socket(AF_INET, SOCK_STREAM, 0);
         if (listeners[nl] < 0) {
-            rc = -1;
+            err = errno;
+            failed = "socket";
             break;
         }
         struct sockaddr_in any = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(9100 + nl))};
         bind(listeners[nl], (struct sockaddr *)&any, sizeof any);
         if (listen(listeners[nl], 8) != 0) {
-            rc = -1;
+            err = errno; /* before close(), which may set errno */
+            failed = "listen";
             close(listeners[nl]);
             break;
         }
         nl++;
     }
-    err = errno;
-    CHECK(rc == -1 && err == ENFILE, "the socket budget ran out with %s, want ENFILE", strerror(err));
+    CHECK(failed != NULL && err == ENFILE, "the socket budget ran out with %s from %s, want ENFILE", strerror(err),
+          failed ? failed : "nothing");
     CHECK(nl >= 1, "not one listener fitted %d sockets", MAX_SOCKETS);
     close(listeners[--nl]);
     int fresh = shim_listener(9150, 8);
@@ -395,8 +489,11 @@ static const struct {
 } CASES[] = {
     {"fin_makes_readable_and_recv_returns_zero", case_fin_makes_readable_and_recv_returns_zero},
     {"close_sends_fin", case_close_sends_fin},
+    {"shutdown_wr_sends_fin_and_keeps_receiving", case_shutdown_wr_sends_fin_and_keeps_receiving},
     {"udp_readability_never_consumes", case_udp_readability_never_consumes},
     {"select_and_poll_over_mixed_tcp_udp_and_kernel_fds", case_select_and_poll_over_mixed_tcp_udp_and_kernel_fds},
+    {"loopback_datagrams_read_with_recvfrom_recv_and_read", case_loopback_datagrams_read_with_recvfrom_recv_and_read},
+    {"loopback_bind_to_port_zero_picks_a_port", case_loopback_bind_to_port_zero_picks_a_port},
     {"nonblocking_connect", case_nonblocking_connect},
     {"timeouts_are_honoured", case_timeouts_are_honoured},
     {"budgets_fail_with_clean_errnos", case_budgets_fail_with_clean_errnos},
@@ -438,7 +535,10 @@ int main(int argc, char **argv)
     net.static_ip = dut_ip.s_addr;
     net.static_prefix = 24;
     net.stack.max_sockets = MAX_SOCKETS;
-    hil_shim_config_t shim = {.fd_base = 64, .fd_count = FD_COUNT};
+    hil_shim_config_t shim;
+    hil_shim_default_config(&shim); /* HIL_FAULTS: a shim fault must make the case of its defect fail */
+    shim.fd_base = 64;
+    shim.fd_count = FD_COUNT;
     if (hil_net_start(&net) != 0 || hil_shim_init(&shim) != 0) {
         fprintf(stderr, "the stack did not start\n");
         return 2;

@@ -14,6 +14,10 @@ How to read `caught_by` and `collateral`: an entry is a scenario group (the modu
 (``ping[1472]``), in the short names `harness.session.scenario_name` gives. A fault is detected when at
 least one test matched by `caught_by` fails with `expected` in its message. Tests matched by `collateral`
 may fail too (a flapping link also slows a download); every other test must pass.
+
+A fault with a `stack` exists only in that firmware stack of the virtual board (the `shim_*` faults are
+defects of the published esp-smoltcp shim, reproduced in the native firmware's shim): a run on another stack
+refuses it (`validate_faults`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class Fault:
         expected: a fragment the failure message of a catching test contains (it names the problem).
         mechanism: how the virtual board applies it (where in the native firmware, and what it changes).
         collateral: scenarios that may also fail because of the fault, without counting as a false alarm.
+        stack: the virtual board's firmware stack that has the mechanism (None: every stack).
     """
 
     name: str
@@ -43,6 +48,7 @@ class Fault:
     expected: str
     mechanism: str
     collateral: tuple[str, ...] = ()
+    stack: str | None = None
 
     def scenario_groups(self) -> tuple[str, ...]:
         """The scenario modules (without `test_`) the fault's catching tests live in."""
@@ -222,6 +228,67 @@ CATALOGUE: tuple[Fault, ...] = (
         "link-local",
         "smoltcp runtime: the interface gets no IPv6 link-local address",
     ),
+    # The published esp_smoltcp_lwip_compat's defects (CONTEXT.md), each switched on in the native firmware's
+    # shim (firmware/host/shim/sockshim.c, HIL_FAULTS) through the published glue's own smoltcp calls.
+    Fault(
+        "shim_udp_select_consumes",
+        "select() probes UDP readability with a zero-length recvfrom, which smoltcp 0.12's recv_slice answers by "
+        "dequeuing the datagram and reporting it truncated: UDP sockets never read as readable and the datagram a "
+        "select() loop waits for is gone.",
+        ("shim_defects::select_wakes_for_a_lone_udp_datagram",),
+        "shim_udp_select_consumes",
+        "shim: select()/poll() probe every UDP socket watched for reading with the glue's zero-length "
+        "recv_slice (hs_glue_udp_recv_slice: the datagram is dequeued) and never report it readable",
+        collateral=("select", "mcast_l2"),
+        stack="smoltcp",
+    ),
+    Fault(
+        "shim_fin_not_readable",
+        "A peer's FIN never makes a socket readable: the glue's \"connected\" (may_recv() || may_send()) stays "
+        "true in CLOSE-WAIT, so select() waits on and a non-blocking recv() returns EWOULDBLOCK forever.",
+        (
+            "shim_defects::peer_fin_ends_the_echo_connection",
+            "shim_defects::httpd_answers_after_20_clients_that_close_first",
+        ),
+        "shim_fin_not_readable",
+        "shim: a TCP socket with nothing queued reads as readable, and recv() returns 0, only once the glue's "
+        "may_recv() || may_send() (hs_glue_tcp_is_connected) is false",
+        collateral=("select", "httpd", "mqtt", "tls", "throughput", "soak"),
+        stack="smoltcp",
+    ),
+    Fault(
+        "shim_close_without_fin",
+        "close() (and shutdown(), which is the same call in the published shim) removes the socket from smoltcp "
+        "right after close(): no FIN reaches the peer, which waits for an end that never comes (and is reset "
+        "when it sends again).",
+        ("shim_defects::server_close_reaches_the_client_as_eof", "shim_defects::peer_fin_ends_the_echo_connection"),
+        "shim_close_without_fin",
+        "shim: close() and shutdown() of a TCP socket call the glue's close-then-remove (hs_glue_close), so the "
+        "socket leaves smoltcp's set before its FIN can",
+        collateral=("httpd", "throughput", "tls", "mqtt", "select", "soak"),
+        stack="smoltcp",
+    ),
+    Fault(
+        "shim_loopback_recv_ignored",
+        "recv() on a UDP socket bound to 127.0.0.1 reads smoltcp instead of the in-RAM loopback queue: "
+        "esp_http_server reads its control socket with recv(), so its control messages (session purge, queued "
+        "work) never arrive and the server wedges once its sessions are full (ESP-IDF < 5.5.3 or without "
+        "CONFIG_HTTPD_QUEUE_WORK_BLOCKING).",
+        ("shim_defects::httpd_control_socket_path_delivers",),
+        "shim_loopback_recv_ignored",
+        "shim: recv() and read() of a 127.x-bound UDP socket read its unbound smoltcp socket, never the loopback "
+        "queue, and return 0 when the receive timeout (SO_RCVTIMEO, else the published 30 s) passes; select() "
+        "still sees the queue",
+        stack="smoltcp",
+    ),
+    Fault(
+        "shim_loopback_port0_refused",
+        "The in-RAM loopback refuses bind(127.0.0.1:0), so a UDP socket cannot let the stack pick its loopback port.",
+        ("shim_defects::loopback_bind_to_port_zero",),
+        "shim_loopback_port0_refused",
+        "shim: bind() of a UDP socket to a 127.x address with port 0 fails with EINVAL",
+        stack="smoltcp",
+    ),
 )
 
 FAULTS: dict[str, Fault] = {fault.name: fault for fault in CATALOGUE}
@@ -237,11 +304,16 @@ def get(name: str) -> Fault:
     return FAULTS[name]
 
 
-def validate_faults(names: Iterable[str]) -> list[str]:
+def validate_faults(names: Iterable[str], stack: str | None = None) -> list[str]:
     """Check names given to ``--fault``; return them in order without duplicates.
 
+    Args:
+        names: the fault names.
+        stack: the firmware stack the virtual board runs; None accepts the faults of every stack.
+
     Raises:
-        ConfigError: a name is not in the catalogue (the message lists every known fault).
+        ConfigError: a name is not in the catalogue (the message lists every known fault), or a fault
+            exists only in another stack (the message says which stack has it).
     """
     names = list(dict.fromkeys(names))
     unknown = [name for name in names if name not in FAULTS]
@@ -250,6 +322,14 @@ def validate_faults(names: Iterable[str]) -> list[str]:
         raise ConfigError(
             f"unknown fault(s) {', '.join(unknown)}; the virtual board knows these "
             f"(harness/boards/virtual/faults.py, docs/faults.md):\n{listing}"
+        )
+    elsewhere = [
+        f"fault {n} exists only in the {FAULTS[n].stack} stack" for n in names if FAULTS[n].stack not in (None, stack)
+    ]
+    if stack is not None and elsewhere:
+        raise ConfigError(
+            f"{'; '.join(elsewhere)} of the virtual board, and this run's virtual board runs the {stack} stack: "
+            "choose that stack with --virtual-stack, or leave the fault out (docs/faults.md)"
         )
     return names
 
@@ -262,5 +342,6 @@ def catalogue_markdown() -> str:
     ]
     for fault in CATALOGUE:
         caught = ", ".join(f"`{pattern}`" for pattern in fault.caught_by)
-        rows.append(f"| `{fault.name}` | {fault.description} | {caught} | `{fault.expected}` | {fault.mechanism} |")
+        mechanism = f"{fault.mechanism} ({fault.stack} stack only)" if fault.stack else fault.mechanism
+        rows.append(f"| `{fault.name}` | {fault.description} | {caught} | `{fault.expected}` | {mechanism} |")
     return "\n".join(rows) + "\n"

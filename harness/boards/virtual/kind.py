@@ -8,6 +8,9 @@ from typing import Any
 from harness.boards.kinds import BoardKind, KindOptions
 
 STACKS = ("smoltcp", "linux")
+# The firmware stack the virtual board runs by default: the firmware's own, smoltcp. Faults of another stack
+# are refused (faults.validate_faults).
+DEFAULT_STACK = "smoltcp"
 
 
 class VirtualKind(BoardKind):
@@ -22,7 +25,7 @@ class VirtualKind(BoardKind):
         group.addoption(
             "--virtual-stack",
             choices=STACKS,
-            default="smoltcp",
+            default=DEFAULT_STACK,
             help="the virtual board's network stack: smoltcp (the default: the firmware's stack, in "
             "the native firmware) or linux (the kernel's stack, the control arm; docs/smoltcp.md)",
         )
@@ -31,10 +34,10 @@ class VirtualKind(BoardKind):
                         "docs/faults.md)")  # fmt: skip
 
     def check_options(self, options: Any, config: Any) -> None:
-        """Every `--fault` is in the catalogue (the error lists the catalogue)."""
+        """Every `--fault` is in the catalogue (the error lists the catalogue) and exists in the board's stack."""
         from harness.boards.virtual.faults import validate_faults
 
-        options.fault = validate_faults(options.fault)
+        options.fault = validate_faults(options.fault, stack=getattr(options, "virtual_stack", DEFAULT_STACK))
 
     def make_lab(self, options: Any, config: Any, run_id: str, log_dir: Path) -> Any:
         """Two namespaces joined by a veth shaped like the configured link."""

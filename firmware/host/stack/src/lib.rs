@@ -516,3 +516,28 @@ pub unsafe extern "C" fn hs_stack_describe_tcp(stack: *mut HsStack, buf: *mut u8
     }
     text.len()
 }
+
+// --- the published glue's calls, for the shim's fault switches (stack/published.rs) -----------------
+
+/// smoltcp's UDP `recv_slice`: bytes copied; -EAGAIN when empty, -EMSGSIZE when the datagram did not fit
+/// (it has been dequeued all the same).
+#[no_mangle]
+pub unsafe extern "C" fn hs_glue_udp_recv_slice(stack: *mut HsStack, id: u32, buf: *mut u8, len: usize) -> i64 {
+    let buf = if len == 0 { &mut [][..] } else { core::slice::from_raw_parts_mut(buf, len) };
+    ret((*stack).glue_udp_recv_slice(id, buf).map(|copied| copied as i64))
+}
+
+/// 1 when `may_recv() || may_send()` (the published glue's "connected"), 0 when not; or a negated errno.
+#[no_mangle]
+pub unsafe extern "C" fn hs_glue_tcp_is_connected(stack: *mut HsStack, id: u32) -> c_int {
+    match (*stack).glue_tcp_is_connected(id) {
+        Ok(connected) => c_int::from(connected),
+        Err(errno) => -errno,
+    }
+}
+
+/// `close()` and remove the socket(s) at once: no FIN leaves.
+#[no_mangle]
+pub unsafe extern "C" fn hs_glue_close(stack: *mut HsStack, id: u32) -> c_int {
+    ret_unit((*stack).glue_close(id))
+}

@@ -18,6 +18,8 @@ use crate::device::{HostDevice, TapFn, TxFn, TxReadyFn};
 use crate::errno::*;
 use crate::pool::FramePool;
 
+mod published;
+
 /// How long a closed TCP connection may take to finish its FIN exchange before it is reset.
 const LINGER: Duration = Duration::from_secs(30);
 /// A connection attempt gives up after this long without an answer (Linux: ~127 s of SYN retries).

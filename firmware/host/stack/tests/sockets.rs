@@ -2,51 +2,9 @@
 
 mod common;
 
-use common::{ip, Cable, Limits};
+use common::{connected_pair, ip, recv, send, state, Cable, Limits, ERROR, READABLE, WRITABLE};
 use hil_stack::errno::*;
 use hil_stack::*;
-
-const READABLE: i32 = 1;
-const WRITABLE: i32 = 2;
-const ERROR: i32 = 4;
-
-fn recv(stack: *mut HsStack, id: u32, buf: &mut [u8]) -> (i64, HsRecvInfo) {
-    let mut info = HsRecvInfo::default();
-    let n = unsafe { hs_recv(stack, id, buf.as_mut_ptr(), buf.len(), false, &mut info) };
-    (n, info)
-}
-
-fn send(stack: *mut HsStack, id: u32, data: &[u8]) -> i64 {
-    unsafe { hs_send(stack, id, data.as_ptr(), data.len(), false, 0, 0) }
-}
-
-fn state(stack: *mut HsStack, id: u32) -> String {
-    let mut buf = [0u8; 32];
-    assert_eq!(unsafe { hs_tcp_state(stack, id, buf.as_mut_ptr(), buf.len()) }, 0);
-    String::from_utf8_lossy(&buf[..buf.iter().position(|&b| b == 0).unwrap()]).into_owned()
-}
-
-/// A listener on b:port and a connection from a, accepted: (listener, client, server).
-fn connected_pair(cable: &mut Cable, port: u16) -> (u32, u32, u32) {
-    unsafe {
-        let listener = hs_socket(cable.b.stack, true) as u32;
-        assert_eq!(hs_bind(cable.b.stack, listener, 0, port), 0);
-        assert_eq!(hs_listen(cable.b.stack, listener, 4), 0);
-        let client = hs_socket(cable.a.stack, true) as u32;
-        assert_eq!(hs_connect(cable.a.stack, client, ip("10.0.0.2"), port), -EINPROGRESS);
-        assert_eq!(hs_poll_socket(cable.a.stack, client), 0, "not writable during the handshake");
-        cable.settle();
-        assert_eq!(hs_poll_socket(cable.a.stack, client) & WRITABLE, WRITABLE);
-        assert_eq!(hs_poll_socket(cable.b.stack, listener), READABLE, "a connection waits to be accepted");
-        let (mut addr, mut peer_port) = (0u32, 0u16);
-        let server = hs_accept(cable.b.stack, listener, &mut addr, &mut peer_port);
-        assert!(server > 0, "accept: {server}");
-        let (mut local_addr, mut local_port) = (0u32, 0u16);
-        assert_eq!(hs_local_endpoint(cable.a.stack, client, &mut local_addr, &mut local_port), 0);
-        assert_eq!((addr, peer_port), (ip("10.0.0.1"), local_port), "accept reports the real peer");
-        (listener, client, server as u32)
-    }
-}
 
 #[test]
 fn tcp_data_flows_both_ways() {
