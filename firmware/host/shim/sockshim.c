@@ -898,6 +898,18 @@ int __wrap_ioctl(int fd, unsigned long request, ...)
         e->nonblock = *(int *)arg != 0;
         return 0;
     }
+    if (request == FIONREAD && arg != NULL && !e->tcp && hil_loop_port(fd) != 0) {
+        /* Linux: the size of the next datagram (0 when none waits). */
+        char probe;
+        size_t next_len = 0;
+        uint16_t from_port = 0;
+        int64_t rc = hil_loop_recv(fd, &probe, 0, true, &next_len, &from_port);
+        if (rc < 0 && rc != -EAGAIN) {
+            return fail((int)-rc);
+        }
+        *(int *)arg = rc < 0 ? 0 : (int)next_len;
+        return 0;
+    }
     if (request == FIONREAD && arg != NULL) {
         op_args_t a = {.id = e->id};
         int64_t n = call(op_queues, &a, HIL_NET_NO_WAIT);
