@@ -17,8 +17,10 @@ board; the harness's own tests use a native firmware process and a deliberately 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ CALL_TIMEOUT_S = 60.0
 REDUCE_TRIALS_MAX = 14  # bisection of a 32-frame burst takes 5, then the single frame, then a few removals
 REDUCED_CASES_MAX = 5  # reduction costs a reset per trial: reduce the first few distinct cases only
 CASES_MAX = 50  # pcaps kept; further cases are counted
+HISTORY_FRAMES_MAX = 8192  # what a case keeps of the frames sent since the last reset: the last 256 bursts
 # HIL_HELLO.services keys (firmware/PROTOCOL.md) of the TCP and UDP services, and the ports the protocol gives
 # them when a board does not list its services.
 TCP_SERVICES = {"http": 80, "https": 443, "tcp_echo": 7, "select_echo_tcp": 7000, "iperf3": 5201}
@@ -140,6 +143,10 @@ class Failure:
     def line(self) -> str:
         """The first line of the detail."""
         return self.detail.splitlines()[0] if self.detail else ""
+
+    def signature(self) -> tuple[str, str]:
+        """What makes two failures the same failure: the kind and the first line without console line numbers."""
+        return self.kind, re.sub(r"console line \d+", "console line N", self.line())
 
 
 class FuzzBench:
@@ -258,9 +265,11 @@ class Case:
         failure: what was wrong after the burst.
         burst: the burst's number; ``template``: its template.
         pcap: the burst's frames.
-        history_pcap: everything sent since the DUT's last reset (written when more than the burst).
+        history_pcap: what was sent since the DUT's last reset, at most the last `HISTORY_FRAMES_MAX` frames
+            (written when more than the burst).
         reproduced: ``burst`` (the burst alone does it again after a reset), ``history`` (only with what came
-            before it), ``no``, or ``not tried`` (the campaign's time was up).
+            before it), ``no``, or ``not tried`` (the campaign's time was up, or the failure repeats one that
+            was already replayed twice: then ``same_as`` names its first case).
         reduced_pcap: the fewest frames of the burst found to still do it (when the burst reproduced it).
         reduced_frames: how many frames that is.
         replay: the command that replays the best reproducer.
@@ -275,6 +284,7 @@ class Case:
     reproduced: str = "not tried"
     reduced_pcap: Path | None = None
     reduced_frames: int | None = None
+    same_as: int | None = None
     replay: str = ""
 
     @property
@@ -290,10 +300,12 @@ class Case:
         """One paragraph for the failure message."""
         how = {
             "burst": "the burst alone reproduced it after a reset",
-            "history": "only everything sent since the last reset reproduced it",
+            "history": "only the frames sent before it since the last reset reproduced it",
             "no": "it did not reproduce on replay after a reset",
             "not tried": "not replayed (the campaign's time was up)",
         }[self.reproduced]
+        if self.same_as is not None:
+            how = f"the same failure as case {self.same_as} (not replayed again)"
         reduced = f", reduced to {self.reduced_frames} frame(s)" if self.reduced_frames is not None else ""
         return (f"case {self.number}: {self.failure.kind} after burst {self.burst} ({self.template}): "
                 f"{self.failure.line()}; {how}{reduced}; pcap {self.reproducer}; replay: {self.replay}")  # fmt: skip
@@ -311,6 +323,7 @@ class Case:
             "reproduced": self.reproduced,
             "reduced_pcap": str(self.reduced_pcap) if self.reduced_pcap else None,
             "reduced_frames": self.reduced_frames,
+            "same_as": self.same_as,
             "replay": self.replay,
         }
 
@@ -421,13 +434,15 @@ class Campaign:
         self.log = log
         self.reduce = reduce
         self.report = CampaignReport(seed, burst_frames)
-        self._history: list[_Sent] = []
+        self._history: deque[_Sent] = deque(maxlen=HISTORY_FRAMES_MAX)
         self._deadline = 0.0
-        self._reduced_signatures: set[tuple[str, str, str]] = set()
+        self._reduced_signatures: set[tuple[str, str]] = set()
+        self._first_case: dict[tuple[str, str], int] = {}  # failure signature -> the case that first showed it
         self._sources: dict[str, list[list[int]]] = {}  # pcap name -> [burst, frame] of each of its frames
 
-    def run(self, seconds: float) -> CampaignReport:
-        """Fuzz for ``seconds`` (reproduction and reduction included); the report is also in `campaign.json`."""
+    def run(self, seconds: float, max_bursts: int | None = None) -> CampaignReport:
+        """Fuzz for ``seconds`` (reproduction and reduction included) or ``max_bursts`` bursts, whichever ends
+        first; the report is also written to `campaign.json`."""
         started = time.monotonic()
         self._deadline = started + seconds
         try:
@@ -436,10 +451,10 @@ class Campaign:
             if not order:
                 raise FuzzError("no template can be aimed at this DUT")
             index = 0
-            while time.monotonic() < self._deadline:
+            while time.monotonic() < self._deadline and (max_bursts is None or index < max_bursts):
                 index += 1
                 self._burst(order[(index - 1) % len(order)], index)
-        except FuzzError as exc:
+        except HilError as exc:  # the DUT did not come back, or the lab failed: what was found so far stands
             self.report.fatal = str(exc)
         finally:
             self.report.seconds = time.monotonic() - started
@@ -456,7 +471,11 @@ class Campaign:
 
     def _burst(self, template: Template, index: int) -> None:
         checkpoint = self.bench.dut.checkpoint()
-        frames = self.bench.send_burst(template, self.seed, index, self.burst_frames)
+        try:
+            frames = self.bench.send_burst(template, self.seed, index, self.burst_frames)
+        except frames_lab.PrepareError as exc:
+            self._case(Failure("wedge", str(exc)), template, index, [])
+            return
         self._history += [_Sent(index, position, frame) for position, frame in enumerate(frames)]
         self.report.bursts += 1
         self.report.frames += len(frames)
@@ -471,7 +490,8 @@ class Campaign:
 
     def _case(self, failure: Failure, template: Template, index: int, burst: list[_Sent]) -> None:
         self.report.cases_found += 1
-        history, self._history = self._history, []
+        history = list(self._history)
+        self._history.clear()
         number = self.report.cases_found
         if number > CASES_MAX:
             self.log(f"fuzz: case {number}: {failure.kind} after burst {index} ({template.name}) (not kept)")
@@ -483,7 +503,10 @@ class Campaign:
             case.history_pcap = self._write(stem, ".history", history)
         self.report.cases.append(case)
         self._restart()
-        if time.monotonic() < self._deadline:
+        first = self._first_case.setdefault(failure.signature(), number)
+        if first != number and sum(c.failure.signature() == failure.signature() for c in self.report.cases) > 2:
+            case.same_as = first  # a failure seen twice already: keep its pcaps, spend no more resets on it
+        elif time.monotonic() < self._deadline:
             self._reproduce(case, burst, history, stem)
         case.replay = self.replay_command(case.reproducer)
         self._write_case_file(stem, case)
@@ -519,14 +542,11 @@ class Campaign:
         return failure
 
     def _reproduce(self, case: Case, burst: list[_Sent], history: list[_Sent], stem: Path) -> None:
-        if self._fails(burst) is not None:
+        if burst and self._fails(burst) is not None:
             case.reproduced = "burst"
-            signature = (case.template, case.failure.kind, case.failure.line()[:60])
-            if (
-                self.reduce
-                and len(self._reduced_signatures) < REDUCED_CASES_MAX
-                and signature not in self._reduced_signatures
-            ):
+            signature = case.failure.signature()
+            fresh = signature not in self._reduced_signatures
+            if self.reduce and fresh and len(self._reduced_signatures) < REDUCED_CASES_MAX:
                 self._reduced_signatures.add(signature)
                 reduced = self._reduce(burst)
                 if len(reduced) < len(burst):

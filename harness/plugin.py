@@ -277,7 +277,7 @@ class HilPlugin:
                 continue
             skip = pytest.mark.skip(reason=f"opt-in: run with {flag}")
             for item in items:
-                if marker in item.keywords:
+                if item.get_closest_marker(marker) is not None:
                     item.add_marker(skip)
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:

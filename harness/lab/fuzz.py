@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
 import random
 import socket
 import struct
@@ -43,6 +44,10 @@ PING_TRIES = 3
 PING_TIMEOUT_S = 1.0
 CONNECT_TRIES = 2
 CONNECT_TIMEOUT_S = 2.0
+
+
+class PrepareError(LabError):
+    """A burst could not start because the DUT refused what it needs (the connection its frames aim at)."""
 
 
 @dataclass(frozen=True)
@@ -522,11 +527,15 @@ def build_burst(template: Template, t: Target, ctx: Context, seed: int, index: i
 
     `random`'s state is restored afterwards, so the rest of the process draws as if nothing happened.
     """
+    logging.getLogger("scapy.runtime").setLevel(logging.ERROR)  # its warnings about odd fields are the point here
     state = random.getstate()
     random.seed(burst_seed(seed, index))
     try:
         if template.prepare is not None:
-            template.prepare(t, ctx)
+            try:
+                template.prepare(t, ctx)
+            except OSError as exc:
+                raise PrepareError(f"the {template.name} burst could not start: {exc}") from exc
         frames: list[bytes] = []
         for _ in range(count * DRAWS_PER_FRAME):
             if len(frames) >= count:
