@@ -195,6 +195,7 @@ class FragileResponder:
                 raise DutTimeoutError(f"the fragile responder did not answer within {timeout_s} s")
         line = self.proc.stdout.readline()
         if not line:
+            self.proc.wait(timeout=5)  # its output ended: it is exiting, so its status comes at once
             raise BoardError("the fragile responder exited")
         return dict(json.loads(line))
 

@@ -177,7 +177,9 @@ def test_a_burst_the_dut_refuses_to_start_is_a_wedge(tmp_path: Path) -> None:
 class ConsoleBoard(FakeBoard):
     """test_guard's fake board with the address and the services a campaign asks for."""
 
-    hello = {"mac": "02:00:00:12:34:56", "services": {"http": 80, "tcp_echo": 7, "udp_echo": 7}}
+    def __init__(self) -> None:
+        super().__init__()
+        self.hello = {"mac": "02:00:00:12:34:56", "services": {"http": 80, "tcp_echo": 7, "udp_echo": 7}}
 
     def wait_for_ip(self) -> str:
         return "10.77.0.100"

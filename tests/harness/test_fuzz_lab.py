@@ -1,0 +1,121 @@
+"""The fuzz campaign on a lab cable: it finds, records, reduces and replays what breaks a deliberately fragile
+target, raises no alarm against a well-behaved one, and runs against the native smoltcp firmware."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fuzz_targets import FirmwareDut, FragileResponder
+
+from harness.boards.virtual import stackbuild
+from harness.errors import MissingToolError
+from harness.fuzz import Campaign, FuzzBench, replay
+from harness.lab import fuzz as frames_lab
+from harness.lab.dhcp import DhcpServer
+from harness.lab.veth import VethLab
+from harness.testing import needs_root
+
+pytestmark = needs_root
+# The fragile responder only speaks IPv4 (ARP, ICMP): the IPv4 templates, its two triggers among them.
+IPV4_TEMPLATES = tuple(t for t in frames_lab.TEMPLATES if t.layer in ("Ethernet", "ARP", "IPv4", "ICMP", "UDP"))
+TRIGGER_TEMPLATES = tuple(frames_lab.template(name) for name in ("icmp", "arp_fields", "udp_header"))
+
+
+@pytest.fixture
+def lab() -> Iterator[VethLab]:
+    with VethLab() as lab:
+        yield lab
+
+
+def _bench(dut: object, lab: VethLab) -> FuzzBench:
+    return FuzzBench(dut, lab.host, lab.host_if, lab.addressing.host_ip)  # type: ignore[arg-type]
+
+
+def _is_bad_arp(frame: bytes) -> bool:
+    return frame[12:14] == b"\x08\x06" and frame[18] != 6
+
+
+def _is_long_udp(frame: bytes) -> bool:
+    ihl = (frame[14] & 0x0F) * 4
+    udp = frame[14 + ihl :]
+    return frame[12:14] == b"\x08\x00" and frame[23] == 17 and int.from_bytes(udp[4:6], "big") > len(udp)
+
+
+def test_a_crash_and_a_wedge_are_found_recorded_reduced_and_replayed(lab: VethLab, tmp_path: Path) -> None:
+    responder = FragileResponder(lab, "10.77.0.100").start()
+    bench = _bench(responder, lab)
+    try:
+        report = Campaign(bench, tmp_path, seed=7, templates=TRIGGER_TEMPLATES).run(60, max_bursts=3)
+    finally:
+        bench.close()
+        responder.stop()
+    assert not report.fatal, report.fatal
+    found = {case.failure.kind: case for case in reversed(report.cases)}  # the first case of each kind
+    assert set(found) == {"crash", "wedge"}, report.failure_message()
+    crash, wedge = found["crash"], found["wedge"]
+    assert "exited with status 70" in crash.failure.detail and crash.template == "arp_fields"
+    assert "no ICMP echo reply from 10.77.0.100" in wedge.failure.detail and wedge.template == "udp_header"
+    for case, trigger in ((crash, _is_bad_arp), (wedge, _is_long_udp)):
+        assert case.reproduced == "burst" and case.reduced_frames == 1, case.describe()
+        assert case.reduced_pcap is not None and case.replay.endswith(str(case.reduced_pcap))
+        (frame,) = frames_lab.read_pcap(case.reduced_pcap)
+        assert trigger(frame) and frame in frames_lab.read_pcap(case.pcap)
+        assert str(case.reduced_pcap) in report.failure_message()
+
+    # The replay command's work in a later run: another cable, another DUT address and MAC; the frames are
+    # mapped onto them (with their checksums) and the reduced frame still crashes or wedges the target.
+    with VethLab() as later:
+        assert later.run_id != lab.run_id
+        for case in (crash, wedge):
+            assert case.reduced_pcap is not None
+            target = FragileResponder(later, "10.77.0.150").start()
+            bench = _bench(target, later)
+            try:
+                result = replay(bench, case.reduced_pcap)
+            finally:
+                bench.close()
+                target.stop()
+            assert result.retargeted and result.frames == 1
+            assert result.failure is not None and result.failure.kind == case.failure.kind, result
+
+
+def test_a_well_behaved_target_raises_no_alarm(lab: VethLab, tmp_path: Path) -> None:
+    responder = FragileResponder(lab, "10.77.0.100", triggers=()).start()
+    bench = _bench(responder, lab)
+    try:
+        report = Campaign(bench, tmp_path, seed=8, templates=IPV4_TEMPLATES).run(
+            120, max_bursts=3 * len(IPV4_TEMPLATES)
+        )
+        counters = responder.counters()
+    finally:
+        bench.close()
+        responder.stop()
+    assert report.failure_message() == "" and report.bursts == 3 * len(IPV4_TEMPLATES)
+    assert counters is not None and counters["rx_frames"] >= report.frames, "every frame reached the target"
+
+
+def _cargo_missing() -> str:
+    try:
+        stackbuild.find_cargo()
+    except MissingToolError as exc:  # a machine without Rust: ci/install.sh sets it up
+        return str(exc)
+    return ""
+
+
+@pytest.mark.skipif(bool(_cargo_missing()), reason=_cargo_missing())
+def test_every_template_reaches_the_native_smoltcp_firmware_and_it_survives(lab: VethLab, tmp_path: Path) -> None:
+    lab.host.run("ethtool", "-K", lab.host_if, "tx", "off")  # smoltcp verifies every checksum: the probes' too
+    with DhcpServer(lab.host, lab.host_if, lab.addressing):
+        firmware = FirmwareDut(lab).start()
+        bench = _bench(firmware, lab)
+        try:
+            report = Campaign(bench, tmp_path, seed=9).run(300, max_bursts=2 * len(frames_lab.TEMPLATES))
+        finally:
+            bench.close()
+            firmware.stop()
+    assert set(report.per_template) == {t.name for t in frames_lab.TEMPLATES}, "IPv6 and TCP templates too"
+    assert report.failure_message() == "", report.failure_message() + firmware.last_log[-3000:]
+    received = report.counters["rx_frames"] + report.counters["frame_pool_drops"]
+    assert received >= report.frames, f"{received} frames counted by the firmware for {report.frames} sent"
