@@ -3,6 +3,10 @@ target, raises no alarm against a well-behaved one, and runs against the native 
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +18,9 @@ from harness.errors import MissingToolError
 from harness.fuzz import Campaign, FuzzBench, replay
 from harness.lab import fuzz as frames_lab
 from harness.lab.dhcp import DhcpServer
+from harness.lab.robustness import Context, Target
 from harness.lab.veth import VethLab
-from harness.testing import needs_root
+from harness.testing import REPO, needs_root, run_hil
 
 pytestmark = needs_root
 # The fragile responder only speaks IPv4 (ARP, ICMP): the IPv4 templates, its two triggers among them.
@@ -119,3 +124,41 @@ def test_every_template_reaches_the_native_smoltcp_firmware_and_it_survives(lab:
     assert report.failure_message() == "", report.failure_message() + firmware.last_log[-3000:]
     received = report.counters["rx_frames"] + report.counters["frame_pool_drops"]
     assert received >= report.frames, f"{received} frames counted by the firmware for {report.frames} sent"
+
+
+def test_hil_run_fuzz_minutes_then_hil_fuzz_replay_on_the_virtual_board(tmp_path: Path) -> None:
+    done = run_hil("--fuzz-minutes", "0.1", "--fuzz-seed", "4", "-k", "fuzz", results_dir=tmp_path / "run")
+    output = done.stdout[-3000:] + done.stderr[-2000:]
+    assert done.returncode == 0, output
+    assert "fuzz: seed 4, 0.1 min (the same campaign again: --fuzz-seed 4)" in done.stdout, output
+    (record,) = [json.loads(path.read_text()) for path in (tmp_path / "run").glob("*.json")]
+    tests = {test["nodeid"].split("::")[-1]: test for test in record["tests"]}
+    assert tests["test_fuzz_replay"]["outcome"] == "skipped"
+    campaign = tests["test_fuzz_campaign"]
+    metrics = {metric["name"]: metric["value"] for metric in campaign["metrics"]}
+    assert campaign["outcome"] == "passed" and metrics["fuzz_cases"] == 0
+    assert metrics["fuzz_frames_sent"] == metrics["fuzz_bursts"] * frames_lab.BURST_FRAMES > 0
+    assert metrics["fuzz_rx_frames"] >= metrics["fuzz_frames_sent"]
+    report = json.loads((tmp_path / "run" / record["run_id"] / "fuzz" / "campaign.json").read_text())
+    assert report["seed"] == 4 and report["bursts"] == metrics["fuzz_bursts"]
+
+    # A case file from another DUT: `hil fuzz replay` maps its frames onto this run's DUT and sends them.
+    elsewhere = Target("10.77.0.150", "02:00:00:65:43:21", "10.77.0.1", "02:11:22:33:44:55")
+    frames = frames_lab.build_burst(frames_lab.template("icmp"), elsewhere, Context(raw=None), 4, 1, 32)  # type: ignore[arg-type]
+    pcap = frames_lab.write_pcap(tmp_path / "case-001.pcap", frames)
+    (tmp_path / "case-001.json").write_text(json.dumps({"target": dataclasses.asdict(elsewhere)}))
+    command = [sys.executable, "-m", "harness.cli", "fuzz", "replay", str(pcap),
+               "--results-dir", str(tmp_path / "replay"), "-p", "no:cacheprovider"]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    (record,) = [json.loads(path.read_text()) for path in (tmp_path / "replay").glob("*.json")]
+    (test,) = record["tests"]
+    assert test["nodeid"].endswith("test_fuzz_replay") and test["outcome"] == "passed"
+    assert {metric["name"]: metric["value"] for metric in test["metrics"]} == {"fuzz_replay_frames": 32}
+    assert test["counters"]["rx_frames"] >= 32, "the mapped frames reached the DUT"
+
+
+def test_hil_fuzz_replay_refuses_a_missing_pcap(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "harness.cli", "fuzz", "replay", str(tmp_path / "nope.pcap")]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2 and f"no pcap at {tmp_path / 'nope.pcap'}" in done.stderr

@@ -10,7 +10,9 @@ metrics rather than holding them to a budget.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,9 +25,18 @@ from harness.fuzz_cli import replay_command
 DROPS_ARE_EXPECTED = {"rx_drops": 2**62, "frame_pool_drops": 2**62, "tx_fails": 2**62}
 
 
-def _say(request: pytest.FixtureRequest) -> Any:
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    return (lambda line: reporter.write_line(line)) if reporter is not None else (lambda line: None)
+def _say(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Print a line on the terminal now, past output capturing (the seed and each case as it is found)."""
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+
+    def say(line: str) -> None:
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.write_line(line)
+
+    return say
 
 
 @pytest.mark.fuzz
