@@ -33,7 +33,7 @@ from harness.errors import BoardError, DutTimeoutError, HilError, LabError
 from harness.lab import fuzz as frames_lab
 from harness.lab.fuzz import BURST_FRAMES, TEMPLATES, Template
 from harness.lab.netns import Namespace
-from harness.lab.robustness import Target
+from harness.lab.robustness import Target, open_raw_socket
 
 CALL_TIMEOUT_S = 60.0
 REDUCE_TRIALS_MAX = 14  # bisection of a 32-frame burst takes 5, then the single frame, then a few removals
@@ -178,7 +178,7 @@ class FuzzBench:
         """
         self.target = self._target()
         if self._sock is None:
-            self._sock = self.host.call(frames_lab.open_send_socket, self.ifname, timeout=CALL_TIMEOUT_S)
+            self._sock = self.host.call(open_raw_socket, self.ifname, False, timeout=CALL_TIMEOUT_S)
         self.last_counters = None
         failure = self.check(self.dut.checkpoint())
         if failure is not None:

@@ -553,17 +553,6 @@ def build_burst(template: Template, t: Target, ctx: Context, seed: int, index: i
         random.setstate(state)
 
 
-def open_send_socket(ifname: str) -> socket.socket:
-    """An AF_PACKET socket that only sends (protocol 0: it receives nothing), on ``ifname`` of this namespace."""
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-    try:
-        sock.bind((ifname, 0))
-    except OSError as exc:
-        sock.close()
-        raise LabError(f"cannot open a raw socket on {ifname}: {exc}") from exc
-    return sock
-
-
 def send_frames(sock: socket.socket, frames: Iterable[bytes]) -> int:
     """Send frames back to back; a full transmit queue is waited out (up to 0.2 s per frame). Returns the count."""
     sent = 0
@@ -600,7 +589,7 @@ def send_burst(sock: socket.socket, template: Template, t: Target, seed: int, in
 
 def host_addresses(ifname: str) -> tuple[str, str]:
     """The lab host's MAC and IPv6 link-local address on ``ifname`` ("" when it has none); run in the namespace."""
-    with open_send_socket(ifname) as sock:
+    with open_raw_socket(ifname, receive=False) as sock:
         mac = socket_mac(sock)
     link_local = ""
     for line in Path("/proc/thread-self/net/if_inet6").read_text().splitlines():

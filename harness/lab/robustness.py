@@ -288,9 +288,12 @@ CASES: tuple[Case, ...] = (
 )
 
 
-def open_raw_socket(ifname: str) -> socket.socket:
-    """An AF_PACKET socket on ``ifname`` in the calling thread's namespace (call it inside the lab namespace)."""
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+def open_raw_socket(ifname: str, receive: bool = True) -> socket.socket:
+    """An AF_PACKET socket on ``ifname`` in the calling thread's namespace (call it inside the lab namespace).
+
+    It sees every frame both ways, or with ``receive=False`` none (protocol 0): a socket that only sends.
+    """
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL) if receive else 0)
     try:
         sock.bind((ifname, 0))
     except OSError as exc:

@@ -8,6 +8,8 @@ the files and the seed are checked exactly; the lab tests (test_fuzz_lab.py) pro
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from argparse import Namespace
 from collections.abc import Callable
 from pathlib import Path
@@ -238,3 +240,26 @@ def test_board_errors_are_not_crashes() -> None:
 @pytest.mark.parametrize("detail", ["DUT crashed: panic at console line 12", "DUT crashed: panic at console line 99"])
 def test_failures_differing_only_in_console_line_are_the_same_failure(detail: str) -> None:
     assert Failure("crash", detail).signature() == ("crash", "DUT crashed: panic at console line N")
+
+
+OPT_IN_MODULE = """
+import pytest
+
+fuzz = "a module global named like the marker"
+
+
+@pytest.mark.fuzz
+def test_campaign():
+    pass
+
+
+def test_plain():
+    pass
+"""
+
+
+def test_the_campaign_is_opt_in_by_its_marker_alone(tmp_path: Path) -> None:
+    (tmp_path / "test_optin.py").write_text(OPT_IN_MODULE)
+    command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "test_optin.py"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert "1 passed, 1 skipped" in done.stdout and "opt-in: run with --fuzz-minutes" in done.stdout, done.stdout
