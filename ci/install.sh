@@ -66,7 +66,10 @@ then
   [[ -x .venv/bin/python ]] || python3 -m venv .venv
   PYTHON=.venv/bin/python
 fi
-# Exact versions for reproducible CI (pyproject.toml declares ranges; ci/constraints.txt pins them).
+# Exact versions for reproducible CI (pyproject.toml declares ranges; ci/constraints.txt pins them). The dev
+# extra includes `farm`: labgrid (coordinator, exporter, client; the farm tests run them on loopback) and
+# pytest-xdist (`hil run -n N`).
 "$PYTHON" -m pip install -q --disable-pip-version-check -c ci/constraints.txt -e ".[dev]"
 rust_version=$([[ "$rust" == true ]] && cargo --version || echo "Rust skipped")
-echo "ci/install.sh: ready ($("$PYTHON" --version), $(iperf3 --version | head -1), $rust_version)"
+labgrid_version=$("$PYTHON" -c 'import labgrid; print("labgrid", labgrid.__version__)')
+echo "ci/install.sh: ready ($("$PYTHON" --version), $(iperf3 --version | head -1), $rust_version, $labgrid_version)"

@@ -1,7 +1,8 @@
 """`hil doctor`: what this machine has and lacks for the virtual board and for a real ESP32-P4.
 
 Each check yields one line: status, what was checked, what was found, and the fix. Missing pieces the
-virtual board needs are failures; pieces only a real board needs (serial port, NIC, ESP-IDF) are warnings.
+virtual board needs are failures; pieces only a real board needs (serial port, NIC, ESP-IDF) and crash
+decoding that falls short of a full backtrace are warnings.
 Nothing here changes the machine: the NIC is only read (ethtool), the serial ports only listed.
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config import BoardTable, LabConfig
+from harness.console.decode import DecodingStatus, decoding_status
 from harness.errors import ConfigError, HilError
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -31,7 +33,6 @@ LAB_TOOLS: dict[str, str] = {
     "openssl": "openssl",
     "cc": "gcc",
 }
-PANIC_GDB = "riscv32-esp-elf-gdb"
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ class DoctorInputs:
     eth_iface: str | None = None
     which: Callable[[str], str | None] = shutil.which
     environ: dict[str, str] | None = None
+
+    def env(self) -> dict[str, str]:
+        """The environment the checks read (``environ``, else this process's)."""
+        return self.environ if self.environ is not None else dict(os.environ)
+
     serial_ports: Iterable[object] | None = None
 
 
@@ -152,7 +158,7 @@ def check_serial(inputs: DoctorInputs, config: LabConfig | None) -> list[Check]:
     from harness.boards.esp32p4 import board_ports, list_serial_ports
 
     table = _board_table(config, inputs.board_name)
-    port = inputs.port or table.port
+    port = inputs.port or inputs.env().get("ESPPORT") or table.port
     if port:
         if port.startswith(("rfc2217://", "socket://")) or Path(port).exists():
             return [Check(OK, "serial port", f"{port} (configured)")]
@@ -231,9 +237,8 @@ def check_nic(inputs: DoctorInputs, config: LabConfig | None) -> list[Check]:
 
 
 def check_esp_idf(inputs: DoctorInputs, config: LabConfig | None) -> list[Check]:
-    """ESP-IDF (to build the firmware) and the RISC-V gdb pytest-embedded-idf uses to decode panics."""
-    env = inputs.environ if inputs.environ is not None else dict(os.environ)
-    idf_path = env.get("IDF_PATH") or _board_table(config, inputs.board_name).idf_path
+    """ESP-IDF (to build the firmware) and its idf.py."""
+    idf_path = inputs.env().get("IDF_PATH") or _board_table(config, inputs.board_name).idf_path
     install = "install ESP-IDF v5.5 or v6.0 and `. $IDF_PATH/export.sh` (see ci/RUNNER.md)"
     checks = []
     if not idf_path:
@@ -249,18 +254,13 @@ def check_esp_idf(inputs: DoctorInputs, config: LabConfig | None) -> list[Check]
         if version
         else Check(WARN, "idf.py", "not on PATH", "`. $IDF_PATH/export.sh` before running the harness")
     )
-    gdb = inputs.which(PANIC_GDB)
-    checks.append(
-        Check(OK, "panic decoder toolchain", gdb)
-        if gdb
-        else Check(
-            WARN,
-            "panic decoder toolchain",
-            f"{PANIC_GDB} not found (backtraces stay undecoded)",
-            "`$IDF_PATH/install.sh esp32p4` then `. $IDF_PATH/export.sh`",
-        )
-    )
     return checks
+
+
+def check_crash_decoding(statuses: Iterable[DecodingStatus] | None = None) -> list[Check]:
+    """What crash decoding really works here (panics, core dumps), as the decoder itself finds its tools."""
+    found = decoding_status() if statuses is None else statuses
+    return [Check(OK if status.available else WARN, status.what, status.found, status.fix or "") for status in found]
 
 
 def _board_table(config: LabConfig | None, name: str | None) -> BoardTable:
@@ -283,7 +283,7 @@ def run_checks(inputs: DoctorInputs | None = None) -> list[Check]:
             checks += section(inputs, config)
         except HilError as exc:
             checks.append(Check(WARN, section.__name__.removeprefix("check_"), str(exc)))
-    return checks
+    return checks + check_crash_decoding()
 
 
 def exit_code(checks: Iterable[Check]) -> int:

@@ -12,9 +12,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `hil doctor` to the `hil` command."""
     parser = subparsers.add_parser(
         "doctor",
-        help="check tools, permissions, serial port, NIC and ESP-IDF; print what to fix",
+        help="check tools, permissions, serial port, NIC, ESP-IDF and crash decoding; print what to fix",
         description="One line per check: status, what, what was found, and the fix. Exit status 0 when "
-        "everything the virtual board needs is present (missing real-board pieces are warnings), 1 otherwise.",
+        "everything the virtual board needs is present (missing real-board pieces and partial crash decoding are "
+        "warnings), 1 otherwise.",
     )
     parser.add_argument("--hil-config", type=Path, default=None, help="lab config file (default: ./hil.toml)")
     parser.add_argument("--board-name", default=None, help="which [boards.<name>] table to check")
@@ -33,5 +34,5 @@ def doctor(args: argparse.Namespace) -> int:
     failures = sum(check.status == FAIL for check in checks)
     warnings = sum(check.status == WARN for check in checks)
     verdict = "ready for the virtual board" if not failures else "NOT ready for the virtual board"
-    print(f"\n{verdict}: {failures} failure(s), {warnings} warning(s) (warnings concern a real board only)")
+    print(f"\n{verdict}: {failures} failure(s), {warnings} warning(s) (warnings: real-board pieces, crash decoding)")
     return exit_code(checks)

@@ -13,6 +13,7 @@ command line gives no path, so `hil run PATH...` runs exactly those paths.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import os
 import signal
@@ -24,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness import dut as dut_plugin
 from harness.boards.board import Board
-from harness.boards.kinds import KindOptions, board_kind, board_kinds, default_kind
+from harness.boards.kinds import KindOptions, board_kinds, board_values, chosen_kind, default_kind, option_owner
 from harness.config import LabConfig
 from harness.console.monitor import ConsoleMonitor
-from harness.errors import ConfigError, HilError
+from harness.errors import BoardError, ConfigError, HilError
 from harness.lab.base import Lab
 from harness.lab.netns import new_run_id
 from harness.results.record import Metric, RunRecord
@@ -38,8 +40,6 @@ if TYPE_CHECKING:
     from harness.lab.dhcp import DhcpServer
 
 GROUP = "esp-smoltcp-hil"
-# Fixtures a HIL test uses; a test that uses one is recorded in the results file.
-HIL_FIXTURES = frozenset({"hil_session", "hil_config", "board", "lab", "metrics", "dut_ip", "console", "dhcp_server"})
 MARKERS = (
     "budget(**counters): per-test budget for HIL_STATS counter deltas",
     "expect_crash(*kinds): these crash kinds do not fail the test",
@@ -53,9 +53,9 @@ OPT_IN = (("benchmark", "benchmarks", "--benchmarks"), ("soak", "soak", "--soak"
           ("fuzz", "fuzz_minutes", "--fuzz-minutes"), ("fuzz_replay", "fuzz_replay", "--fuzz-replay"))  # fmt: skip
 
 
-def _general_options(group: Any) -> None:
-    """The options of every run, whatever the board."""
-    kinds = board_kinds()
+def _general_options(group: Any, embedded_plugin: bool) -> None:
+    """The options of every run, whatever the board (`--target` is pytest-embedded's when its plugin is loaded)."""
+    kinds = board_values()
     summaries = "; ".join(f"{name}: {kind.summary}" for name, kind in kinds.items())
     group.addoption("--board", choices=tuple(kinds), default=default_kind(), help=f"board under test ({summaries})")
     group.addoption("--results-dir", type=Path, default=Path("results"),
@@ -86,6 +86,10 @@ def _general_options(group: Any) -> None:
                     help="run every selected test N times (ids get repeat1..N; the results keep one record per test: "
                     "its worst outcome, every metric)")  # fmt: skip
     group.addoption("--hil-default-tests", default=None, help=argparse.SUPPRESS)
+    if not embedded_plugin:
+        group.addoption("--target", default=None,
+                        help="the ESP-IDF target the tests are for, as pytest-embedded spells it; must be the board's "
+                        "(esp32p4); `dut` tests for other targets are skipped")  # fmt: skip
 
 
 def _positive(text: str) -> int:
@@ -121,10 +125,10 @@ class _Recorder:
 def harness_options(embedded_plugin: bool) -> dict[str, HarnessOption]:
     """Every option the harness and its board kinds add, by destination (as `pytest_addoption` added them)."""
     general = _Recorder()
-    _general_options(general)
+    _general_options(general, embedded_plugin)
     options = dict(general.options)
-    for name, kind in board_kinds().items():
-        owned = _Recorder(name, embedded_plugin)
+    for kind in board_kinds().values():
+        owned = _Recorder(option_owner(kind), embedded_plugin)
         kind.add_options(owned)  # type: ignore[arg-type]
         options.update(owned.options)
     return options
@@ -139,13 +143,31 @@ def _embedded_plugin_coming(pluginmanager: pytest.PytestPluginManager) -> bool:
     return any(entry.name == "pytest_embedded" for entry in importlib.metadata.entry_points(group="pytest11"))
 
 
+def _leave_out_labgrid(pluginmanager: pytest.PytestPluginManager) -> None:
+    """labgrid's pytest plugin and pytest-embedded's both define a `target` fixture: in one session,
+    pytest-embedded's autouse fixtures would get labgrid's, which skips every test without `--lg-env`. Where
+    pytest-embedded's plugin loads (an ESP-IDF project's plain `pytest`), labgrid's plugin is left out; the
+    place options (`--lg-place`, `--lg-tags`, `$LG_COORDINATOR`) do not need it (docs/farm.md)."""
+    plugin = pluginmanager.get_plugin("labgrid")
+    if plugin is not None:
+        # Registered before this plugin: pytest's fixture manager still reads every plugin registered so far
+        # when the session starts, unregistered or not, so its fixtures go too (this process only).
+        pluginmanager.unregister(plugin)
+        for fixture in ("env", "target", "strategy"):
+            if hasattr(plugin, fixture):
+                delattr(plugin, fixture)
+    pluginmanager.set_blocked("labgrid")
+
+
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     """The harness's options, and each board kind's own (all in the `esp-smoltcp-hil` group)."""
     group = parser.getgroup(GROUP, "esp-smoltcp HIL harness")
-    _general_options(group)
     embedded = _embedded_plugin_coming(pluginmanager)
-    for name, kind in board_kinds().items():
-        kind.add_options(KindOptions(group, name, embedded))
+    _general_options(group, embedded)
+    if embedded:
+        _leave_out_labgrid(pluginmanager)
+    for kind in board_kinds().values():
+        kind.add_options(KindOptions(group, option_owner(kind), embedded))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -169,10 +191,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("filterwarnings", "ignore:record_xml_attribute is incompatible:pytest.PytestWarning")
     plugin = HilPlugin(config)
     config.pluginmanager.register(plugin, HilPlugin.NAME)
+    dut_plugin.register(config, plugin.options_given)  # beside pytest-embedded's `dut`: harness/dut.py says how
     if plugin.options_given:
         if not hasattr(config, "workerinput"):
             plugin.set_default_junit()
+            _spread_whole_files(config)
         plugin.activate()
+
+
+def _spread_whole_files(config: pytest.Config) -> None:
+    """A harness run sharded with `-n N` hands out whole scenario files (`--dist loadfile`) unless `--dist`
+    was given: each file's module-scoped setup (broker, TLS servers, a DHCP mode) then happens once, on one
+    board."""
+    given = any(arg in ("--dist", "-d") or arg.startswith("--dist=") for arg in map(str, config.invocation_params.args))
+    if getattr(config.option, "dist", "no") == "load" and not given:
+        config.option.dist = "loadfile"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -181,6 +214,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if isinstance(plugin, HilPlugin):
         plugin.shut_down()
         config.pluginmanager.unregister(plugin)
+    dut_plugin.unregister(config)
 
 
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -196,11 +230,15 @@ class HilPlugin:
         self.config = config
         self.session: HilSession | None = None
         self.lab_config: LabConfig | None = None
-        self.run_id = new_run_id()
+        # Sharded (pytest-xdist): the controller's run id names the one results file; each worker has its
+        # own lab id (its namespaces) and writes its artifacts under <run id>/<worker>/.
+        workerinput = getattr(config, "workerinput", None)
+        self.worker: str | None = workerinput["workerid"] if workerinput else None
+        self.run_id = (workerinput or {}).get("hil_run_id") or new_run_id()
+        self.lab_id = new_run_id() if workerinput else self.run_id
         self._previous_sigterm: Any = None
         self._interrupted = False
-        self._candidates: set[str] = set()
-        self._running: str | None = None
+        self._running: pytest.Item | None = None  # the test whose setup, call or teardown runs
         options = harness_options(config.pluginmanager.has_plugin("pytest_embedded"))
         self.options_given = self._given(options)
         self._refuse_foreign_options(options)
@@ -233,7 +271,9 @@ class HilPlugin:
             options = self.config.option
             try:
                 config = LabConfig.load(options.hil_config)
-                board_kind(options.board).check_options(options, config)
+                kind = chosen_kind(options)
+                kind.check_options(options, config)
+                dut_plugin.check_target(options, kind.target)
             except ConfigError as exc:
                 raise pytest.UsageError(str(exc)) from exc
             self.lab_config = config
@@ -250,10 +290,10 @@ class HilPlugin:
             return self.session
         lab_config = self._load_config()
         options = self.config.option
-        record = RunRecord(options.results_dir, self.run_id)
+        record = RunRecord(options.results_dir, self.run_id, shard=self.worker)
         if getattr(options, "xmlpath", None):
             record.meta["junit"] = record.relative(Path(options.xmlpath))
-        self.session = HilSession(options, lab_config, record, board_kind(options.board))
+        self.session = HilSession(options, lab_config, record, chosen_kind(options), lab_id=self.lab_id)
         # SIGTERM (CI cancel, `timeout`, `hil selftest`) unwinds like Ctrl-C, so the lab is torn down and the
         # test that was running is recorded as interrupted.
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
@@ -287,28 +327,47 @@ class HilPlugin:
             metafunc.fixturenames.append("hil_repeat")
             metafunc.parametrize("hil_repeat", range(1, count + 1), ids=lambda n: f"repeat{n}")
 
+    # A HIL test is one that uses the run: a fixture of its setup takes one of the run's objects (the run, its
+    # config, lab, DHCP server or board), or its fixture values include one. Recognised by identity, never by
+    # fixture name, so a test with a `board` fixture of its own is not a HIL test. From that moment the test
+    # counts as interrupted until a report says how it ended.
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Iterator[None]:
+        """Note the test being set up; once set up (or stopped), it is a HIL test if it uses the run."""
+        self._running = item
+        try:
+            return (yield)
+        finally:
+            if self.session is not None and any(self.session.owns(value) for value in _fixture_values(item)):
+                self._started(item)
+
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        """Note a HIL test (it counts as interrupted until it reports); reset a board that failed the last test."""
-        names = set(getattr(item, "fixturenames", ()))
-        if not names & HIL_FIXTURES:
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> None:
+        """A fixture that takes one of the run's objects makes the test being set up a HIL test, before it runs.
+
+        So a test whose setup fails or is stopped in its own fixture is recorded (error, interrupted), even when
+        the harness fixtures under it were set up by an earlier test.
+        """
+        session, item = self.session, self._running
+        if session is None or item is None or item.nodeid in session.hil_tests:
             return
-        self._candidates.add(item.nodeid)
-        self._running = item.nodeid
-        session = self.session  # None until the first test uses a harness fixture (it starts the run)
-        if session is None:
-            return
-        session.test_started(item.nodeid)
-        if session.guard is not None and "board" in names:
-            session.guard.recover()
+        if any(session.owns(request.getfixturevalue(name)) for name in fixturedef.argnames if name != "request"):
+            self._started(item)
+
+    def _started(self, item: pytest.Item) -> None:
+        assert self.session is not None
+        if item.nodeid not in self.session.hil_tests:
+            self.session.test_started(item.nodeid)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
         """Around each test that uses the board: the guard's before and after (harness/guard.py)."""
         session = self.session
         guard = session.guard if session is not None else None
-        if session is None or guard is None or "board" not in getattr(item, "fixturenames", ()):
+        if session is None or guard is None or not any(value is session.board for value in _fixture_values(item)):
             return (yield)
+        guard.recover()  # a board that did not come back after the last test's reset is tried once more
         guard.before(session.policy(item), session.slice_path(item.nodeid))
         error: BaseException | None = None
         try:
@@ -319,17 +378,42 @@ class HilPlugin:
             error = exc
         verdict = guard.after(error)
         session.keep_verdict(item, verdict)
+        if guard.needs_reset:
+            # Reset now, so that this test's teardown, module fixtures and the next test's setup find the board
+            # answering; if it does not come back, the next test that uses the board says so (recover above).
+            with contextlib.suppress(BoardError):
+                guard.recover()
         problem = verdict.exception(error)
         if problem is not None:
             raise problem
         return result
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist controller: every worker records into this run (its id names the one results file)."""
+        node.workerinput["hil_run_id"] = self.run_id
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+        """xdist worker: mark a HIL test's reports, and send its board-side results with its teardown report."""
+        report = yield
+        if self.worker is not None and self.session is not None and item.nodeid in self.session.hil_tests:
+            report.hil_test = True  # type: ignore[attr-defined]
+            if report.when == "teardown" and self.session is not None:
+                report.hil_shard = self.session.shard_results(item.nodeid)  # type: ignore[attr-defined]
+        return report
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Record outcome and duration of every phase of a HIL test."""
+        """Record outcome and duration of every phase of a HIL test (on an xdist controller: of every worker)."""
+        if getattr(report, "hil_test", False) and self.worker is None:
+            self.activate()  # a worker ran a HIL test: the controller's run records it
         if self.session is None:
             return
-        if report.nodeid in self._candidates and report.nodeid not in self.session.hil_tests:
-            self.session.test_started(report.nodeid)  # the run began in this test's setup
+        if getattr(report, "hil_test", False) and report.nodeid not in self.session.hil_tests:
+            self.session.test_started(report.nodeid)  # the run began in this test's setup (on a worker)
+        shard = getattr(report, "hil_shard", None)
+        if shard is not None and self.worker is None:
+            self.session.merge_shard(report.nodeid, shard)
         self.session.record_report(report)
         if report.when == "teardown":
             self._running = None
@@ -342,15 +426,17 @@ class HilPlugin:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write the final results file and tear the run down."""
         if self.session is not None:
-            interrupted = self._interrupted or exitstatus == pytest.ExitCode.INTERRUPTED
-            if interrupted and self._running is not None and self._running not in self.session.hil_tests:
-                self.session.test_started(self._running)  # stopped in the setup that began the run
-            self.session.finish(interrupted)
+            self.session.finish(self._interrupted or exitstatus == pytest.ExitCode.INTERRUPTED)
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         """The summary table of scenarios and metrics."""
         if self.session is not None:
             self.session.print_summary(terminalreporter)
+
+
+def _fixture_values(item: pytest.Item) -> Iterator[object]:
+    """The values of the fixtures a test was set up with (so far)."""
+    return iter(getattr(item, "funcargs", {}).values())
 
 
 def _plugin(request: pytest.FixtureRequest) -> HilPlugin:

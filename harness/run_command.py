@@ -2,8 +2,8 @@
 
 Both replace this process by pytest. pytest runs with the project root as its rootdir and the project's
 pytest settings (`pyproject.toml`), so test ids, and with them the results history, are the same from a
-checkout and from an installed wheel, whatever the current directory. pytest-embedded's plugin is left
-out (`-p no:pytest_embedded`): the harness owns its options and its autouse fixtures have no place here.
+checkout and from an installed wheel, whatever the current directory. Those settings leave pytest-embedded's
+plugin out (`-p no:pytest_embedded`): the harness owns its options and serves `dut` itself.
 Paths on the command line replace the default tests: `hil run tests/x.py` runs exactly that file.
 """
 
@@ -26,12 +26,30 @@ def pytest_argv(default_tests: Path, extra: Sequence[str] = ()) -> list[str]:
     """The pytest command line of `hil run`/`hil test`: ``default_tests`` unless ``extra`` names paths."""
     root = project_root()
     argv = [
-        sys.executable, "-m", "pytest", "--rootdir", str(root), "-c", str(root / "pyproject.toml"),
-        "-p", "no:pytest_embedded", f"--hil-default-tests={default_tests}",
+        sys.executable, "-m", "pytest", "--rootdir", str(rootdir(root, extra)), "-c", str(root / "pyproject.toml"),
+        f"--hil-default-tests={default_tests}",
     ]  # fmt: skip
     if root == BUNDLED_ROOT:
         argv += ["-p", "no:cacheprovider"]  # the installed package is no place for pytest's cache
     return [*argv, *extra]
+
+
+def rootdir(root: Path, extra: Sequence[str]) -> Path:
+    """pytest's rootdir: the project's, unless the arguments name test files outside it; then their directory.
+
+    pytest gives a test file that lies outside its rootdir and is named on the command line a node id without the
+    file's name (`::test_x`): its tests would be recorded, and collide, under that. A `.py` argument that is an
+    existing file is taken for a test file (option values are directories, ELF and TOML files, not Python files).
+    """
+    outside = []
+    for token in extra:
+        path = Path(token.split("::", 1)[0])
+        if token.startswith("-") or path.suffix != ".py" or not path.is_file():
+            continue
+        resolved = path.resolve()
+        if not resolved.is_relative_to(root):
+            outside.append(str(resolved.parent))
+    return Path(os.path.commonpath(outside)) if outside else root
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -51,18 +51,27 @@ def scenario_name(nodeid: str) -> str:
 class HilSession:
     """Owns the lab, the DHCP server, the board, its guard and the results record of one pytest run.
 
+    In a run sharded with pytest-xdist each worker has one, with its own lab and board and a shard record
+    (`RunRecord.shard`) that writes no file; the controller has one too, which never starts a lab or a board:
+    it folds the workers' reports (`merge_shard`) into the run's one results file, imports it and prints
+    the summary.
+
     Args:
         options: pytest's parsed options.
         config: the lab configuration.
         record: the run's results record.
         kind: the kind of board under test (it makes the lab and the board).
+        lab_id: names the lab's namespaces (default: the run id; each xdist worker has its own).
     """
 
-    def __init__(self, options: Any, config: LabConfig, record: RunRecord, kind: BoardKind) -> None:
+    def __init__(
+        self, options: Any, config: LabConfig, record: RunRecord, kind: BoardKind, lab_id: str | None = None
+    ) -> None:
         self.options = options
         self.config = config
         self.record = record
         self.kind = kind
+        self.lab_id = lab_id or record.run_id
         self.lab: Lab | None = None
         self.dhcp: DhcpServer | None = None
         self.board: Board | None = None
@@ -85,7 +94,7 @@ class HilSession:
                 return self.lab
             from harness.lab.dhcp import DhcpServer
 
-            lab = self.kind.make_lab(self.options, self.config, self.record.run_id, self.record.artifacts_dir / "lab")
+            lab = self.kind.make_lab(self.options, self.config, self.lab_id, self.record.artifacts_dir / "lab")
             self.lab = lab
             lab.start()
             for warning in lab.warnings:
@@ -112,6 +121,10 @@ class HilSession:
             self.record.save()
             return board
 
+    def owns(self, value: object) -> bool:
+        """Whether ``value`` is one of this run's objects: the run, its config, lab, DHCP server or board."""
+        return any(value is mine for mine in (self, self.config, self.lab, self.dhcp, self.board) if mine is not None)
+
     # --- the guard -----------------------------------------------------------------------------------------
 
     def policy(self, item: pytest.Item) -> GuardPolicy:
@@ -134,6 +147,7 @@ class HilSession:
         test = self.record.test(record_nodeid(item.nodeid))
         test.events += verdict.events
         test.counters = verdict.counters
+        test.board = self.record.meta["board"].get("id")
         if verdict.console_slice is not None:
             test.console_slice = self.record.relative(verdict.console_slice)
             item.user_properties.append(("console_slice", str(verdict.console_slice)))
@@ -171,6 +185,42 @@ class HilSession:
             self._settled[key] = test.outcome
             self.record.save()
 
+    # --- sharded runs (pytest-xdist) ---------------------------------------------------------------------
+
+    def shard_results(self, nodeid: str) -> dict[str, Any]:
+        """What a worker sends the controller about a test at its teardown: the test's board-side results and
+        this worker's board (identity, firmware, link, console log)."""
+        meta = self.record.meta
+        return {
+            "test": self.record.test(record_nodeid(nodeid)).as_dict(),
+            "worker": {"worker": self.record.shard, "board": meta["board"], "firmware": meta["firmware"],
+                       "link": meta["link"], "console_log": meta["console_log"]},
+        }  # fmt: skip
+
+    def merge_shard(self, nodeid: str, shard: dict[str, Any]) -> None:
+        """On the controller: fold a worker's `shard_results` into the run's one record.
+
+        Every board of the run is listed under ``boards``; the run-level ``board`` is that board when there is
+        one, else ``{"kind", "id": "<id>+<id>..."}``, and ``firmware``/``link`` keep what all boards share.
+        """
+        self.record.test(record_nodeid(nodeid)).take_board_results(shard["test"])
+        worker = shard["worker"]
+        if not worker["board"].get("id"):
+            return  # that worker's board never came up
+        boards = [entry for entry in self.record.meta.get("boards", []) if entry["worker"] != worker["worker"]]
+        boards = sorted([*boards, worker], key=lambda entry: entry["worker"])
+        meta = self.record.meta
+        meta["boards"] = boards
+        if len(boards) == 1:
+            meta.update({key: worker[key] for key in ("board", "firmware", "link", "console_log")})
+            return
+        kinds = {entry["board"].get("kind") for entry in boards}
+        meta["board"] = {"kind": kinds.pop() if len(kinds) == 1 else "mixed",
+                         "id": "+".join(sorted(entry["board"]["id"] for entry in boards))}  # fmt: skip
+        meta["firmware"] = _shared([entry["firmware"] for entry in boards])
+        meta["link"] = _shared([entry["link"] for entry in boards])
+        meta["console_log"] = None
+
     def finish(self, interrupted: bool) -> None:
         """Final save of the results file (the run marked interrupted when it was), then tear down."""
         self.close()
@@ -182,7 +232,7 @@ class HilSession:
 
     def import_into_store(self) -> None:
         """Add the finished run to the results store (history for `hil gate` and the dashboard)."""
-        if self.options.no_import:
+        if self.options.no_import or self.record.shard:
             return
         from harness.results.store import import_results_file
 
@@ -214,7 +264,9 @@ class HilSession:
         """Print the summary table (scenario, result, metric, value, ceiling) and the results path."""
         if not self.record.tests:
             return
-        table = Table(title=f"esp-smoltcp-hil run {self.record.run_id} ({self.options.board} board)")
+        boards = len(self.record.meta.get("boards", [])) or 1
+        table = Table(title=f"esp-smoltcp-hil run {self.record.run_id} ({self.options.board} board"
+                      + (f"s, {boards} shards)" if boards > 1 else ")"))  # fmt: skip
         for column in ("scenario", "result", "metric", "value", "ceiling"):
             table.add_column(column, justify="right" if column in ("value", "ceiling") else "left")
         for test in self.record.tests.values():
@@ -236,6 +288,12 @@ class HilSession:
         reporter.write_line(f"results: {self.record.path}")
         if self.imported_into:
             reporter.write_line(f"imported into {self.imported_into}: `hil gate --db {self.imported_into}` judges it")
+
+
+def _shared(values: list[dict[str, Any]]) -> dict[str, Any]:
+    """The entries every dict agrees on."""
+    first, *others = values
+    return {key: value for key, value in first.items() if all(other.get(key) == value for other in others)}
 
 
 def _failure_message(report: pytest.TestReport) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,21 @@ class BootInfo:
     t_link: float | None = None
     t_ip: float | None = None
     ip: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """The ESP-IDF build of the firmware a board runs, as far as the harness knows it (`dut.app` shows it).
+
+    Attributes:
+        build_dir: the build directory (None: unknown, e.g. the virtual board's firmware twin).
+        elf: the app ELF in it.
+        sdkconfig: its `config/sdkconfig.json` (empty when unknown).
+    """
+
+    build_dir: Path | None = None
+    elf: Path | None = None
+    sdkconfig: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Board(abc.ABC):
@@ -201,6 +217,13 @@ class Board(abc.ABC):
         """The firmware identity printed in HIL_HELLO."""
         keys = ("app", "app_version", "idf", "components", "chip", "chip_rev", "elf_sha256", "board")
         return {key: self.hello[key] for key in keys if key in self.hello}
+
+    def firmware_build(self) -> BuildInfo:
+        """The ESP-IDF build of the firmware this board runs.
+
+        The default: unknown (a board whose firmware was not built with ESP-IDF on this machine).
+        """
+        return BuildInfo()
 
     def firmware_footprint(self) -> FirmwareFootprint | None:
         """The static footprint of the firmware this board runs, per archive; None when the board cannot know it.

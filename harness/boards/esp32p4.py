@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.boards.board import BOOT_TIMEOUT_S, Board, BootInfo
+from harness.boards.board import BOOT_TIMEOUT_S, Board, BootInfo, BuildInfo
 from harness.boards.kinds import BoardKind, KindOptions
 from harness.console.monitor import ConsoleLine, ConsoleMonitor
 from harness.errors import BoardError, ConfigError, DutTimeoutError
@@ -529,6 +529,16 @@ class Esp32P4Board(Board):
         """Board identity for the results file."""
         return {**super().identity(), "chip_rev": self.chip_rev or self.hello.get("chip_rev", "")}
 
+    def firmware_build(self) -> BuildInfo:
+        """The build flashed in this run; with --skip-autoflash, the one the options name (if it is there)."""
+        build = self.build
+        if build is None:
+            try:
+                build = FirmwareBuild.load(self.app_path, self.build_dir)
+            except BoardError:
+                return BuildInfo()
+        return BuildInfo(build.build_dir, build.elf, build.sdkconfig)
+
     def firmware_footprint(self) -> FirmwareFootprint | None:
         """The footprint `hil build` saved beside the image flashed in this run (None when nothing was flashed)."""
         return read_footprint(self.build.build_dir) if self.build is not None else None
@@ -595,7 +605,8 @@ class Esp32P4Kind(BoardKind):
         """Serial port, build, flashing, chip revision, the NIC and which [boards.<name>] table applies."""
         if not group.embedded_plugin:
             group.addoption("--port", default=None,
-                            help="serial port of the board, or rfc2217://host:port (default: auto-detect)")  # fmt: skip
+                            help="serial port of the board, or rfc2217://host:port (default: $ESPPORT, the board's "
+                            "table in hil.toml, else auto-detect)")  # fmt: skip
             group.addoption("--port-mac", default=None, help="the board's base MAC, to pick its port among several")
             group.addoption("--app-path", default=None, help="ESP-IDF project directory (default firmware/hil_app)")
             group.addoption("--build-dir", default=None,
@@ -625,40 +636,63 @@ class Esp32P4Kind(BoardKind):
 
     def make_lab(self, options: Any, config: Any, run_id: str, log_dir: Path) -> Any:
         """The NIC lab: `--eth-iface` over the board's `eth_iface` over `[nic].iface` in hil.toml."""
-        from harness.lab.base import LabAddressing
-        from harness.lab.nic import NicLab
-
         iface = getattr(options, "eth_iface", None) or config.nic_iface(getattr(options, "board_name", None))
-        nic = config.nic
-        addressing = LabAddressing(str(nic.subnet), str(nic.host_ip), str(nic.pool_start), str(nic.pool_end))
-        return NicLab(
-            iface or "", run_id=run_id, addressing=addressing, mtu=config.link.mtu, log_dir=log_dir,
-            force=bool(getattr(options, "dhcp_force", False)), expect_speed_mbit=nic.expect_speed_mbit,
-            expect_duplex=nic.expect_duplex,
-        )  # fmt: skip
+        return nic_lab(iface or "", options, config, run_id, log_dir)
 
     def make_board(self, options: Any, config: Any, lab: Any, log_dir: Path) -> Esp32P4Board:
         """The board from the options, falling back to its `[boards.<name>]` table (options win)."""
         return board_from_options(options, config, log_dir)
 
 
+def nic_lab(
+    iface: str, options: Any, config: Any, run_id: str, log_dir: Path, lab_class: Any = None, **extra: Any
+) -> Any:
+    """The NIC lab of a real board on ``iface``, addressed and checked as hil.toml's `[nic]` says.
+
+    Args:
+        lab_class: a `NicLab` subclass to make (default: `NicLab`); ``extra`` goes to its constructor.
+    """
+    from harness.lab.base import LabAddressing
+    from harness.lab.nic import NicLab
+
+    nic = config.nic
+    addressing = LabAddressing(str(nic.subnet), str(nic.host_ip), str(nic.pool_start), str(nic.pool_end))
+    return (lab_class or NicLab)(
+        iface, run_id=run_id, addressing=addressing, mtu=config.link.mtu, log_dir=log_dir,
+        force=bool(getattr(options, "dhcp_force", False)), expect_speed_mbit=nic.expect_speed_mbit,
+        expect_duplex=nic.expect_duplex, **extra,
+    )  # fmt: skip
+
+
 def board_from_options(
-    options: Any, config: Any, log_dir: Path, reset_line: Callable[[], None] | None = None
+    options: Any,
+    config: Any,
+    log_dir: Path,
+    reset_line: Callable[[], None] | None = None,
+    *,
+    port: str | None = None,
+    board_class: type[Esp32P4Board] = Esp32P4Board,
+    **extra: Any,
 ) -> Esp32P4Board:
     """Build the board from pytest options, falling back to the `[boards.<name>]` table of hil.toml.
 
-    Command-line options win over the file; the file wins over defaults.
+    Command-line options win over the environment (`$ESPPORT`, as ESP-IDF's tools read it), which wins over
+    the file, which wins over defaults. ``port`` (where something else, such as a labgrid place, decided the
+    console) wins over all of them; ``extra`` goes to ``board_class``.
     """
     table = config.board_table(getattr(options, "board_name", None))
+    environment = {"port": os.environ.get("ESPPORT")}
 
     def pick(option: str, key: str) -> Any:
-        value = getattr(options, option, None)
-        return value if value not in (None, "") else getattr(table, key)
+        for value in (getattr(options, option, None), environment.get(option)):
+            if value not in (None, ""):
+                return value
+        return getattr(table, key)
 
     baud = getattr(options, "esptool_baud", None)
-    return Esp32P4Board(
+    return board_class(
         log_dir,
-        port=pick("port", "port"),
+        port=port or pick("port", "port"),
         port_mac=pick("port_mac", "port_mac"),
         app_path=pick("app_path", "app_path"),
         build_dir=pick("build_dir", "build_dir"),
@@ -666,6 +700,7 @@ def board_from_options(
         chip_rev=pick("chip_rev", "chip_rev"),
         esptool_baud=int(baud) if baud else None,
         reset_line=reset_line,
+        **extra,
     )
 
 

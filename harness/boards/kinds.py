@@ -5,6 +5,10 @@ Kinds are found, not listed: every module directly under `harness/boards/` (or `
 there) that defines ``BOARD_KIND`` is one, so a new kind (a labgrid place, a stack variant of the virtual
 board) is a new module and nothing else. The session, the plugin and the scenarios never compare kind
 names; what differs between boards is a `Board` method with a default (`harness/boards/board.py`).
+
+A kind may *refine* another: the same board reached another way (an esp32p4 held in a labgrid place). It has
+no `--board` value of its own: it is chosen with `--board <refined kind>` when its options are given, and its
+options belong to that kind (so the refined kind's options, such as the build to flash, apply to it too).
 """
 
 from __future__ import annotations
@@ -53,12 +57,19 @@ class BoardKind(abc.ABC):
         summary: one line for ``--board``'s help.
         is_default: the kind used when ``--board`` is not given (exactly one kind has it).
         uses_board_tables: ``[boards.<name>]`` tables of hil.toml describe boards of this kind.
+        target: the ESP-IDF target (chip) of this kind's boards, as pytest-embedded's `target` names it.
     """
 
     name: ClassVar[str]
     summary: ClassVar[str]
     is_default: ClassVar[bool] = False
     uses_board_tables: ClassVar[bool] = False
+    target: ClassVar[str] = "esp32p4"
+    refines: ClassVar[str | None] = None
+
+    def selected(self, options: Any) -> bool:
+        """For a kind that refines another: whether these options ask for it (default: never)."""
+        return False
 
     def add_options(self, group: KindOptions) -> None:  # noqa: B027 - optional, most kinds add nothing
         """Add the options only this kind understands (default: none)."""
@@ -104,6 +115,25 @@ def board_kinds() -> dict[str, BoardKind]:
     if len(defaults) != 1:
         raise RuntimeError(f"exactly one board kind must be the default, found {defaults or 'none'}")
     return dict(sorted(found.items(), key=lambda item: (not item[1].is_default, item[0])))
+
+
+def board_values() -> dict[str, BoardKind]:
+    """The kinds `--board` names (refinements are chosen through the kind they refine), default first."""
+    return {name: kind for name, kind in board_kinds().items() if kind.refines is None}
+
+
+def option_owner(kind: BoardKind) -> str:
+    """The `--board` value whose runs may use this kind's options."""
+    return kind.refines or kind.name
+
+
+def chosen_kind(options: Any) -> BoardKind:
+    """The kind of a run: the one `--board` names, or the kind refining it whose options were given."""
+    base = board_kind(options.board)
+    for kind in board_kinds().values():
+        if kind.refines == base.name and kind.selected(options):
+            return kind
+    return base
 
 
 def default_kind() -> str:

@@ -1,15 +1,19 @@
 """Session-long console capture: one reader thread per board, a timestamped run log, per-test slices.
 
 The monitor survives DUT resets and port hang-ups (it reopens the port), keeps every line in memory
-with its host timestamp, and lets callers wait for lines or HIL_* machine lines with a timeout.
+with its host timestamp, and lets callers wait for lines or HIL_* machine lines with a timeout. The raw
+bytes, as they arrive, go to subscribers too (`subscribe`, `RawPipe`): pytest-embedded's `dut` expects on them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import select
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +28,7 @@ from harness.console.sanitize import sanitize
 from harness.errors import BoardError, DutTimeoutError
 
 REOPEN_INTERVAL_S = 0.2
+PIPE_POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -50,21 +55,13 @@ class ConsoleMonitor:
         port: device path or pyserial URL.
         log_path: the run log; each line is written as ``<unix time> <text>``.
         baudrate: UART speed (a pty ignores it).
-        on_bytes: optional callback receiving every chunk of raw bytes (the event parser).
     """
 
-    def __init__(
-        self,
-        port: str,
-        log_path: Path,
-        *,
-        baudrate: int = 115200,
-        on_bytes: Callable[[bytes], None] | None = None,
-    ) -> None:
+    def __init__(self, port: str, log_path: Path, *, baudrate: int = 115200) -> None:
         self.port = port
         self.baudrate = baudrate
         self.log_path = log_path
-        self.on_bytes = on_bytes
+        self._subscribers: tuple[Callable[[bytes], None], ...] = ()
         self.lines: list[ConsoleLine] = []
         # Typed events (crashes, resets, links...); `lineno - 1` is the index into `lines`.
         self.events: list[Event] = []
@@ -151,8 +148,8 @@ class ConsoleMonitor:
                 continue
 
     def _feed(self, data: bytes) -> None:
-        if self.on_bytes is not None:
-            self.on_bytes(data)
+        for subscriber in self._subscribers:
+            subscriber(data)
         buffer = self._partial + data
         *complete, self._partial = buffer.split(b"\n")
         for raw in complete:
@@ -265,15 +262,101 @@ class ConsoleMonitor:
             stop = len(self.lines) if end is None else end
             return [event for event in self.events if start <= event.lineno - 1 < stop]
 
+    def subscribe(self, subscriber: Callable[[bytes], None]) -> None:
+        """Call ``subscriber`` with every chunk of raw bytes from now on, on the reader thread (it must not block)."""
+        with self._cond:
+            self._subscribers = (*self._subscribers, subscriber)
+
+    def unsubscribe(self, subscriber: Callable[[bytes], None]) -> None:
+        """Stop calling ``subscriber``."""
+        with self._cond:
+            self._subscribers = tuple(known for known in self._subscribers if known is not subscriber)
+
     # --- writing -----------------------------------------------------------------------------------------
 
     def send(self, line: str) -> None:
         """Type a command line on the console."""
+        self.write((line + "\n").encode())
+
+    def write(self, data: bytes) -> None:
+        """Write raw bytes to the console."""
         with self._write_lock:
             if self._serial is None:
                 raise BoardError(f"console {self.port} is not open")
             try:
-                self._serial.write((line + "\n").encode())
+                self._serial.write(data)
                 self._serial.flush()
             except (serial.SerialException, OSError) as exc:
                 raise BoardError(f"cannot write to console {self.port}: {exc}") from exc
+
+
+class RawPipe:
+    """The console's raw bytes from the moment the pipe opens, to be read from a file descriptor (`fileno()`).
+
+    A thread of its own moves the bytes into the pipe, so a reader that falls behind (a test between two
+    `expect` calls) never holds up the monitor: what it has not read yet waits in memory. Closing (or leaving
+    the ``with`` block) stops the thread and closes both ends; a reader that needs its end to outlive the pipe
+    reads a `os.dup` of it.
+
+    Args:
+        monitor: the console to follow.
+    """
+
+    def __init__(self, monitor: ConsoleMonitor) -> None:
+        self._monitor = monitor
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+        self._pending: deque[bytes] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._pump, name=f"console pipe {monitor.port}", daemon=True)
+        self._thread.start()
+        monitor.subscribe(self._take)
+
+    def fileno(self) -> int:
+        """The read end."""
+        return self._read_fd
+
+    def _take(self, data: bytes) -> None:
+        with self._cond:
+            self._pending.append(data)
+            self._cond.notify()
+
+    def _pump(self) -> None:
+        unwritten = b""
+        while True:
+            with self._cond:
+                while not unwritten and not self._pending and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                unwritten += b"".join(self._pending)
+                self._pending.clear()
+            # Waits for room in the pipe a bounded time, so that close() is noticed even with nobody reading.
+            _, writable, _ = select.select([], [self._write_fd], [], PIPE_POLL_S)
+            if not writable:
+                continue
+            try:
+                unwritten = unwritten[os.write(self._write_fd, unwritten) :]
+            except BlockingIOError:
+                continue
+            except OSError:  # the read end is gone
+                return
+
+    def close(self) -> None:
+        """Stop following the console and close the pipe; idempotent."""
+        self._monitor.unsubscribe(self._take)
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout=2 * PIPE_POLL_S + 1)
+        os.close(self._write_fd)
+        os.close(self._read_fd)
+
+    def __enter__(self) -> RawPipe:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -48,13 +48,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check_parser.set_defaults(func=run_check)
 
 
-def run_build(args: argparse.Namespace) -> int:
-    """Build (or reuse) the variant for the board and the installed ESP-IDF; print its build directory."""
+def chip_rev_to_build(given: str | None, config_path: Path | None, board_name: str | None) -> str | None:
+    """The chip revision to build for: ``--chip-rev``, else the board's `chip_rev` in hil.toml (None: neither)."""
     from harness.config import LabConfig
 
+    return given or LabConfig.load(config_path).board_table(board_name).chip_rev
+
+
+def run_build(args: argparse.Namespace) -> int:
+    """Build (or reuse) the variant for the board and the installed ESP-IDF; print its build directory."""
     build.require_idf()
     version = build.idf_version(Path(os.environ["IDF_PATH"]))
-    chip_rev = args.chip_rev or LabConfig.load(args.hil_config).board_table(args.board_name).get("chip_rev")
+    chip_rev = chip_rev_to_build(args.chip_rev, args.hil_config, args.board_name)
     if not chip_rev:
         chip_rev = build.DEFAULT_CHIP_REV
         print(

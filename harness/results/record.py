@@ -62,10 +62,11 @@ class TestRecord:
     metrics: list[Metric] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    board: str | None = None  # the id of the board the test ran on (a sharded run has several)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {
+        """JSON form; `board` only when the test ran on a board."""
+        data = {
             "nodeid": self.nodeid,
             "outcome": self.outcome,
             "duration_s": round(self.duration_s, 3),
@@ -75,6 +76,17 @@ class TestRecord:
             "events": self.events,
             "metrics": [metric.as_dict() for metric in self.metrics],
         }
+        if self.board is not None:
+            data["board"] = self.board
+        return data
+
+    def take_board_results(self, data: dict[str, Any]) -> None:
+        """Adopt what the board side found (a worker's `as_dict()`): slice, counters, events, metrics, board."""
+        self.console_slice = data.get("console_slice")
+        self.counters = dict(data.get("counters") or {})
+        self.events = list(data.get("events") or [])
+        self.metrics = [Metric(**metric) for metric in data.get("metrics") or []]
+        self.board = data.get("board")
 
 
 GIT_TIMEOUT_S = 10.0
@@ -161,13 +173,22 @@ def utc_now() -> str:
 
 
 class RunRecord:
-    """The results of one run, kept on disk as they accumulate."""
+    """The results of one run, kept on disk as they accumulate.
 
-    def __init__(self, results_dir: Path, run_id: str) -> None:
+    Args:
+        results_dir: where `<run_id>.json` and the artifacts go.
+        run_id: the run.
+        shard: the pytest-xdist worker this record belongs to, in a sharded run: its artifacts go to
+            `<run_id>/<shard>/` and it writes no file; its tests reach the run's one file through the
+            controller (`HilSession.merge_shard`).
+    """
+
+    def __init__(self, results_dir: Path, run_id: str, shard: str | None = None) -> None:
         self.results_dir = results_dir
         self.run_id = run_id
+        self.shard = shard
         self.path = results_dir / f"{run_id}.json"
-        self.artifacts_dir = results_dir / run_id
+        self.artifacts_dir = results_dir / run_id / shard if shard else results_dir / run_id
         self.meta: dict[str, Any] = {
             "schema": SCHEMA_VERSION,
             "run_id": run_id,
@@ -203,9 +224,11 @@ class RunRecord:
         return {**self.meta, "tests": [test.as_dict() for test in self.tests.values()]}
 
     def save(self, finished: bool = False) -> Path:
-        """Write the file atomically (a reader never sees half a file)."""
+        """Write the file atomically (a reader never sees half a file); a shard writes nothing."""
         if finished:
             self.meta["finished"] = utc_now()
+        if self.shard:
+            return self.path
         self.results_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.run_id}.", suffix=".json", dir=self.results_dir)
         with os.fdopen(fd, "w", encoding="utf-8") as out:

@@ -219,7 +219,7 @@ def _series_key(row: MetricRow) -> SeriesKey:
 def _per_run_values(
     rows: Iterable[MetricRow], key_of: Callable[[MetricRow], Any] = _series_key
 ) -> dict[Any, list[tuple[str, float, list[MetricRow]]]]:
-    """Group rows by series and run (a test repeated in one run, e.g. --count, contributes its median)."""
+    """Group rows by series and run (a test repeated in one run, e.g. with --repeat, contributes its median)."""
     grouped: dict[Any, dict[str, tuple[float, list[MetricRow]]]] = {}
     for row in rows:
         runs = grouped.setdefault(key_of(row), {})

@@ -203,7 +203,7 @@ def test_a_hung_dut_fails_its_test_then_is_reset_and_the_next_test_passes(board:
     assert isinstance(raised, TimeoutError) and verdict.dut_silent and guard.needs_reset
     assert verdict.counters == {}, "no delta without an after snapshot"
 
-    guard.recover()  # what the plugin does before the next test that uses the board
+    guard.recover()  # what the plugin does right after the verdict
     assert board.resets == 1 and not guard.needs_reset
     verdict, raised = _run(guard, lambda: board.traffic(3))
     assert raised is None, "the reset that recovered the board is not the next test's unplanned reset"

@@ -88,7 +88,6 @@ def test_a_bad_config_file_stops_the_run_before_anything_starts(tmp_path: Path) 
     assert "thresholds.throughput_floor_pc: unknown key" in done.stderr
 
 
-@pytest.mark.skipif(not __import__("importlib").util.find_spec("pytest_embedded"), reason="pytest-embedded absent")
 def test_coexists_with_pytest_embedded_and_owns_its_options_without_it(tmp_path: Path) -> None:
     (tmp_path / "test_none.py").write_text("def test_nothing():\n    pass\n")
     # pytest-embedded's plugin loaded: its spellings (--port, --skip-autoflash y) are its own, no clash.
@@ -113,9 +112,75 @@ def test_hil_run_help_shows_the_harness_options() -> None:
                           timeout=120)  # fmt: skip
     assert done.returncode == 0
     for option in ("--board", "--hil-config", "--results-dir", "--fault", "--port", "--skip-autoflash", "--repeat",
-                   "--soak-minutes"):  # fmt: skip
+                   "--soak-minutes", "--target"):  # fmt: skip
         assert option in done.stdout, option
     assert "--junitxml" not in done.stdout, "pytest's own options belong to `pytest --help`"
+
+
+# --- which tests are HIL tests: those that use the run, recognised by identity, not by fixture name ---------
+
+RECOGNITION = """
+import pytest
+
+
+@pytest.fixture
+def board():
+    return "this file's own board"
+
+
+@pytest.fixture
+def broker(hil_session):
+    raise RuntimeError("the broker did not start")
+
+
+@pytest.fixture
+def stopped_in_setup(hil_session):
+    raise KeyboardInterrupt
+
+
+def test_uses_the_run(hil_session):
+    pass
+
+
+def test_has_a_board_of_its_own(board):
+    assert board == "this file's own board"
+
+
+def test_fails_in_its_own_fixture_over_the_run(broker):
+    pass
+"""
+
+
+def _recorded(tmp_path: Path, source: str) -> tuple[dict, subprocess.CompletedProcess]:
+    (tmp_path / "test_recognition.py").write_text(source)
+    done = _pytest("-p", "no:cacheprovider", "--results-dir", "out", "--no-import", "test_recognition.py",
+                   cwd=tmp_path)  # fmt: skip
+    (results,) = (tmp_path / "out").glob("*.json")
+    record = json.loads(results.read_text())
+    return record, done
+
+
+def test_only_tests_that_use_the_run_are_recorded(tmp_path: Path) -> None:
+    record, done = _recorded(tmp_path, RECOGNITION)
+    outcomes = {test["nodeid"].split("::")[1]: test["outcome"] for test in record["tests"]}
+    assert outcomes == {"test_uses_the_run": "passed", "test_fails_in_its_own_fixture_over_the_run": "error"}
+    assert "has_a_board_of_its_own" not in done.stdout, "a fixture called `board` is not the harness's board"
+    assert record["interrupted"] is False
+
+
+def test_a_test_stopped_in_its_own_fixture_over_the_run_is_interrupted(tmp_path: Path) -> None:
+    stopped = RECOGNITION + "\n\ndef test_stopped(stopped_in_setup):\n    pass\n"
+    record, _ = _recorded(tmp_path, stopped.replace("def test_has_a_board", "def has_a_board"))
+    assert {test["nodeid"].split("::")[1]: test["outcome"] for test in record["tests"]}["test_stopped"] == INTERRUPTED
+    assert record["interrupted"] is True
+
+
+def test_a_test_stopped_mid_call_is_interrupted_in_the_results_file(tmp_path: Path) -> None:
+    record, _ = _recorded(tmp_path, "def test_stopped(hil_session):\n    raise KeyboardInterrupt\n")
+    assert [(test["nodeid"], test["outcome"]) for test in record["tests"]] == [
+        ("test_recognition.py::test_stopped", INTERRUPTED)
+    ]
+    assert record["interrupted"] is True
 
 
 # --- what the results file says about each test -----------------------------------------------------------
@@ -187,3 +252,20 @@ def test_a_repeated_test_keeps_its_worst_outcome(tmp_path: Path) -> None:
     session.finish(interrupted=False)
     record = json.loads((tmp_path / "run1.json").read_text())
     assert [(t["nodeid"], t["outcome"]) for t in record["tests"]] == [("t::a", "failed")]
+
+
+# --- conventions across the `hil` commands -----------------------------------------------------------------
+
+
+CONFIG_COMMANDS = [["doctor"], ["build"], ["gate"], ["compare", "A", "B"], ["report"], ["bisect", "A", "B"],
+                   ["dashboard", "--out", "site"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", CONFIG_COMMANDS, ids=lambda command: command[0])
+def test_every_command_takes_the_config_file_as_hil_config(command: list[str]) -> None:
+    from harness.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args([*command, "--hil-config", "lab.toml"]).hil_config == Path("lab.toml")
+    with pytest.raises(SystemExit):
+        parser.parse_args([*command, "--config", "lab.toml"])

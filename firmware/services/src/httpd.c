@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +74,7 @@ struct server {
     slot_t slots[HIL_HTTP_MAX_CONN];
 };
 
-static hil_mutex_t *stats_lock;
+static _Atomic(hil_mutex_t *) stats_lock;
 static hil_http_stats_t stats;
 static void *leaked; /* fault heap_leak_per_connection: a chain of blocks, each pointing at the previous */
 
@@ -497,6 +498,24 @@ static void start_connection(server_t *server, int fd)
     }
 }
 
+/* The HTTP and HTTPS servers start on their own threads at the same time: the first to get here makes the lock
+ * (a plain check-then-set let both make one, and one of them leaked). */
+static int create_stats_lock(void)
+{
+    if (atomic_load(&stats_lock) != NULL) {
+        return 0;
+    }
+    hil_mutex_t *mine = hil_mutex_create();
+    if (mine == NULL) {
+        return -1;
+    }
+    hil_mutex_t *none = NULL;
+    if (!atomic_compare_exchange_strong(&stats_lock, &none, mine)) {
+        hil_mutex_destroy(mine); /* the other server's won */
+    }
+    return 0;
+}
+
 static int run_server(uint16_t port, int tls)
 {
     const char *name = tls ? "https" : "http";
@@ -504,7 +523,7 @@ static int run_server(uint16_t port, int tls)
         hil_log(HIL_LOG_ERROR, TAG, "https: no server certificate (hil_services_set_tls_credentials)");
         return -1;
     }
-    if (stats_lock == NULL && (stats_lock = hil_mutex_create()) == NULL) {
+    if (create_stats_lock() != 0) {
         return -1;
     }
     server_t *server = calloc(1, sizeof *server);

@@ -62,3 +62,17 @@ def test_virtual_jobs_run_where_their_packages_come_from() -> None:
     job = workflow["jobs"]["virtual"]
     assert job["container"]["image"] == "debian:12", "ci/install.sh installs Debian 12 packages (Chromium included)"
     assert "--privileged" in job["container"]["options"]
+
+
+def test_farm_workflow_fans_out_over_boards_and_gates_every_shard() -> None:
+    workflow = _github("hil-farm.yml")
+    assert not {"pull_request", "pull_request_target"} & set(workflow["on"]), "PR code would run as root on the lab"
+    shard, gate = workflow["jobs"]["shard"], workflow["jobs"]["gate"]
+    boards = shard["strategy"]["matrix"]["board"]
+    assert len({board["name"] for board in boards}) == len(boards) >= 2 and not shard["strategy"]["fail-fast"]
+    run = next(step["run"] for step in shard["steps"] if "hil run" in step.get("run", ""))
+    assert "--lg-tags chip_rev=${{ matrix.board.chip_rev }}" in run and "host=$(hostname)" in run
+    assert any("hil results import" in step.get("run", "") for step in shard["steps"])
+    assert gate["needs"] == "shard" and gate["if"] == "always()"
+    script = gate["steps"][-1]["run"]
+    assert "hil gate" in script and "for run in shards/*/*.json" in script

@@ -20,6 +20,7 @@ from harness.firmware.build import (
     variant_build_dir,
     variant_defaults,
 )
+from harness.firmware.cli import chip_rev_to_build
 
 
 def test_without_idf_names_every_missing_piece(tmp_path: Path) -> None:
@@ -123,3 +124,12 @@ def test_idf_version_is_read_from_the_checkout(tmp_path: Path) -> None:
     assert variant_build_dir(APP_DIR, (6, 0), "v1.0", "lwip").name == "build-idf6.0-rev_lt_v3-lwip"
     with pytest.raises(MissingToolError, match="cannot read the ESP-IDF version"):
         idf_version(tmp_path / "nowhere")
+
+
+def test_the_chip_revision_comes_from_the_option_then_the_board_s_table(tmp_path: Path) -> None:
+    config = tmp_path / "hil.toml"
+    config.write_text('[boards.desk]\nchip_rev = "v1.0"\n')
+    assert chip_rev_to_build(None, config, None) == "v1.0"
+    assert chip_rev_to_build("v3.1", config, None) == "v3.1"
+    (tmp_path / "boardless.toml").write_text("")
+    assert chip_rev_to_build(None, tmp_path / "boardless.toml", None) is None

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from serial.tools.list_ports_common import ListPortInfo
 
-from harness.doctor import FAIL, OK, WARN, DoctorInputs, exit_code, run_checks
+from harness.console.decode import DecodingStatus, decoding_status
+from harness.doctor import FAIL, OK, WARN, DoctorInputs, check_crash_decoding, exit_code, run_checks
 from harness.privileges import CAPABILITIES, check_lab_privileges, effective_capabilities
 
 REPO = Path(__file__).resolve().parents[3]
@@ -31,9 +32,13 @@ def test_hil_doctor_on_this_machine_explains_each_missing_piece(tmp_path: Path) 
     assert done.returncode == 0, done.stdout + done.stderr  # the virtual board has what it needs here
     warned = [line for line in lines if line.startswith("warn")]
     # No board, no NIC, no ESP-IDF on this machine: each is one line with its fix.
-    for what in ("serial port", "board NIC", "ESP-IDF", "idf.py", "panic decoder toolchain"):
+    for what in ("serial port", "board NIC", "ESP-IDF", "idf.py"):
         line = next(line for line in warned if line.split(None, 1)[1].startswith(what))
         assert " -> fix: " in line
+    # Crash decoding as the decoder itself finds it on this PATH: one line per path, no second opinion.
+    for status in decoding_status():
+        line = next(line for line in lines if line.split(None, 1)[1].startswith(status.what))
+        assert line.startswith("ok" if status.available else "warn") and status.found in line
     assert any(line.startswith("ok    tool iperf3") for line in lines)
     assert lines[-1].startswith("ready for the virtual board: 0 failure(s)")
 
@@ -74,3 +79,18 @@ def test_capability_mask_is_read_by_bit() -> None:
     assert report.missing == ("cap_net_bind_service", "cap_net_raw", "cap_sys_admin")
     assert any("cap_sys_admin" in line and "/run/netns" in line for line in report.problems())
     assert not report.ok
+
+
+def test_crash_decoding_is_reported_as_the_decoder_finds_it() -> None:
+    full = DecodingStatus("panic decoding", True, "full backtraces: gdb /usr/bin/gdb-multiarch")
+    partial = DecodingStatus("core dump decoding", False, "none: missing esp-coredump", "pip install esp-coredump")
+    panic, core = check_crash_decoding([full, partial])
+    assert (panic.status, panic.what, panic.found) == (OK, "panic decoding", full.found)
+    assert (core.status, core.fix) == (WARN, "pip install esp-coredump")
+    assert "-> fix: pip install esp-coredump" in core.line()
+    assert exit_code([panic, core]) == 0, "decoding that falls short is a warning, never a failure"
+
+
+def test_espport_names_the_serial_port() -> None:
+    checks = _by_what(run_checks(DoctorInputs(serial_ports=[], environ={"ESPPORT": "rfc2217://lab:4000"})))
+    assert checks["serial port"].status == OK and "rfc2217://lab:4000" in checks["serial port"].found

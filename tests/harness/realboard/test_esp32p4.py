@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import serial
@@ -16,6 +17,7 @@ from harness.boards.esp32p4 import (
     REV_CONFIG,
     Esp32P4Board,
     FirmwareBuild,
+    board_from_options,
     boot_problem,
     busy_port_message,
     explain_esptool_failure,
@@ -25,6 +27,7 @@ from harness.boards.esp32p4 import (
     resolve_port,
     truthy,
 )
+from harness.config import LabConfig
 from harness.errors import BoardError, ConfigError
 
 VIRTUAL_HELPERS = Path(__file__).resolve().parent.parent / "virtual"
@@ -51,6 +54,21 @@ BUILTIN = port_info("/dev/ttyS0")
 
 
 # --- port choice -------------------------------------------------------------------------------------------
+
+
+def test_the_port_comes_from_the_option_then_espport_then_the_board_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = LabConfig.model_validate({"boards": {"desk": {"port": "/dev/ttyACM7"}}})
+
+    def port(option: str | None) -> str | None:
+        return board_from_options(SimpleNamespace(port=option), config, tmp_path).requested_port
+
+    monkeypatch.delenv("ESPPORT", raising=False)
+    assert port(None) == "/dev/ttyACM7"
+    monkeypatch.setenv("ESPPORT", "rfc2217://lab:4000")
+    assert port(None) == "rfc2217://lab:4000", "ESP-IDF's CI names the port in $ESPPORT"
+    assert port("/dev/ttyACM0") == "/dev/ttyACM0"
 
 
 def test_single_ch343_is_chosen_among_other_ports() -> None:

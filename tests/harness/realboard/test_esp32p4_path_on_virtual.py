@@ -37,6 +37,7 @@ pytestmark = [
 ]
 DESC = AppDescription(project_name="hil_app_ci", version="v0.0.1-ci", idf_ver="v5.5.1")
 SIZE_SAMPLE = REPO / "tests" / "harness" / "firmware" / "data" / "size_components_smoltcp.json"
+EXAMPLE = REPO / "tests" / "examples" / "test_idf_example.py"
 
 
 def _virtual(*args: str) -> dict:
@@ -73,12 +74,14 @@ def test_esp32p4_board_path_runs_the_suite_on_a_virtual_board(tmp_path: Path) ->
     try:
         build = _build_dir(tmp_path)
         results = tmp_path / "results"
+        # The ported ESP-IDF example runs beside the scenarios; the port comes from $ESPPORT, as ESP-IDF's CI sets it.
         command = [
-            sys.executable, "-m", "pytest", str(REPO / "tests" / "scenarios"), "-k", "test_boot or test_ping",
-            "--board", "esp32p4", "--port", info["rfc2217"], "--eth-iface", info["host_if"],
+            sys.executable, "-m", "pytest", str(REPO / "tests" / "scenarios"), str(EXAMPLE),
+            "-k", "test_boot or test_ping or test_idf_example", "--board", "esp32p4", "--eth-iface", info["host_if"],
             "--build-dir", str(build), "--results-dir", str(results), "-p", "no:cacheprovider",
         ]  # fmt: skip
-        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400, check=False)
+        env = {**os.environ, "ESPPORT": info["rfc2217"]}
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400, check=False, env=env)
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     finally:
         _virtual("stop", "--name", name)
@@ -87,7 +90,11 @@ def test_esp32p4_board_path_runs_the_suite_on_a_virtual_board(tmp_path: Path) ->
     assert record["board"]["kind"] == "esp32p4"
     assert record["firmware"]["app"] == DESC.project_name and record["firmware"]["app_version"] == DESC.version
     assert record["link"]["kind"] == "nic"
-    assert {t["outcome"] for t in record["tests"]} == {"passed"} and len(record["tests"]) == 5
+    outcomes = {t["nodeid"]: t["outcome"] for t in record["tests"]}
+    examples = {nodeid.split("::")[1]: outcome for nodeid, outcome in outcomes.items() if "examples" in nodeid}
+    assert examples == {"test_idf_example_eth_basic[esp32]": "skipped", "test_idf_example_eth_basic[esp32p4]": "passed",
+                        "test_idf_example_console": "passed"}  # fmt: skip
+    assert {outcomes[nodeid] for nodeid in outcomes if "scenarios" in nodeid} == {"passed"} and len(outcomes) == 8
     budget = next(t for t in record["tests"] if t["nodeid"].endswith("test_boot_memory_budget"))
     footprint = {m["name"]: m["value"] for m in budget["metrics"] if m["name"].startswith("footprint_")}
     assert footprint["footprint_stack_flash_code_bytes"] == 85248  # the sample's stack archives, flashed this run
