@@ -3,12 +3,12 @@
 A campaign sends bursts of frames built from the layer templates of `harness.lab.fuzz` (one template per
 burst, in an order and with values drawn from the seed) on the lab's side of the cable. After every burst the
 DUT must still be alive: its console answers `stats`, it reported no crash or unplanned reset, it answers an
-ICMP echo and a TCP connect to one of its open ports (a different one each burst). A burst after which it is
-not is a *case*: its frames go to a pcap, the DUT is reset, and the case is reproduced (the burst alone, else
-the frames sent since the last reset) and, when the burst alone does it, reduced by bisection to the fewest
-frames that still do it. Then the campaign goes on with the next burst. `replay` sends a case's pcap again,
-in this run or a later one (addresses are mapped to the current DUT's, checksums kept as right or wrong as
-they were), and checks the DUT the same way.
+ICMP echo, an ICMPv6 echo to its link-local address and a TCP connect to one of its open ports (a different
+one each burst). A burst after which it is not is a *case*: its frames go to a pcap, the DUT is reset, and the
+case is reproduced (the burst alone, else the frames sent since the last reset) and, when the burst alone
+does it, reduced by bisection to the fewest frames that still do it. Then the campaign goes on with the next
+burst. `replay` sends a case's pcap again, in this run or a later one (addresses are mapped to the current
+DUT's, checksums kept as right or wrong as they were), and checks the DUT the same way.
 
 The DUT is anything with the `FuzzDut` methods: `BoardDut` wraps a `Board`, so the campaign runs on every
 board; the harness's own tests use a native firmware process and a deliberately fragile responder.
@@ -208,7 +208,7 @@ class FuzzBench:
         return frames_lab.send_frames(self.sock, frames)
 
     def check(self, checkpoint: Any) -> Failure | None:
-        """Whether the DUT is alive: console counters, no crash since ``checkpoint``, ICMP echo, a TCP connect."""
+        """Whether the DUT is alive: console counters, no crash since ``checkpoint``, ICMP(v6) echo, a TCP connect."""
         assert self.target is not None
         counters = self.dut.counters()
         crash = self.dut.crashes_since(checkpoint)
@@ -220,7 +220,9 @@ class FuzzBench:
         ports = self.target.tcp_ports
         port = ports[self._probes % len(ports)] if ports else None
         self._probes += 1
-        problem = self.host.call(frames_lab.probe, self.target.dut_ip, port, self._probes * 8, timeout=CALL_TIMEOUT_S)
+        target = self.target
+        problem = self.host.call(frames_lab.probe, target.dut_ip, port, self._probes * 8, target.dut_ipv6_ll,
+                                 self.ifname, timeout=CALL_TIMEOUT_S)  # fmt: skip
         if problem:
             crash = self.dut.crashes_since(checkpoint)  # it may have crashed while it was probed
             return Failure("crash", crash) if crash else Failure("wedge", problem)

@@ -605,23 +605,28 @@ def _icmp_checksum(data: bytes) -> int:
     return int(checksum(data))
 
 
-def icmp_echo(dut_ip: str, ident: int, timeout: float = PING_TIMEOUT_S) -> bool:
-    """One ICMP echo request to ``dut_ip``; whether its reply came within ``timeout``."""
-    payload = b"hil-fuzz-probe"
-    header = struct.pack("!BBHHH", 8, 0, 0, ident & 0xFFFF, 1)
-    request = struct.pack("!BBHHH", 8, 0, _icmp_checksum(header + payload), ident & 0xFFFF, 1) + payload
-    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
-        sock.sendto(request, (dut_ip, 0))
+def icmp_echo(address: str, ident: int, timeout: float = PING_TIMEOUT_S, ifname: str = "") -> bool:
+    """One echo request to ``address`` (IPv4, or IPv6 link-local through ``ifname``); whether its reply came within
+    ``timeout``."""
+    ipv6 = ipaddress.ip_address(address).version == 6
+    request_type, reply_type = (128, 129) if ipv6 else (8, 0)
+    request = struct.pack("!BBHHH", request_type, 0, 0, ident & 0xFFFF, 1) + b"hil-fuzz-probe"
+    if not ipv6:  # the kernel sums ICMPv6 itself (it needs the pseudo-header)
+        request = request[:2] + struct.pack("!H", _icmp_checksum(request)) + request[4:]
+    family, protocol = (socket.AF_INET6, socket.IPPROTO_ICMPV6) if ipv6 else (socket.AF_INET, socket.IPPROTO_ICMP)
+    destination = (address, 0, 0, socket.if_nametoindex(ifname)) if ipv6 else (address, 0)
+    with socket.socket(family, socket.SOCK_RAW, protocol) as sock:
+        sock.sendto(request, destination)
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             sock.settimeout(left)
             try:
-                packet, (source, _) = sock.recvfrom(2048)
+                packet, source = sock.recvfrom(2048)
             except TimeoutError:
                 return False
-            ihl = (packet[0] & 0x0F) * 4
-            reply = packet[ihl:]
-            if source == dut_ip and len(reply) >= 8 and reply[0] == 0 and reply[4:6] == request[4:6]:
+            reply = packet if ipv6 else packet[(packet[0] & 0x0F) * 4 :]  # raw IPv4 sockets pass the IP header
+            from_dut = source[0].split("%")[0] == address
+            if from_dut and len(reply) >= 8 and reply[0] == reply_type and reply[4:6] == request[4:6]:
                 return True
     return False
 
@@ -635,8 +640,9 @@ def tcp_connect(dut_ip: str, port: int, timeout: float = CONNECT_TIMEOUT_S) -> s
         return str(exc) or type(exc).__name__
 
 
-def probe(dut_ip: str, tcp_port: int | None, ident: int) -> str:
-    """Whether the DUT still answers on the network: ICMP echo, then a TCP connect to ``tcp_port`` (if any).
+def probe(dut_ip: str, tcp_port: int | None, ident: int, dut_ipv6_ll: str = "", ifname: str = "") -> str:
+    """Whether the DUT still answers on the network: ICMP echo, ICMPv6 echo to its link-local address (when it has
+    one), then a TCP connect to ``tcp_port`` (if any).
 
     Each check is tried a few times (a burst may leave the DUT busy for a moment). Returns "" when the DUT
     answered, else what it did not answer. Run inside the lab's host namespace.
@@ -644,6 +650,8 @@ def probe(dut_ip: str, tcp_port: int | None, ident: int) -> str:
     require_lab_namespace(dut_ip)
     if not any(icmp_echo(dut_ip, ident + attempt) for attempt in range(PING_TRIES)):
         return f"no ICMP echo reply from {dut_ip} ({PING_TRIES} requests, {PING_TIMEOUT_S:g} s each)"
+    if dut_ipv6_ll and not any(icmp_echo(dut_ipv6_ll, ident + n, ifname=ifname) for n in range(PING_TRIES)):
+        return f"no ICMPv6 echo reply from {dut_ipv6_ll}%{ifname} ({PING_TRIES} requests, {PING_TIMEOUT_S:g} s each)"
     if tcp_port is None:
         return ""
     errors = []

@@ -209,3 +209,18 @@ def test_hil_fuzz_replay_refuses_a_missing_pcap(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "harness.cli", "fuzz", "replay", str(tmp_path / "nope.pcap")]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode == 2 and f"no pcap at {tmp_path / 'nope.pcap'}" in done.stderr
+
+
+def test_the_probe_tells_which_answer_is_missing(lab: VethLab) -> None:
+    address = lab.address_dut()  # the DUT end's kernel answers, as a DUT would
+    link_local = lab.dut.run("ip", "-6", "-o", "addr", "show", "dev", lab.dut_if, "scope", "link").split()[3]
+    link_local = link_local.split("/")[0]
+    assert lab.host.call(frames_lab.probe, address, None, 1, link_local, lab.host_if, timeout=30) == ""
+    lab.dut.run("sysctl", "-q", "-w", f"net.ipv6.conf.{lab.dut_if}.disable_ipv6=1")
+    problem = lab.host.call(frames_lab.probe, address, None, 1, link_local, lab.host_if, timeout=30)
+    assert problem == f"no ICMPv6 echo reply from {link_local}%{lab.host_if} (3 requests, 1 s each)"
+    problem = lab.host.call(frames_lab.probe, address, 9, 1, timeout=30)
+    assert problem.startswith(f"TCP connect to {address}:9 failed 2 times (") and "refused" in problem
+    lab.set_link(False, side="dut")
+    problem = lab.host.call(frames_lab.probe, address, 9, 1, timeout=30)
+    assert problem == f"no ICMP echo reply from {address} (3 requests, 1 s each)"
