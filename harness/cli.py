@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harness.doctor_cli",
     "harness.boards.virtual.cli",
     "harness.selftest_cli",
+    "harness.fuzz_cli",
 )
 
 

@@ -45,9 +45,12 @@ MARKERS = (
     "expect_crash(*kinds): these crash kinds do not fail the test",
     "benchmark: slow measurement, runs only with --benchmarks",
     "soak: long run, runs only with --soak",
+    "fuzz: fuzz campaign, runs only with --fuzz-minutes",
+    "fuzz_replay: replays a fuzz case, runs only with --fuzz-replay",
     "needs_lab: needs root and network namespaces",
 )
-OPT_IN = (("benchmark", "benchmarks", "--benchmarks"), ("soak", "soak", "--soak"))
+OPT_IN = (("benchmark", "benchmarks", "--benchmarks"), ("soak", "soak", "--soak"),
+          ("fuzz", "fuzz_minutes", "--fuzz-minutes"), ("fuzz_replay", "fuzz_replay", "--fuzz-replay"))  # fmt: skip
 
 
 def _general_options(group: Any, embedded_plugin: bool) -> None:
@@ -72,6 +75,11 @@ def _general_options(group: Any, embedded_plugin: bool) -> None:
                     help="firmware ELF for decoding crash backtraces (checked against the printed SHA256)")  # fmt: skip
     group.addoption("--benchmarks", action="store_true", help="also run tests marked `benchmark`")
     group.addoption("--soak", action="store_true", help="also run tests marked `soak`")
+    group.addoption("--fuzz-minutes", type=float, default=None, metavar="N",
+                    help="run the fuzz campaign for N minutes (docs/fuzz.md)")  # fmt: skip
+    group.addoption("--fuzz-seed", type=int, default=None, help="seed of the fuzz campaign (default: a new one)")
+    group.addoption("--fuzz-replay", type=Path, default=None, metavar="PCAP",
+                    help="send a fuzz case's pcap to the board and check it survives (`hil fuzz replay`)")  # fmt: skip
     group.addoption("--selftest-full", action="store_true",
                     help="also run the full fault x scenario selftest matrix (several minutes)")  # fmt: skip
     group.addoption("--repeat", type=_positive, default=1, metavar="N",
@@ -309,7 +317,7 @@ class HilPlugin:
                 continue
             skip = pytest.mark.skip(reason=f"opt-in: run with {flag}")
             for item in items:
-                if marker in item.keywords:
+                if item.get_closest_marker(marker) is not None:
                     item.add_marker(skip)
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:

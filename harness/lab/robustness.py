@@ -27,12 +27,20 @@ ECHO_PORT = 7
 
 @dataclass(frozen=True)
 class Target:
-    """Addresses the frames are built for."""
+    """Addresses (and open ports) the frames are built for.
+
+    The IPv6 link-local addresses and the ports are optional: the fixed robustness table does not use them,
+    the fuzz campaign (harness/lab/fuzz.py) aims at them.
+    """
 
     dut_ip: str
     dut_mac: str
     host_ip: str
     host_mac: str
+    dut_ipv6_ll: str = ""
+    host_ipv6_ll: str = ""
+    tcp_ports: tuple[int, ...] = ()
+    udp_ports: tuple[int, ...] = ()
 
 
 @dataclass
@@ -75,13 +83,15 @@ class SendResult:
         return self.packets / self.seconds if self.seconds > 0 else 0.0
 
 
-def _eth(t: Target):
+def ether(t: Target):
+    """An Ethernet header from the lab host to the DUT."""
     from scapy.layers.l2 import Ether
 
     return Ether(src=t.host_mac, dst=t.dut_mac)
 
 
-def _ip(t: Target, **fields):
+def ipv4(t: Target, **fields):
+    """An IPv4 header from the lab host to the DUT; ``fields`` override any field."""
     from scapy.layers.inet import IP
 
     return IP(**{"src": t.host_ip, "dst": t.dut_ip, **fields})
@@ -103,24 +113,24 @@ def _icmp_echo(payload: bytes = b"hil-robustness"):
 
 
 def _bad_ip_checksum(t: Target, _: Context) -> list[bytes]:
-    return [bytes(_eth(t) / _ip(t, chksum=0x1234) / _icmp_echo()) for _ in range(10)]
+    return [bytes(ether(t) / ipv4(t, chksum=0x1234) / _icmp_echo()) for _ in range(10)]
 
 
 def _bad_tcp_checksum(t: Target, _: Context) -> list[bytes]:
-    return [bytes(_eth(t) / _ip(t) / _tcp(flags="S", chksum=0xDEAD)) for _ in range(10)]
+    return [bytes(ether(t) / ipv4(t) / _tcp(flags="S", chksum=0xDEAD)) for _ in range(10)]
 
 
 def _truncated_ip_header(t: Target, _: Context) -> list[bytes]:
-    return [bytes(_eth(t))[:14] + bytes(_ip(t) / _icmp_echo())[:12] for _ in range(10)]
+    return [bytes(ether(t))[:14] + bytes(ipv4(t) / _icmp_echo())[:12] for _ in range(10)]
 
 
 def _truncated_tcp_header(t: Target, _: Context) -> list[bytes]:
     frames = []
     for _ in range(10):
-        packet = _ip(t) / _tcp(flags="S")
+        packet = ipv4(t) / _tcp(flags="S")
         raw = bytes(packet)[:28]  # 20 B IP header + 8 of the 20 B TCP header
         raw = raw[:2] + struct.pack("!H", len(raw)) + raw[4:10] + b"\x00\x00" + raw[12:]
-        frames.append(bytes(_eth(t)) + bytes(_recompute_ip_checksum(raw)))
+        frames.append(bytes(ether(t)) + bytes(_recompute_ip_checksum(raw)))
     return frames
 
 
@@ -133,13 +143,13 @@ def _recompute_ip_checksum(raw: bytes) -> bytes:
 
 def _tcp_flags(flags: str, **extra) -> Callable[[Target, Context], list[bytes]]:
     def build(t: Target, _: Context) -> list[bytes]:
-        return [bytes(_eth(t) / _ip(t) / _tcp(flags=flags, **extra)) for _ in range(10)]
+        return [bytes(ether(t) / ipv4(t) / _tcp(flags=flags, **extra)) for _ in range(10)]
 
     return build
 
 
 def _tiny_mss(t: Target, _: Context) -> list[bytes]:
-    return [bytes(_eth(t) / _ip(t) / _tcp(flags="S", options=[("MSS", mss)])) for mss in (1, 8, 0, 1)]
+    return [bytes(ether(t) / ipv4(t) / _tcp(flags="S", options=[("MSS", mss)])) for mss in (1, 8, 0, 1)]
 
 
 def _overlapping_fragments(t: Target, _: Context) -> list[bytes]:
@@ -148,9 +158,9 @@ def _overlapping_fragments(t: Target, _: Context) -> list[bytes]:
     frames = []
     for ident in range(5):
         icmp = bytes(ICMP(type=8, id=0x4849, seq=ident) / (b"A" * 64))
-        first = _ip(t, id=0x4000 + ident, flags="MF", frag=0, proto=1) / icmp[:48]
-        overlap = _ip(t, id=0x4000 + ident, flags=0, frag=3, proto=1) / (b"B" * 48)  # starts inside the first
-        frames += [bytes(_eth(t) / first), bytes(_eth(t) / overlap)]
+        first = ipv4(t, id=0x4000 + ident, flags="MF", frag=0, proto=1) / icmp[:48]
+        overlap = ipv4(t, id=0x4000 + ident, flags=0, frag=3, proto=1) / (b"B" * 48)  # starts inside the first
+        frames += [bytes(ether(t) / first), bytes(ether(t) / overlap)]
     return frames
 
 
@@ -158,19 +168,19 @@ def _oversized_fragments(t: Target, _: Context) -> list[bytes]:
     # Fragments whose reassembly would exceed 65535 bytes (the "ping of death" shape).
     frames = []
     for ident in range(3):
-        first = _ip(t, id=0x5000 + ident, flags="MF", frag=0, proto=1) / bytes(_icmp_echo(b"C" * 64))
-        last = _ip(t, id=0x5000 + ident, flags=0, frag=8189, proto=1) / (b"D" * 1000)
-        frames += [bytes(_eth(t) / first), bytes(_eth(t) / last)]
+        first = ipv4(t, id=0x5000 + ident, flags="MF", frag=0, proto=1) / bytes(_icmp_echo(b"C" * 64))
+        last = ipv4(t, id=0x5000 + ident, flags=0, frag=8189, proto=1) / (b"D" * 1000)
+        frames += [bytes(ether(t) / first), bytes(ether(t) / last)]
     return frames
 
 
 def _icmp_bad_lengths(t: Target, _: Context) -> list[bytes]:
     frames = []
     for claimed in (20, 28, 200, 1500, 65535):
-        raw = bytes(_ip(t) / _icmp_echo(b"E" * 32))
+        raw = bytes(ipv4(t) / _icmp_echo(b"E" * 32))
         raw = raw[:2] + struct.pack("!H", claimed) + raw[4:]  # IP total length that lies
-        frames.append(bytes(_eth(t)) + _recompute_ip_checksum(raw))
-    frames.append(bytes(_eth(t) / _ip(t, proto=1) / b"\x08"))  # a one-byte ICMP message
+        frames.append(bytes(ether(t)) + _recompute_ip_checksum(raw))
+    frames.append(bytes(ether(t) / ipv4(t, proto=1) / b"\x08"))  # a one-byte ICMP message
     return frames
 
 
@@ -189,7 +199,7 @@ def _arp_storm(t: Target, _: Context) -> list[bytes]:
 def _syn_flood(t: Target, _: Context) -> list[bytes]:
     # A spoofed source outside the DHCP pool, distinct source ports: every SYN is a new half-open connection.
     return [
-        bytes(_eth(t) / _ip(t, src="10.77.0.250") / _tcp(flags="S", sport=1024 + index))
+        bytes(ether(t) / ipv4(t, src="10.77.0.250") / _tcp(flags="S", sport=1024 + index))
         for index in range(SYN_FLOOD_PACKETS)
     ]
 
@@ -203,12 +213,12 @@ def _rst_out_of_window(t: Target, ctx: Context) -> list[bytes]:
     if conn.recv(16) != b"ping":
         raise LabError("the TCP echo service did not echo before the RST injection")
     conn.sendall(b"mark")  # the segment whose sequence number we read off the wire
-    rcv_nxt = _sent_seq(ctx.raw, local_port, 4) + 4
+    rcv_nxt = sent_segment(ctx.raw, local_port, 4)[0] + 4
     conn.recv(16)
     frames = []
     for offset in (2**31, 2**30, 10**6, -(10**6)):
         seq = (rcv_nxt + offset) % 2**32
-        frames.append(bytes(_eth(t) / _ip(t) / _tcp(flags="R", sport=local_port, dport=ECHO_PORT, seq=seq)))
+        frames.append(bytes(ether(t) / ipv4(t) / _tcp(flags="R", sport=local_port, dport=ECHO_PORT, seq=seq)))
     return frames
 
 
@@ -224,8 +234,9 @@ def _check_connection_survived(ctx: Context) -> None:
         raise LabError(f"the connection stopped echoing after out-of-window RSTs (got {echoed!r})")
 
 
-def _sent_seq(raw: socket.socket, sport: int, payload_len: int, timeout: float = 2.0) -> int:
-    """The sequence number of our own outgoing segment from ``sport`` carrying ``payload_len`` bytes."""
+def sent_segment(raw: socket.socket, sport: int, payload_len: int, timeout: float = 2.0) -> tuple[int, int]:
+    """Sequence and acknowledgement numbers of our own outgoing segment from ``sport`` carrying ``payload_len``
+    bytes, read off the wire with ``raw`` (which sees outgoing frames too)."""
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
         raw.settimeout(left)
@@ -240,17 +251,18 @@ def _sent_seq(raw: socket.socket, sport: int, payload_len: int, timeout: float =
         total = struct.unpack("!H", frame[16:18])[0]
         data_offset = (tcp[12] >> 4) * 4
         if struct.unpack("!H", tcp[:2])[0] == sport and total - ihl - data_offset == payload_len:
-            return int(struct.unpack("!I", tcp[4:8])[0])
+            seq, ack = struct.unpack("!II", tcp[4:12])
+            return int(seq), int(ack)
     raise LabError(f"did not see our own segment from port {sport} on the wire within {timeout:g} s")
 
 
 def _runt_frames(t: Target, _: Context) -> list[bytes]:
-    header = bytes(_eth(t))[:12]
+    header = bytes(ether(t))[:12]
     return [header + b"\x08\x00" + b"\x45" * n for n in (0, 1, 6, 20)]
 
 
 def _oversized_frame(t: Target, _: Context) -> list[bytes]:
-    packet = _eth(t) / _ip(t) / _icmp_echo(b"F" * (OVERSIZE_FRAME_BYTES - 14 - 20 - 8))
+    packet = ether(t) / ipv4(t) / _icmp_echo(b"F" * (OVERSIZE_FRAME_BYTES - 14 - 20 - 8))
     return [bytes(packet)] * 3
 
 
@@ -276,9 +288,12 @@ CASES: tuple[Case, ...] = (
 )
 
 
-def open_raw_socket(ifname: str) -> socket.socket:
-    """An AF_PACKET socket on ``ifname`` in the calling thread's namespace (call it inside the lab namespace)."""
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+def open_raw_socket(ifname: str, receive: bool = True) -> socket.socket:
+    """An AF_PACKET socket on ``ifname`` in the calling thread's namespace (call it inside the lab namespace).
+
+    It sees every frame both ways, or with ``receive=False`` none (protocol 0): a socket that only sends.
+    """
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL) if receive else 0)
     try:
         sock.bind((ifname, 0))
     except OSError as exc:
@@ -287,12 +302,16 @@ def open_raw_socket(ifname: str) -> socket.socket:
     return sock
 
 
+def socket_mac(sock: socket.socket) -> str:
+    """The MAC address of the interface an AF_PACKET socket is bound to."""
+    return ":".join(f"{b:02x}" for b in sock.getsockname()[4][:6])
+
+
 def send_case(case: Case, ifname: str, dut_ip: str, dut_mac: str, host_ip: str) -> SendResult:
     """Build and send one case's frames on ``ifname``; run inside the lab's host namespace."""
     require_lab_namespace(dut_ip)
     with open_raw_socket(ifname) as sock:
-        host_mac = ":".join(f"{b:02x}" for b in sock.getsockname()[4][:6])
-        target = Target(dut_ip, dut_mac.lower(), host_ip, host_mac)
+        target = Target(dut_ip, dut_mac.lower(), host_ip, socket_mac(sock))
         ctx = Context(sock)
         try:
             frames = case.build(target, ctx)

@@ -52,6 +52,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="duration of the soak scenario in minutes (with --soak; default 10)")  # fmt: skip
 
 
+# Tests whose length is an option: pytest-timeout's limit (`timeout` in pyproject.toml) is stretched to fit it,
+# with room for what a test does past its own deadline (a fuzz case's reset and replay, the last soak round).
+LENGTH_OPTIONS = (("fuzz", "fuzz_minutes"), ("soak", "soak_minutes"))
+LENGTH_MARGIN_S = 600
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A `fuzz` or `soak` test may run --fuzz-minutes / --soak-minutes, plus the margin."""
+    for marker, dest in LENGTH_OPTIONS:
+        minutes = getattr(config.option, dest, None)
+        if not minutes:
+            continue
+        for item in items:
+            if item.get_closest_marker(marker) is not None:
+                item.add_marker(pytest.mark.timeout(minutes * 60 + LENGTH_MARGIN_S))
+
+
 @pytest.fixture(scope="module")
 def mqtt_broker(lab: Any, hil_session: Any) -> Iterator[MosquittoBroker]:
     """A mosquitto broker on the lab host address (1883, and 8883 with TLS), for one module."""
