@@ -16,13 +16,14 @@ left alone, whatever its name.
 from __future__ import annotations
 
 import abc
+import contextlib
 import fcntl
 import ipaddress
 import json
 import os
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -370,6 +371,23 @@ class Lab(abc.ABC):
         """
         ns, ifname = self.cable_end("host")
         ns.ip("neigh", "flush", "dev", ifname, check=False)
+
+    @contextlib.contextmanager
+    def dut_neighbour_pinned(self, dut_ip: str, dut_mac: str) -> Iterator[None]:
+        """While inside, the host side knows the DUT's MAC for sure and never asks ARP for it.
+
+        Linux re-confirms a neighbour only when its entry goes stale, some seconds after the last confirmation:
+        a probe that lands inside a test teaches the DUT the host again, and a scenario about what the DUT
+        remembers would pass or fail by that timing. Pinned, the host behaves the same way every time (as a
+        peer with a fresh entry does); on exit the entries on the cable are forgotten (`forget_dut`).
+        """
+        ns, ifname = self.cable_end("host")
+        ns.ip("neigh", "replace", dut_ip, "lladdr", dut_mac, "dev", ifname, "nud", "permanent")
+        try:
+            yield
+        finally:
+            ns.ip("neigh", "del", dut_ip, "dev", ifname, check=False)  # `neigh flush` keeps permanent entries
+            self.forget_dut()
 
     def cable_pull(self, seconds: float, side: str = "host") -> None:
         """Take the link down for ``seconds``, then back up."""

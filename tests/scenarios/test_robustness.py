@@ -56,27 +56,28 @@ KNOWN_BEHAVIOURS = {"arp_storm": NEIGHBOUR_EVICTED}
                                   for case in CASES])  # fmt: skip
 def test_robustness(board: Board, lab, dut_ip: str, metrics, case: Case) -> None:
     """Send the case's frames; the DUT must still answer and must have received them."""
-    # The lab host has just talked to the DUT, as a peer under attack would have: its neighbour entry for the
-    # DUT is fresh, so it sends the echoes below without asking ARP first, every time.
+    # The lab host has just talked to the DUT, as a peer under attack would have, and its neighbour entry for
+    # the DUT stays fresh (pinned) until the echoes below: it sends them without asking ARP first, every time.
     assert ping(lab.host, dut_ip, count=1).received == 1, f"before {case.name}: the DUT does not answer ping"
-    before = board.stats()
-    mtu = None
-    if case.mtu is not None:
-        mtu = lab.link.mtu
-        lab.host.ip("link", "set", "dev", lab.host_if, "mtu", str(case.mtu))
-    try:
-        sent = lab.host.call(send_case, case, lab.host_if, dut_ip, board.hello["mac"], lab.addressing.host_ip,
-                             timeout=CALL_TIMEOUT_S)  # fmt: skip
-    finally:
-        if mtu is not None:
-            lab.host.ip("link", "set", "dev", lab.host_if, "mtu", str(mtu))
-    _absorbed(board)
-    metrics.record("robustness_packets_sent", sent.packets, "packets", "higher")
-    if case.name == "syn_flood":
-        metrics.record("robustness_syn_flood_pps", sent.rate_pps, "packets/s", "higher")
+    with lab.dut_neighbour_pinned(dut_ip, board.hello["mac"]):
+        before = board.stats()
+        mtu = None
+        if case.mtu is not None:
+            mtu = lab.link.mtu
+            lab.host.ip("link", "set", "dev", lab.host_if, "mtu", str(case.mtu))
+        try:
+            sent = lab.host.call(send_case, case, lab.host_if, dut_ip, board.hello["mac"], lab.addressing.host_ip,
+                                 timeout=CALL_TIMEOUT_S)  # fmt: skip
+        finally:
+            if mtu is not None:
+                lab.host.ip("link", "set", "dev", lab.host_if, "mtu", str(mtu))
+        _absorbed(board)
+        metrics.record("robustness_packets_sent", sent.packets, "packets", "higher")
+        if case.name == "syn_flood":
+            metrics.record("robustness_syn_flood_pps", sent.rate_pps, "packets/s", "higher")
 
-    echoes = ping(lab.host, dut_ip, count=3, interval=0.01)
-    assert echoes.received == echoes.sent, f"after {case.name}: {echoes.sent - echoes.received} of 3 pings lost"
+        echoes = ping(lab.host, dut_ip, count=3, interval=0.01)
+        assert echoes.received == echoes.sent, f"after {case.name}: {echoes.sent - echoes.received} of 3 pings lost"
     try:
         status = lab.host.call(_http_alive, dut_ip, timeout=CALL_TIMEOUT_S)
     except (LabError, DutTimeoutError) as exc:

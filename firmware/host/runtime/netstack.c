@@ -40,6 +40,10 @@
 #define TX_FRAME_CHARGE 2304
 #define WIRE_OVERHEAD_BYTES 24 /* preamble, FCS, inter-frame gap: what the rate cap counts per frame */
 #define MAX_FRAME 2048
+/* Frames that may wait for a descriptor: the one smoltcp was building when the ring filled, and the replies it
+ * makes while it processes a received frame (its receive path hands out a transmit token without asking
+ * tx_ready), which would otherwise be lost as tx_fails under a full ring. */
+#define HELD_FRAMES 4
 
 typedef struct request {
     hil_net_op_fn op;
@@ -65,11 +69,13 @@ static struct {
     request_t *parked; /* poll thread only */
     atomic_bool link_up;
     atomic_uint_fast64_t link_ups, link_downs, rx_csum_not_ready, polls, tx_ring_full, rx_frames, rx_bytes;
+    atomic_uint_fast64_t held_lost; /* held frames whose late send failed: tx_fails the stack never saw */
     uint64_t rx_kernel_drops; /* poll thread only (PACKET_STATISTICS resets on read) */
     int64_t start_us;
     /* poll thread only: the frame the full ring could not take yet (the ring's last descriptor) */
-    uint8_t held[MAX_FRAME];
-    size_t held_len;
+    uint8_t held[HELD_FRAMES][MAX_FRAME]; /* a FIFO of frames waiting for free descriptors */
+    size_t held_lens[HELD_FRAMES];
+    int held_head, held_count;
     /* poll thread only: the rate cap's bucket, in bits (may run below zero) */
     int64_t tokens_bits, tokens_at_us;
 } net = {.lock = PTHREAD_MUTEX_INITIALIZER, .packet_fd = -1, .netlink_fd = -1, .wake_fd = -1};
@@ -134,19 +140,34 @@ static void warn_tx_failure(void)
     }
 }
 
-/* Send the held frame if the ring has room now; true when nothing is held any more. */
+/* Send the held frames, oldest first, while the ring has room; true when nothing is held any more. */
 static bool flush_held(void)
 {
-    if (net.held_len == 0) {
-        return true;
+    while (net.held_count > 0) {
+        size_t len = net.held_lens[net.held_head];
+        if (send(net.packet_fd, net.held[net.held_head], len, MSG_DONTWAIT) != (ssize_t)len) {
+            if (errno == EAGAIN) {
+                return false;
+            }
+            warn_tx_failure(); /* lost after all: a down link, a dropping qdisc */
+            atomic_fetch_add(&net.held_lost, 1);
+        }
+        net.held_head = (net.held_head + 1) % HELD_FRAMES;
+        net.held_count--;
     }
-    if (send(net.packet_fd, net.held, net.held_len, MSG_DONTWAIT) == (ssize_t)net.held_len) {
-        net.held_len = 0;
-    } else if (errno != EAGAIN) {
-        warn_tx_failure(); /* lost after all: a down link, a dropping qdisc */
-        net.held_len = 0;
+    return true;
+}
+
+static bool hold(const uint8_t *frame, size_t len)
+{
+    if (net.held_count == HELD_FRAMES || len > MAX_FRAME) {
+        return false;
     }
-    return net.held_len == 0;
+    int tail = (net.held_head + net.held_count) % HELD_FRAMES;
+    memcpy(net.held[tail], frame, len);
+    net.held_lens[tail] = len;
+    net.held_count++;
+    return true;
 }
 
 /* Microseconds until the rate cap lets the next frame go (0: now). */
@@ -178,16 +199,16 @@ static int transmit(void *ctx, const uint8_t *frame, size_t len)
         return 0; /* the fault: the frame is never sent, and nothing tells */
     }
     net.tokens_bits -= (int64_t)(len + WIRE_OVERHEAD_BYTES) * 8;
-    if (flush_held() && send(net.packet_fd, frame, len, MSG_DONTWAIT) == (ssize_t)len) {
+    bool queued_behind = !flush_held();
+    if (!queued_behind && send(net.packet_fd, frame, len, MSG_DONTWAIT) == (ssize_t)len) {
         return 0;
     }
-    if (errno == EAGAIN && net.held_len == 0 && len <= sizeof net.held) {
-        /* The ring filled up under this frame: it waits for the next free descriptor. */
-        memcpy(net.held, frame, len);
-        net.held_len = len;
+    if ((queued_behind || errno == EAGAIN) && hold(frame, len)) {
+        /* The ring is full: the frame waits for the next free descriptor, behind those already waiting. */
         atomic_fetch_add(&net.tx_ring_full, 1);
         return 0;
     }
+    errno = queued_behind ? EAGAIN : errno;
     /* A down link, a dropping qdisc: a tx_fail, as on the board. */
     warn_tx_failure();
     return -1;
@@ -493,7 +514,7 @@ static void *poll_thread(void *arg)
                                 {.fd = net.netlink_fd, .events = POLLIN},
                                 {.fd = net.packet_fd, .events = POLLOUT}};
         struct timespec ts = {.tv_sec = delay / 1000000, .tv_nsec = (delay % 1000000) * 1000};
-        if (ppoll(fds, net.held_len ? 3 : 2, delay < 0 ? NULL : &ts, NULL) < 0 && errno != EINTR) {
+        if (ppoll(fds, net.held_count ? 3 : 2, delay < 0 ? NULL : &ts, NULL) < 0 && errno != EINTR) {
             hil_log(HIL_LOG_ERROR, TAG, "poll thread: ppoll errno %d", errno);
         }
         drain(net.wake_fd);
@@ -725,6 +746,7 @@ void hil_net_stats(hil_net_stats_t *out)
 {
     memset(out, 0, sizeof *out);
     hil_net_call(stats_op, out, HIL_NET_NO_WAIT, NULL, 0);
+    out->stack.tx_fails += atomic_load(&net.held_lost);
     hs_pool_stats(net.pool, &out->pool);
     out->link_ups = atomic_load(&net.link_ups);
     out->link_downs = atomic_load(&net.link_downs);

@@ -177,7 +177,10 @@ class VirtualChip:
                 continue
             started = time.monotonic()
             decision = decide_boot(self.flash, chip_rev=self.chip_rev)
-            self._set(state="booting", boot_mode="spi", count=banner, decision=decision)
+            # A chip that cannot boot is in its boot loop from the first line on: a status asked between two
+            # rounds must not read "booting".
+            self._set(state="booting" if decision.boots else "boot_loop", boot_mode="spi", count=banner,
+                      decision=decision)  # fmt: skip
             if banner:
                 self.write_console(bootlog.rom_banner(reset_code)[:4] if not self._has_bootloader(decision)
                                    else bootlog.rom_banner(reset_code))  # fmt: skip
@@ -185,7 +188,6 @@ class VirtualChip:
                 self.write_console(self._bootloader_lines(decision, started))
                 self._start_app(stop, int((time.monotonic() - started) * 1000) + 120, decision)
                 return
-            self._set(state="boot_loop")
             if self._has_bootloader(decision):
                 self.write_console(self._bootloader_lines(decision, started))
                 stop.wait(BOOTLOADER_RESET_DELAY_S)

@@ -96,7 +96,7 @@ def test_esp32p4_board_path_runs_the_suite_on_a_virtual_board(tmp_path: Path) ->
                         "test_idf_example_console": "passed"}  # fmt: skip
     # ping[1472] is an expected failure on the smoltcp the board reports (docs/scenarios.md, known behaviours).
     scenarios = {nodeid.rsplit("::", 1)[-1]: result for nodeid, result in outcomes.items() if "scenarios" in nodeid}
-    assert len(outcomes) == 8 and scenarios.pop("test_ping[1472]")[1].startswith("xfail: smoltcp 0.12.0"), outcomes
+    assert len(outcomes) == 9 and scenarios.pop("test_ping[1472]")[1].startswith("xfail: smoltcp 0.12.0"), outcomes
     assert {outcome for outcome, _ in scenarios.values()} == {"passed"}, outcomes
     budget = next(t for t in record["tests"] if t["nodeid"].endswith("test_boot_memory_budget"))
     footprint = {m["name"]: m["value"] for m in budget["metrics"] if m["name"].startswith("footprint_")}
