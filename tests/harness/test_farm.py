@@ -154,7 +154,10 @@ def test_two_places_shard_one_run_and_every_test_keeps_its_board(farm: Farm, tmp
         assert {r.split("/")[2] for r in board["place"]["resources"]} == {"NetworkSerialPort", "RemoteNetworkInterface"}
     ids = {board["id"] for board in places.values()}
     assert len(ids) == 2 and record["board"]["id"] == "+".join(sorted(ids))
-    assert {test["outcome"] for test in record["tests"]} == {"passed"} and len(record["tests"]) == 5
+    # ping[1472] is an expected failure on the smoltcp the places' boards report (docs/scenarios.md).
+    outcomes = {test["nodeid"].rsplit("::", 1)[-1]: (test["outcome"], test["message"]) for test in record["tests"]}
+    assert len(outcomes) == 6 and outcomes.pop("test_ping[1472]")[1].startswith("xfail: smoltcp 0.12.0"), outcomes
+    assert {outcome for outcome, _ in outcomes.values()} == {"passed"}, outcomes
     assert {test["board"] for test in record["tests"]} == ids, "each worker ran a file on its own board"
     assert all(wait_for(lambda p=p: farm.holder(p) is None, FREE_WITHIN_S) for p in PLACES)
 
