@@ -165,8 +165,8 @@ def test_a_listener_survives_peers_resetting_its_syn_acks(lab: VethLab) -> None:
         try:
             dut_ip = firmware.addresses().ip
             lab.host.call(_reset_syns, lab.host_if, dut_ip, 7000, 60, timeout=120)
-            assert firmware.process is not None
-            sockets = firmware.process.command("sockets")["tcp"]
+            assert firmware.program is not None
+            sockets = firmware.program.command("sockets")["tcp"]
         finally:
             firmware.stop()
     half_open = [s["remote"] for s in sockets if s["state"] == "SYN-RECEIVED" and s["local"].endswith(":7000")]
