@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.boards.virtual import stackbuild
+from harness.boards.virtual.firmware import SERVICE_OPTIONS
 from harness.errors import BoardError, DutTimeoutError
 from harness.fuzz import DutAddresses
 from harness.lab.veth import VethLab
@@ -23,12 +24,11 @@ from harness.processes import spawn
 from harness.services_program import ServicesProgram
 
 FIRMWARE_MAC = "02:00:00:12:34:56"
-# The services the virtual board runs that fuzzed TCP and UDP frames can reach (firmware/services/README.md).
-FIRMWARE_SERVICES = ["--iperf3", "5201", "--select-echo", "7000", "7001", "4", "--tcp-echo", "7", "--udp-echo", "7"]
 
 
 class FirmwareDut:
-    """``hil-firmware`` (smoltcp, DHCP from the lab) in the lab's DUT namespace; a reset restarts the process.
+    """``hil-firmware`` (smoltcp, DHCP from the lab, the virtual board's services) in the lab's DUT namespace; a
+    reset restarts the process.
 
     Args:
         lab: the lab; the firmware takes over the DUT end of its cable.
@@ -46,8 +46,8 @@ class FirmwareDut:
     def start(self) -> FirmwareDut:
         """Start the firmware and wait for its lease."""
         binary = stackbuild.build_firmware("smoltcp", sanitize=self.sanitize)
-        program = ServicesProgram(FIRMWARE_SERVICES, binary=binary, netns=self.lab.dut.name, mac=FIRMWARE_MAC,
-                                  certs=False, ready_timeout_s=60)  # fmt: skip
+        program = ServicesProgram(list(SERVICE_OPTIONS), binary=binary, netns=self.lab.dut.name, mac=FIRMWARE_MAC,
+                                  ready_timeout_s=60)  # fmt: skip
         self.program = self._running.enter_context(program)
         self.program.wait_event("got_ip", timeout=20)
         self.death = ""
