@@ -7,6 +7,7 @@ comes here from the process (its stdin/stdout protocol, its exit).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import selectors
 import subprocess
@@ -14,61 +15,63 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from harness.boards.virtual.firmware_process import FirmwareProcess
-from harness.boards.virtual.services_process import SelectEchoPorts
-
+from harness.boards.virtual import stackbuild
+from harness.boards.virtual.firmware import SERVICE_OPTIONS
 from harness.errors import BoardError, DutTimeoutError
 from harness.fuzz import DutAddresses
 from harness.lab.veth import VethLab
 from harness.processes import spawn
+from harness.services_program import ServicesProgram
 
 FIRMWARE_MAC = "02:00:00:12:34:56"
-FIRMWARE_TCP_PORTS = (7, 7000, 5201)
-FIRMWARE_UDP_PORTS = (7, 7001, 7002, 7003, 7004)
 
 
 class FirmwareDut:
-    """``hil-firmware`` (smoltcp, DHCP from the lab) in the lab's DUT namespace; a reset restarts the process."""
+    """``hil-firmware`` (smoltcp, DHCP from the lab, the virtual board's services) in the lab's DUT namespace; a
+    reset restarts the process.
+
+    Args:
+        lab: the lab; the firmware takes over the DUT end of its cable.
+        sanitize: the AddressSanitizer/UBSan build.
+    """
 
     def __init__(self, lab: VethLab, sanitize: bool = False) -> None:
         self.lab = lab
         self.sanitize = sanitize
-        self.process: FirmwareProcess | None = None
+        self.program: ServicesProgram | None = None
+        self.last_log = ""
         self.death = ""
+        self._running = contextlib.ExitStack()
 
     def start(self) -> FirmwareDut:
         """Start the firmware and wait for its lease."""
-        self.process = FirmwareProcess(
-            mac=FIRMWARE_MAC, netns=self.lab.dut.name, sanitize=self.sanitize, ready_timeout_s=60, iperf3=5201,
-            select_echo=SelectEchoPorts(tcp=7000, udp_base=7001, udp_count=4), tcp_echo=7, udp_echo=7,
-        ).start()  # fmt: skip
-        self.process.wait_event("got_ip", timeout_s=20)
+        binary = stackbuild.build_firmware("smoltcp", sanitize=self.sanitize)
+        program = ServicesProgram(list(SERVICE_OPTIONS), binary=binary, netns=self.lab.dut.name, mac=FIRMWARE_MAC,
+                                  ready_timeout_s=60)  # fmt: skip
+        self.program = self._running.enter_context(program)
+        self.program.wait_event("got_ip", timeout=20)
         self.death = ""
         return self
 
     def stop(self) -> None:
-        """Stop the firmware (its log is kept in ``last_log``)."""
-        if self.process is not None:
-            self.process.close()
-
-    @property
-    def last_log(self) -> str:
-        """What the firmware logged (stderr), for crash reports and sanitizer findings."""
-        if self.process is None:
-            return ""
-        return self.process.log_text()
+        """Stop the firmware; what it logged (stderr) stays in ``last_log`` for crash and sanitizer reports."""
+        if self.program is not None:
+            self.program.close()
+            self.last_log = self.program.log_text()
+            self.program = None
+        self._running.close()
 
     def checkpoint(self) -> None:
         """Nothing to mark: a crash is the process's exit."""
 
     def counters(self) -> Mapping[str, Any] | None:
         """The stack's counters from `stats`; None when it does not answer."""
-        assert self.process is not None
+        assert self.program is not None
         try:
-            return self.process.command("stats", timeout_s=5)["net"]
-        except DutTimeoutError:
+            return self.program.stats(timeout=5)["net"]
+        except TimeoutError:
             return None
-        except BoardError as exc:  # the process is gone
+        except (RuntimeError, OSError) as exc:  # the process is gone (its stdin closed, its output ended)
             self.death = str(exc)
             return None
 
@@ -82,10 +85,12 @@ class FirmwareDut:
         self.start()
 
     def addresses(self) -> DutAddresses:
-        """From `ip`."""
-        assert self.process is not None
-        ip = self.process.command("ip")
-        return DutAddresses(ip["ip"], FIRMWARE_MAC, ip["ipv6_ll"], FIRMWARE_TCP_PORTS, FIRMWARE_UDP_PORTS)
+        """From `ip` and the ports the firmware's ready line lists."""
+        assert self.program is not None
+        ip = self.program.command("ip")
+        tcp = tuple(port for service in self.program.services.values() for port in service["tcp"])
+        udp = tuple(port for service in self.program.services.values() for port in service["udp"])
+        return DutAddresses(ip["ip"], FIRMWARE_MAC, ip["ipv6_ll"], tuple(dict.fromkeys(tcp)), tuple(dict.fromkeys(udp)))
 
 
 # The fragile responder: answers ARP and ICMP echo for its address from user space (the kernel of its namespace
