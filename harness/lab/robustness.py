@@ -266,7 +266,11 @@ def _oversized_frame(t: Target, _: Context) -> list[bytes]:
     return [bytes(packet)] * 3
 
 
+# arp_storm first: it is about what the DUT remembers of the lab host after the storm, and a half-open connection
+# an earlier TCP case leaves behind (smoltcp 0.12.0's listener, docs/fuzz.md) retransmits its SYN-ACK to the
+# host at its own times, which makes the DUT ask for the host again and re-learn it in the middle of the case.
 CASES: tuple[Case, ...] = (
+    Case("arp_storm", _arp_storm),
     Case("ip_bad_checksum", _bad_ip_checksum),
     Case("tcp_bad_checksum", _bad_tcp_checksum),
     Case("ip_header_truncated", _truncated_ip_header),
@@ -280,7 +284,6 @@ CASES: tuple[Case, ...] = (
     Case("ipv4_overlapping_fragments", _overlapping_fragments),
     Case("ipv4_oversized_fragments", _oversized_fragments),
     Case("icmp_bad_lengths", _icmp_bad_lengths),
-    Case("arp_storm", _arp_storm),
     Case("syn_flood", _syn_flood),
     Case("tcp_rst_out_of_window", _rst_out_of_window, check=_check_connection_survived),
     Case("runt_frames", _runt_frames),
