@@ -68,10 +68,16 @@ class LinkProfile:
         """Bytes on the wire for one IP packet, including every per-frame Ethernet cost."""
         return max(ip_bytes, 46) + ETHERNET_HEADER_BYTES + WIRE_OVERHEAD_BYTES
 
-    def tcp_goodput_ceiling_mbps(self, timestamps: bool = True) -> float:
-        """Highest possible TCP payload rate: full-MSS segments back to back."""
-        payload = self.mtu - 40 - (12 if timestamps else 0)
-        return self.rate_mbit * payload / self.frame_wire_bytes(self.mtu)
+    def tcp_goodput_ceiling_mbps(self, timestamps: bool = True, mss: int | None = None) -> float:
+        """Highest possible TCP payload rate: full segments back to back.
+
+        Args:
+            timestamps: every segment carries the 12-byte timestamps option.
+            mss: payload bytes per segment as negotiated (default: what the MTU allows).
+        """
+        options = 12 if timestamps else 0
+        payload = self.mtu - 40 - options if mss is None else mss
+        return self.rate_mbit * payload / self.frame_wire_bytes(payload + 40 + options)
 
     def as_dict(self, timestamps: bool = True) -> dict[str, Any]:
         """The link parameters recorded with every run."""

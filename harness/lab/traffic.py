@@ -10,6 +10,7 @@ import json
 import math
 import re
 import socket
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,38 @@ def _connect(ip: str, port: int, timeout: float) -> socket.socket:
         raise DutTimeoutError(f"cannot connect to the DUT at {ip}:{port}: {exc}") from exc
     sock.settimeout(timeout)
     return sock
+
+
+@dataclass(frozen=True)
+class TcpOptions:
+    """What a TCP handshake with the DUT negotiated, as the lab host's socket sees it.
+
+    Attributes:
+        mss: payload bytes of a full segment (the host's send MSS, TCP options taken off).
+        timestamps: both ends agreed on the timestamps option (RFC 7323), 12 bytes of every segment.
+    """
+
+    mss: int
+    timestamps: bool
+
+
+_TCPI_OPT_TIMESTAMPS = 1
+_TCP_INFO_BYTES = 104
+
+
+def negotiated_tcp_options(ip: str, port: int = 80, timeout: float = 5.0) -> TcpOptions:
+    """Open one connection to the DUT and read what its handshake negotiated (Linux TCP_INFO).
+
+    Call it inside the lab host's namespace (`Namespace.call`).
+
+    Raises:
+        DutTimeoutError: the DUT does not accept the connection.
+    """
+    with _connect(ip, port, timeout) as sock:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
+    # struct tcp_info: 8 bytes of u8 fields (tcpi_options is the sixth), then u32 rto, ato, snd_mss.
+    (snd_mss,) = struct.unpack_from("=I", info, 16)
+    return TcpOptions(mss=snd_mss, timestamps=bool(info[5] & _TCPI_OPT_TIMESTAMPS))
 
 
 def _read_headers(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:

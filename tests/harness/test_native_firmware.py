@@ -19,6 +19,7 @@ from harness.boards.virtual.faults import CATALOGUE, FAULTS
 from harness.errors import MissingToolError
 from harness.lab.dhcp import DhcpServer
 from harness.lab.netns import Namespace, delete_namespace, run_command
+from harness.lab.traffic import TcpOptions, negotiated_tcp_options
 from harness.lab.veth import VethLab
 from harness.lab.wire import l2_echo
 from harness.services_program import ServicesProgram, check_clean_exit
@@ -231,6 +232,8 @@ def test_the_services_answer_through_smoltcp_and_the_kernel_stays_silent(lab: Ve
         addresses = lab.dut.run("ip", "-o", "addr", "show", "dev", lab.dut_if)
         assert " inet" not in addresses, addresses
         assert lab.dut.run("ss", "-Hltnu").strip() == ""
+        # What smoltcp negotiates (the throughput scenarios' ceiling): no timestamps, MSS from the 1486-byte IP MTU.
+        assert lab.host.call(negotiated_tcp_options, dut, 80, timeout=30) == TcpOptions(mss=1446, timestamps=False)
         assert _client(lab, "ping", "-c", "3", "-i", "0.2", "-W", "2", dut).returncode == 0
         ping6 = _client(lab, "ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", f"{ip['ipv6_ll']}%{lab.host_if}")
         assert ping6.returncode == 0, ping6.stdout + ping6.stderr

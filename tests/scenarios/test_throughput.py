@@ -1,4 +1,5 @@
-"""Throughput: HTTP download/upload and iperf3 TCP both ways, against the link's goodput ceiling.
+"""Throughput: HTTP download/upload and iperf3 TCP both ways, against the link's goodput ceiling for the TCP
+options the DUT negotiates.
 
 A result below the floor is measured once more before the test fails: a DUT that is really slow is
 slow twice, while a stall of a shared CI machine (recorded as `lab_host_cpu_steal_pct`) is not. Every
@@ -19,13 +20,18 @@ from harness.lab.traffic import (
     http_upload,
     iperf3,
     measure_until,
+    negotiated_tcp_options,
 )
 
 
 @pytest.fixture
-def ceiling(lab) -> float:
-    """TCP goodput ceiling of the link (Linux peers use TCP timestamps)."""
-    return lab.link.tcp_goodput_ceiling_mbps(timestamps=True)
+def ceiling(lab, dut_ip, metrics) -> float:
+    """TCP goodput ceiling of the link for what the DUT's handshake negotiates (smoltcp 0.12: MSS 1446 and no
+    timestamps; a Linux peer: 1448 with timestamps), recorded beside the rate."""
+    options = lab.host.call(negotiated_tcp_options, dut_ip, timeout=30)
+    metrics.record("tcp_mss", options.mss, "B", "higher")
+    metrics.record("tcp_timestamps", int(options.timestamps), "bool", "higher")
+    return lab.link.tcp_goodput_ceiling_mbps(timestamps=options.timestamps, mss=options.mss)
 
 
 @pytest.fixture
