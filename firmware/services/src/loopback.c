@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include "hil_platform.h"
 #include "hil_services.h"
@@ -34,7 +35,11 @@ static int bind_receiver(uint16_t port, struct sockaddr_in *self, hil_loopback_r
     self->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t self_len = sizeof *self;
     int fd = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP);
-    if (fd < 0 || bind(fd, (struct sockaddr *)self, sizeof *self) != 0 ||
+    /* A read that finds nothing gives up like the readiness wait does: a shim whose recv() does not read the
+     * loopback queue (fault shim_loopback_recv_ignored) costs a second per datagram, not its 30 s default. */
+    struct timeval recv_timeout = {.tv_sec = RECV_TIMEOUT_MS / 1000u, .tv_usec = (RECV_TIMEOUT_MS % 1000u) * 1000u};
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &recv_timeout, sizeof recv_timeout) != 0 ||
+        bind(fd, (struct sockaddr *)self, sizeof *self) != 0 ||
         getsockname(fd, (struct sockaddr *)self, &self_len) != 0) {
         snprintf(result->error, sizeof result->error, "socket failed: bind 127.0.0.1:%u: errno %d", (unsigned)port,
                  errno);
