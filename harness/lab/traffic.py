@@ -346,13 +346,29 @@ def steal_adjusted_floor(floor_mbps: float, steal_pct: float) -> float:
 T = TypeVar("T")
 
 
-def measure_until(measure: Callable[[], T], good_enough: Callable[[T], bool], attempts: int = 2) -> list[T]:
+# CPU steal (% of the machine's time the hypervisor took) above which an attempt says more about the shared
+# runner than about the DUT.
+STOLEN_ATTEMPT_PCT = 10.0
+
+
+def measure_until(
+    measure: Callable[[], T],
+    good_enough: Callable[[T], bool],
+    attempts: int = 2,
+    *,
+    stolen: Callable[[], bool] | None = None,
+    max_attempts: int = 4,
+) -> list[T]:
     """Measure, and measure again (up to ``attempts``) while the result is not good enough.
 
     A DUT that is really slow stays slow on every attempt; a stall of the machine running the lab (CPU
-    steal on a shared runner) does not repeat. Every attempt is returned so all of them get recorded.
+    steal on a shared runner) does not repeat. An attempt that ``stolen()`` says the machine was stolen
+    during does not count towards ``attempts`` (up to ``max_attempts`` in all): a stall that lasts does not
+    make a DUT slow. Every attempt is returned so all of them get recorded.
     """
     results = [measure()]
-    while not good_enough(results[-1]) and len(results) < attempts:
+    counted = 0 if stolen is not None and stolen() else 1
+    while not good_enough(results[-1]) and counted < attempts and len(results) < max_attempts:
         results.append(measure())
+        counted += 0 if stolen is not None and stolen() else 1
     return results

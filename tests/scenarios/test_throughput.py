@@ -14,6 +14,7 @@ import pytest
 
 from harness.boards.board import Board
 from harness.lab.traffic import (
+    STOLEN_ATTEMPT_PCT,
     CpuMeter,
     StealMeter,
     http_download,
@@ -76,7 +77,11 @@ def test_http_download(board: Board, lab, dut_ip, metrics, ceiling, floor, reque
         cpu_meters.append(cpu)
         return transfer
 
-    transfers = measure_until(measure, lambda t: t.mbps >= board.throughput_floor_mbps(floor, steals[-1]))
+    transfers = measure_until(
+        measure,
+        lambda t: t.mbps >= board.throughput_floor_mbps(floor, steals[-1]),
+        stolen=lambda: steals[-1] >= STOLEN_ATTEMPT_PCT,
+    )
     rates = [t.mbps for t in transfers]
     best = transfers[rates.index(max(rates))]
     _record_attempts(metrics, "http_download_mbps", rates, steals, ceiling)
@@ -96,7 +101,14 @@ def test_http_upload(board: Board, lab, dut_ip, metrics, ceiling, floor, request
         steals.append(steal.percent)
         return transfer
 
-    rates = [t.mbps for t in measure_until(measure, lambda t: t.mbps >= board.throughput_floor_mbps(floor, steals[-1]))]
+    rates = [
+        t.mbps
+        for t in measure_until(
+            measure,
+            lambda t: t.mbps >= board.throughput_floor_mbps(floor, steals[-1]),
+            stolen=lambda: steals[-1] >= STOLEN_ATTEMPT_PCT,
+        )
+    ]
     _record_attempts(metrics, "http_upload_mbps", rates, steals, ceiling)
     _check_floor("HTTP upload", board, rates, steals, floor)
 
@@ -112,7 +124,11 @@ def test_iperf3_tcp(board: Board, lab, dut_ip, metrics, ceiling, floor, request,
         steals.append(steal.percent)
         return result
 
-    results = measure_until(measure, lambda r: r.mbps >= board.throughput_floor_mbps(floor, steals[-1]))
+    results = measure_until(
+        measure,
+        lambda r: r.mbps >= board.throughput_floor_mbps(floor, steals[-1]),
+        stolen=lambda: steals[-1] >= STOLEN_ATTEMPT_PCT,
+    )
     rates = [r.mbps for r in results]
     _record_attempts(metrics, f"iperf3_tcp_{direction}_mbps", rates, steals, ceiling)
     retransmits = results[rates.index(max(rates))].retransmits
