@@ -10,6 +10,9 @@ an attempt during which the hypervisor stole a share of them is held to the floo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import pytest
 
 from harness.boards.board import Board
@@ -23,6 +26,8 @@ from harness.lab.traffic import (
     measure_until,
     negotiated_tcp_options,
 )
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -63,6 +68,15 @@ def _check_floor(name: str, board: Board, rates: list[float], steals: list[float
     assert met, f"{name} below the floor {floor:.2f} Mbit/s on every attempt: {detail}"
 
 
+def _measure(measure: Callable[[], T], steals: list[float], board: Board, floor: float) -> list[T]:
+    """The attempts of one transfer: again while below the floor for its CPU steal; stolen attempts do not count."""
+    return measure_until(
+        measure,
+        lambda result: result.mbps >= board.throughput_floor_mbps(floor, steals[-1]),
+        stolen=lambda: steals[-1] >= STOLEN_ATTEMPT_PCT,
+    )
+
+
 def test_http_download(board: Board, lab, dut_ip, metrics, ceiling, floor, request) -> None:
     """GET /dl/<n> like `curl http://<ip>/dl/200000000` in the blog's measurement."""
     nbytes = request.config.option.dl_bytes
@@ -77,11 +91,7 @@ def test_http_download(board: Board, lab, dut_ip, metrics, ceiling, floor, reque
         cpu_meters.append(cpu)
         return transfer
 
-    transfers = measure_until(
-        measure,
-        lambda t: t.mbps >= board.throughput_floor_mbps(floor, steals[-1]),
-        stolen=lambda: steals[-1] >= STOLEN_ATTEMPT_PCT,
-    )
+    transfers = _measure(measure, steals, board, floor)
     rates = [t.mbps for t in transfers]
     best = transfers[rates.index(max(rates))]
     _record_attempts(metrics, "http_download_mbps", rates, steals, ceiling)
@@ -101,14 +111,7 @@ def test_http_upload(board: Board, lab, dut_ip, metrics, ceiling, floor, request
         steals.append(steal.percent)
         return transfer
 
-    rates = [
-        t.mbps
-        for t in measure_until(
-            measure,
-            lambda t: t.mbps >= board.throughput_floor_mbps(floor, steals[-1]),
-            stolen=lambda: steals[-1] >= STOLEN_ATTEMPT_PCT,
-        )
-    ]
+    rates = [t.mbps for t in _measure(measure, steals, board, floor)]
     _record_attempts(metrics, "http_upload_mbps", rates, steals, ceiling)
     _check_floor("HTTP upload", board, rates, steals, floor)
 
@@ -124,11 +127,7 @@ def test_iperf3_tcp(board: Board, lab, dut_ip, metrics, ceiling, floor, request,
         steals.append(steal.percent)
         return result
 
-    results = measure_until(
-        measure,
-        lambda r: r.mbps >= board.throughput_floor_mbps(floor, steals[-1]),
-        stolen=lambda: steals[-1] >= STOLEN_ATTEMPT_PCT,
-    )
+    results = _measure(measure, steals, board, floor)
     rates = [r.mbps for r in results]
     _record_attempts(metrics, f"iperf3_tcp_{direction}_mbps", rates, steals, ceiling)
     retransmits = results[rates.index(max(rates))].retransmits
