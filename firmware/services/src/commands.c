@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h> /* AF_INET (on ESP-IDF, lwIP declares inet_pton there too) */
 
 #include "hil_proto.h"
 #include "hil_services.h"
