@@ -13,17 +13,22 @@
 
 #include "hil_platform.h"
 #include "hil_services.h"
+#include "mbedtls/version.h"
+/* mbedTLS 4 (ESP-IDF >= 6.0) takes every random byte from PSA: the DRBG of 2.x/3.x is gone from its API. */
+#define HIL_TLS_OWN_RNG (MBEDTLS_VERSION_MAJOR < 4)
+#if HIL_TLS_OWN_RNG
 #include "mbedtls/ctr_drbg.h"
 #include "mbedtls/entropy.h"
+#endif
 #include "mbedtls/error.h"
 #include "mbedtls/net_sockets.h" /* error codes only: no mbedtls_net_* call ever (see tls.h) */
 #include "mbedtls/pk.h"
 #include "mbedtls/ssl.h"
 #include "mbedtls/ssl_ticket.h"
-#include "mbedtls/version.h"
 #include "mbedtls/x509_crt.h"
 #include "net_util.h"
-#if defined(MBEDTLS_PSA_CRYPTO_C) && MBEDTLS_VERSION_MAJOR >= 3
+#if !HIL_TLS_OWN_RNG || (defined(MBEDTLS_PSA_CRYPTO_C) && MBEDTLS_VERSION_MAJOR >= 3)
+#define HIL_TLS_PSA 1
 #include "psa/crypto.h"
 #endif
 
@@ -42,9 +47,11 @@ struct hil_tls_session {
     uint8_t ip[4];
 };
 
+#if HIL_TLS_OWN_RNG
 static hil_mutex_t *rng_lock;
 static mbedtls_entropy_context entropy;
 static mbedtls_ctr_drbg_context drbg;
+#endif
 static int rng_ready;
 static mbedtls_x509_crt ca_chain;
 static mbedtls_ssl_config client_conf;
@@ -66,6 +73,7 @@ static void log_mbedtls(const char *what, int ret)
     hil_log(HIL_LOG_WARN, TAG, "%s: -0x%04x %s", what, (unsigned)-ret, text);
 }
 
+#if HIL_TLS_OWN_RNG
 /* ctr_drbg is not thread-safe without MBEDTLS_THREADING_C: every connection thread comes through here. */
 static int locked_random(void *ctx, unsigned char *out, size_t len)
 {
@@ -74,18 +82,29 @@ static int locked_random(void *ctx, unsigned char *out, size_t len)
     hil_mutex_unlock(rng_lock);
     return ret;
 }
+#endif
+
+static void conf_rng(mbedtls_ssl_config *conf)
+{
+#if HIL_TLS_OWN_RNG
+    mbedtls_ssl_conf_rng(conf, locked_random, &drbg);
+#else
+    (void)conf; /* mbedTLS 4: the TLS layer draws from PSA */
+#endif
+}
 
 static int setup_rng(void)
 {
     if (rng_ready) {
         return 0;
     }
-#if defined(MBEDTLS_PSA_CRYPTO_C) && MBEDTLS_VERSION_MAJOR >= 3
+#ifdef HIL_TLS_PSA
     if (psa_crypto_init() != PSA_SUCCESS) {
         hil_log(HIL_LOG_ERROR, TAG, "psa_crypto_init failed");
         return -1;
     }
 #endif
+#if HIL_TLS_OWN_RNG
     rng_lock = hil_mutex_create();
     mbedtls_entropy_init(&entropy);
     mbedtls_ctr_drbg_init(&drbg);
@@ -97,6 +116,7 @@ static int setup_rng(void)
         log_mbedtls("seeding the RNG", ret);
         return -1;
     }
+#endif
     rng_ready = 1;
     return 0;
 }
@@ -133,7 +153,7 @@ static int setup_client(const char *ca_pem)
     require_tls_1_2(&client_conf);
     mbedtls_ssl_conf_authmode(&client_conf, MBEDTLS_SSL_VERIFY_REQUIRED);
     mbedtls_ssl_conf_ca_chain(&client_conf, &ca_chain, NULL);
-    mbedtls_ssl_conf_rng(&client_conf, locked_random, &drbg);
+    conf_rng(&client_conf);
     client_ready = 1;
     return 0;
 }
@@ -148,10 +168,10 @@ static int setup_server(const char *cert_pem, const char *key_pem)
         log_mbedtls("parsing the server certificate", ret);
         return -1;
     }
-#if MBEDTLS_VERSION_MAJOR >= 3
+#if MBEDTLS_VERSION_MAJOR == 3
     ret = mbedtls_pk_parse_key(&server_key, (const unsigned char *)key_pem, (size_t)pem_length(key_pem), NULL, 0,
                                locked_random, &drbg);
-#else
+#else /* 2.x, and 4.x (which takes its randomness from PSA) */
     ret = mbedtls_pk_parse_key(&server_key, (const unsigned char *)key_pem, (size_t)pem_length(key_pem), NULL, 0);
 #endif
     if (ret != 0) {
@@ -168,10 +188,14 @@ static int setup_server(const char *cert_pem, const char *key_pem)
         return -1;
     }
     require_tls_1_2(&server_conf);
-    mbedtls_ssl_conf_rng(&server_conf, locked_random, &drbg);
+    conf_rng(&server_conf);
 #ifdef HIL_TLS_TICKETS
     mbedtls_ssl_ticket_init(&tickets);
+#if HIL_TLS_OWN_RNG
     ret = mbedtls_ssl_ticket_setup(&tickets, locked_random, &drbg, MBEDTLS_CIPHER_AES_256_GCM, TICKET_LIFETIME_S);
+#else
+    ret = mbedtls_ssl_ticket_setup(&tickets, PSA_ALG_GCM, PSA_KEY_TYPE_AES, 256, TICKET_LIFETIME_S);
+#endif
     if (ret != 0) {
         log_mbedtls("session tickets", ret);
         return -1;
